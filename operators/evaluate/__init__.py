@@ -1,0 +1,5 @@
+"""``evaluate`` plugins: measure a trained model on a held-out split (Pipcook's modelEvaluate)."""
+
+from ._classification import classification
+
+__all__ = ["classification"]

@@ -1,0 +1,125 @@
+"""evaluate.classification: accuracy, per-class precision/recall/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from reactivex import operators as ops
+
+from rxpipe.batch import Batch, Split
+from rxpipe.context import current_run
+from rxpipe.errors import BatchError, ConfigError, QualityGateError
+from rxpipe.events import EvaluationCompleted
+from rxpipe.flow import iterate, map_batches
+from rxpipe.model import TrainedModel
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+
+def classification_metrics(
+    confusion: np.ndarray[Any, Any], label_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Metrics from a confusion matrix (rows: true class, columns: predicted class).
+
+    Example:
+        >>> m = classification_metrics(np.array([[3, 1], [0, 4]]), ("a", "b"))
+        >>> m["accuracy"], m["per_class"]["a"]["recall"]
+        (0.875, 0.75)
+    """
+    total = int(confusion.sum())
+    true_positive = np.diag(confusion).astype(np.float64)
+    predicted = confusion.sum(axis=0).astype(np.float64)
+    actual = confusion.sum(axis=1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, true_positive / predicted, 0.0)
+        recall = np.where(actual > 0, true_positive / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = actual > 0
+    return {
+        "samples": total,
+        "accuracy": float(true_positive.sum() / total) if total else 0.0,
+        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(actual[i]),
+            }
+            for i, name in enumerate(label_names)
+        },
+        "confusion_matrix": confusion.astype(int).tolist(),
+        "labels": list(label_names),
+    }
+
+
+@plugin("evaluate.classification")
+def classification(
+    split: str = "test", min_accuracy: float | None = None, prefetch: int = 4
+) -> Operator[TrainedModel, TrainedModel]:
+    """Evaluate a classifier on ``split``; write ``metrics.json`` in the run directory.
+
+    Metrics: ``accuracy``, macro precision/recall/F1, per-class precision, recall, F1
+    and support, and the confusion matrix (rows: true class, columns: predicted).
+
+    Args:
+        split: the split to evaluate on.
+        min_accuracy: fail the run with :class:`~rxpipe.QualityGateError` below this.
+        prefetch: batches read ahead of the model.
+
+    Example:
+        >>> classification(min_accuracy=0.9).params["split"]
+        'test'
+    """
+    try:
+        which = Split(split)
+    except ValueError:
+        raise ConfigError(
+            f"split: expected one of {[s.value for s in Split]}. Received: {split!r}"
+        ) from None
+    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
+        raise ConfigError(f"min_accuracy: expected a number in [0, 1]. Received: {min_accuracy!r}")
+
+    def evaluate(trained: TrainedModel) -> TrainedModel:
+        from rxpipe.training.steps import predict_fn
+
+        label_names = trained.metadata.label_names
+        if label_names is None:
+            raise BatchError(
+                "evaluate.classification: expected a classification data set with label "
+                "names. Received: none (use a regression evaluator)"
+            )
+        n = len(label_names)
+        confusion = np.zeros((n, n), dtype=np.int64)
+        predict = None
+
+        def wanted(batch: Batch) -> bool:
+            return batch.split is which
+
+        data = trained.data.pipe(ops.filter(wanted))
+        for batch in iterate(data, prefetch, name="rxpipe-evaluate-feed"):
+            if predict is None:
+                predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
+            predicted = np.asarray(predict(batch.features)).argmax(axis=-1)
+            np.add.at(confusion, (np.asarray(batch.labels), predicted), 1)
+        if predict is None:
+            raise BatchError(
+                f"evaluate.classification: expected batches with split {split!r}. "
+                "Received: none (does access.split give it a share?)"
+            )
+        metrics = classification_metrics(confusion, label_names)
+        run = current_run()
+        run.metrics[split] = metrics
+        run.save_json("metrics.json", run.metrics)
+        run.publish(EvaluationCompleted, split=split, metrics=metrics)
+        if min_accuracy is not None and metrics["accuracy"] < min_accuracy:
+            raise QualityGateError(
+                f"evaluate.classification: expected accuracy >= {min_accuracy} on {split!r}. "
+                f"Received: {metrics['accuracy']:.4f}"
+            )
+        return trained.evolve(metrics={**trained.metrics, split: metrics})
+
+    return map_batches("evaluate.classification", evaluate)

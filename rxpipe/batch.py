@@ -1,0 +1,253 @@
+"""What flows through a pipeline: batches of samples and the dataset metadata they share.
+
+A :class:`Batch` is immutable: operators return new batches (``batch.evolve(...)``) and
+never copy arrays they do not change. Every batch carries the ids of its samples, so an
+error anywhere can name the samples involved, and a shared :class:`DatasetMetadata`
+(feature specs, label names, the preprocessing applied so far).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import attrs
+import numpy as np
+
+from rxpipe.errors import BatchError
+
+if TYPE_CHECKING:
+    from rxpipe.preprocessing import Preprocessor
+
+__all__ = ["Batch", "DatasetMetadata", "FeatureSpec", "Features", "Split"]
+
+Features: TypeAlias = "np.ndarray[Any, Any] | Mapping[str, np.ndarray[Any, Any]]"
+"""A batch's features: one array, or a mapping of feature name to array (first axis = sample)."""
+
+
+class Split(enum.StrEnum):
+    """Which part of a data set a batch belongs to."""
+
+    UNSPLIT = "unsplit"
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+    PREDICT = "predict"
+
+
+def _to_split(value: Split | str) -> Split:
+    try:
+        return Split(value)
+    except ValueError:
+        valid = ", ".join(repr(s.value) for s in Split)
+        raise BatchError(f"split: expected one of {valid}. Received: {value!r}") from None
+
+
+def _shape(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+def _dtype_name(value: Any) -> str:
+    return str(np.dtype(value).name)
+
+
+def _names(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(str(v) for v in value)
+
+
+@attrs.frozen
+class FeatureSpec:
+    """Shape and dtype of one sample's features (without the batch axis).
+
+    Args:
+        shape: per-sample shape, e.g. ``(8, 8, 1)`` for an 8×8 grayscale image.
+        dtype: numpy dtype name, e.g. ``"uint8"`` or ``"float32"``.
+        value_range: the (low, high) range raw values can take, when known.
+
+    Example:
+        >>> FeatureSpec((8, 8, 1), "uint8", (0.0, 16.0)).shape
+        (8, 8, 1)
+    """
+
+    shape: tuple[int, ...] = attrs.field(converter=_shape)
+    dtype: str = attrs.field(converter=_dtype_name)
+    value_range: tuple[float, float] | None = None
+
+    def check(self, array: np.ndarray[Any, Any], where: str) -> None:
+        """Raise :class:`BatchError` unless ``array`` is a batch of samples of this spec."""
+        if tuple(array.shape[1:]) != self.shape:
+            raise BatchError(
+                f"{where}: expected samples of shape {self.shape}. "
+                f"Received: shape {tuple(array.shape[1:])} (batch shape {array.shape})"
+            )
+        if array.dtype.name != self.dtype:
+            raise BatchError(
+                f"{where}: expected dtype {self.dtype}. Received: dtype {array.dtype.name}"
+            )
+
+
+@attrs.frozen
+class DatasetMetadata:
+    """Facts about a data set that travel with every batch.
+
+    Args:
+        name: the data set's name.
+        features: the spec of each sample's features (one spec, or one per feature name).
+        label_names: class index → name, for classification; ``None`` for regression.
+        split_sizes: number of samples per split, where known.
+        preprocessing: the inference-time transforms applied so far, in order; serving
+            re-applies them to raw input (see :mod:`rxpipe.preprocessing`).
+        input_features: the spec of the raw input, before ``preprocessing``; ``None``
+            means ``features`` (nothing applied yet). See :attr:`raw_features`.
+
+    Example:
+        >>> meta = DatasetMetadata("digits", FeatureSpec((8, 8, 1), "uint8"), ("0", "1"))
+        >>> meta.num_classes
+        2
+    """
+
+    name: str
+    features: FeatureSpec | Mapping[str, FeatureSpec]
+    label_names: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
+    split_sizes: Mapping[str, int] = attrs.field(factory=dict)
+    preprocessing: tuple[Preprocessor, ...] = ()
+    input_features: FeatureSpec | Mapping[str, FeatureSpec] | None = None
+
+    @property
+    def raw_features(self) -> FeatureSpec | Mapping[str, FeatureSpec]:
+        """The spec of raw input, which a served model accepts."""
+        return self.features if self.input_features is None else self.input_features
+
+    def with_preprocessor(
+        self, step: Preprocessor, features: FeatureSpec | Mapping[str, FeatureSpec]
+    ) -> DatasetMetadata:
+        """Metadata after applying ``step``, which turns raw features into ``features``."""
+        return attrs.evolve(
+            self,
+            features=features,
+            preprocessing=(*self.preprocessing, step),
+            input_features=self.raw_features,
+        )
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes, or ``None`` for a data set without label names."""
+        return None if self.label_names is None else len(self.label_names)
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        """The single feature spec; :class:`BatchError` if features are a mapping."""
+        if not isinstance(self.features, FeatureSpec):
+            raise BatchError(
+                f"data set {self.name!r}: expected a single feature array. "
+                f"Received: named features {sorted(self.features)}"
+            )
+        return self.features
+
+    def evolve(self, **changes: Any) -> DatasetMetadata:
+        """Return a copy with ``changes`` applied."""
+        return attrs.evolve(self, **changes)
+
+
+def _first_dim(features: Features) -> int:
+    if isinstance(features, np.ndarray):
+        return int(features.shape[0]) if features.ndim else -1
+    sizes = {name: int(a.shape[0]) for name, a in features.items()}
+    if len(set(sizes.values())) > 1:
+        raise BatchError(
+            f"features: expected every named feature to hold the same number of samples. "
+            f"Received: {sizes}"
+        )
+    return next(iter(sizes.values()), 0)
+
+
+@attrs.frozen(eq=False)
+class Batch:
+    """An immutable batch of samples.
+
+    Args:
+        features: one array with the samples on the first axis, or a mapping of arrays.
+        labels: one label per sample, or ``None`` (prediction input).
+        ids: one id per sample (int or str), unique within the data set.
+        metadata: the data set's shared metadata.
+        split: the split the samples belong to.
+
+    Raises:
+        BatchError: if the first dimensions of features, labels and ids differ.
+
+    Example:
+        >>> import numpy as np
+        >>> meta = DatasetMetadata("toy", FeatureSpec((2,), "float32"))
+        >>> b = Batch(np.zeros((3, 2), "float32"), np.array([0, 1, 0]), np.arange(3), meta)
+        >>> b.size, b.split.value
+        (3, 'unsplit')
+    """
+
+    features: Features
+    labels: np.ndarray[Any, Any] | None
+    ids: np.ndarray[Any, Any] = attrs.field(converter=np.asarray)
+    metadata: DatasetMetadata
+    split: Split = attrs.field(default=Split.UNSPLIT, converter=_to_split)
+
+    def __attrs_post_init__(self) -> None:
+        n = _first_dim(self.features)
+        if n < 0:
+            raise BatchError("features: expected an array with a batch axis. Received: a scalar")
+        for what, array in (("labels", self.labels), ("ids", self.ids)):
+            if array is not None and (array.ndim == 0 or array.shape[0] != n):
+                shape = array.shape
+                raise BatchError(
+                    f"{what}: expected {n} entries, one per sample in features. "
+                    f"Received: shape {shape} (batch of {n}, first ids "
+                    f"{self.ids[:4].tolist() if self.ids.ndim else self.ids!r})"
+                )
+
+    @property
+    def size(self) -> int:
+        """Number of samples in the batch."""
+        return int(self.ids.shape[0])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def evolve(self, **changes: Any) -> Batch:
+        """Return a copy with ``changes`` applied (arrays not named are shared, not copied)."""
+        return attrs.evolve(self, **changes)
+
+    def select(self, index: np.ndarray[Any, Any] | slice) -> Batch:
+        """Return the samples at ``index`` (a slice, an index array or a boolean mask)."""
+        features: Features
+        if isinstance(self.features, np.ndarray):
+            features = self.features[index]
+        else:
+            features = {k: v[index] for k, v in self.features.items()}
+        labels = None if self.labels is None else self.labels[index]
+        return attrs.evolve(self, features=features, labels=labels, ids=self.ids[index])
+
+    @staticmethod
+    def concat(batches: list[Batch]) -> Batch:
+        """Join batches of one data set and split into one (the first batch's metadata wins).
+
+        Raises:
+            BatchError: if ``batches`` is empty or mixes splits.
+        """
+        if not batches:
+            raise BatchError("concat: expected at least one batch. Received: none")
+        first = batches[0]
+        if len(batches) == 1:
+            return first
+        splits = {b.split for b in batches}
+        if len(splits) > 1:
+            raise BatchError(
+                "concat: expected batches of one split. "
+                f"Received: {sorted(s.value for s in splits)}"
+            )
+        features: Features
+        if isinstance(first.features, np.ndarray):
+            features = np.concatenate([b.features for b in batches])
+        else:
+            features = {k: np.concatenate([b.features[k] for b in batches]) for k in first.features}
+        labels = None if first.labels is None else np.concatenate([b.labels for b in batches])
+        ids = np.concatenate([b.ids for b in batches])
+        return Batch(features, labels, ids, first.metadata, first.split)

@@ -1,0 +1,210 @@
+"""The run context: what stages of one run share (events, run directory, seed, counts).
+
+Operators are built before a run exists, so they look the run up when they are
+subscribed, with :func:`current_run`. :meth:`rxpipe.Pipeline.run` sets it; the flow
+engine carries it onto the threads it starts. Outside a run, :func:`current_run` returns
+a detached context: events go nowhere and there is no run directory.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from rxpipe.events import Event, EventBus
+
+__all__ = [
+    "RunContext",
+    "StageCounts",
+    "atomic_write",
+    "current_epoch",
+    "current_run",
+    "in_epoch",
+    "running",
+]
+
+E = TypeVar("E", bound=Event)
+
+
+@attrs.define
+class StageCounts:
+    """Batches and samples into and out of one stage, and its wall time, summed over all passes."""
+
+    stage: str
+    kind: str = ""
+    passes: int = 0
+    batches_in: int = 0
+    batches_out: int = 0
+    samples_in: int = 0
+    samples_out: int = 0
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        return attrs.asdict(self)
+
+
+@attrs.define(eq=False)
+class RunContext:
+    """State shared by the stages of one run.
+
+    Attributes:
+        run_id: unique id of the run.
+        pipeline: the pipeline's name.
+        run_dir: where the run writes its files; ``None`` for a detached context.
+        bus: the run's event bus.
+        seed: the run's base random seed; stages derive their own from it.
+        counts: per-stage accounting, by stage name.
+        metrics: evaluation results, by split (``{"test": {...}}``).
+        artifacts: complete artifacts, name → path.
+        history: the Keras-style logs of each epoch.
+    """
+
+    run_id: str
+    pipeline: str
+    run_dir: Path | None
+    bus: EventBus
+    seed: int = 0
+    counts: dict[str, StageCounts] = attrs.Factory(dict)
+    metrics: dict[str, Any] = attrs.Factory(dict)
+    artifacts: dict[str, str] = attrs.Factory(dict)
+    history: list[dict[str, float]] = attrs.Factory(list)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_lock")
+
+    def publish(self, event_type: type[E], **fields: Any) -> E:
+        """Publish an event on the run's bus (see :meth:`EventBus.publish`)."""
+        return self.bus.publish(event_type, **fields)
+
+    def stage_counts(self, stage: str, kind: str = "") -> StageCounts:
+        """The (shared, mutable) counts of ``stage``, created on first use."""
+        with self._lock:
+            counts = self.counts.get(stage)
+            if counts is None:
+                counts = self.counts[stage] = StageCounts(stage, kind)
+            return counts
+
+    def require_run_dir(self, who: str) -> Path:
+        """The run directory; a clear error for ``who`` when running detached."""
+        if self.run_dir is None:
+            raise RuntimeError(
+                f"{who}: expected to run inside Pipeline.run() (which provides a run "
+                "directory) or to be given an explicit path. Received: no run directory"
+            )
+        return self.run_dir
+
+    def save_json(self, name: str, data: Mapping[str, Any] | list[Any]) -> Path | None:
+        """Write ``data`` as ``run_dir/name`` atomically and record it as an artifact.
+
+        Returns:
+            The path written, or ``None`` when the context has no run directory.
+        """
+        if self.run_dir is None:
+            return None
+        path = self.run_dir / name
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default))
+        self.add_artifact(name, path)
+        return path
+
+    def add_artifact(self, name: str, path: Path) -> None:
+        """Record a complete artifact and publish :class:`~rxpipe.events.ArtifactSaved`."""
+        from rxpipe.events import ArtifactSaved
+
+        self.artifacts[name] = str(path)
+        self.publish(ArtifactSaved, name=name, path=str(path))
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # numpy arrays
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
+
+    Works for files and for directories (e.g. a SavedModel). Readers never see a
+    half-written artifact: it is either absent or complete.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> with atomic_write(target) as tmp:
+        ...     _ = tmp.write_text("done")
+        >>> target.read_text()
+        'done'
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    target = tmp / path.name
+    try:
+        yield target
+        if path.is_dir():
+            _remove(path)
+        os.replace(target, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+_DETACHED = RunContext("detached", "detached", None, EventBus("detached"))
+_current: contextvars.ContextVar[RunContext] = contextvars.ContextVar("rxpipe_run")
+
+
+_epoch: contextvars.ContextVar[int] = contextvars.ContextVar("rxpipe_epoch", default=0)
+
+
+def current_epoch() -> int:
+    """The epoch whose data pass is being read (0 outside training).
+
+    Seeded stages (e.g. ``access.shuffle``) derive their randomness from (seed, epoch),
+    so every epoch sees a new order and a resumed run sees the same orders again.
+    """
+    return _epoch.get()
+
+
+@contextmanager
+def in_epoch(epoch: int) -> Iterator[None]:
+    """Mark data passes started within the ``with`` block as belonging to ``epoch``."""
+    token = _epoch.set(epoch)
+    try:
+        yield
+    finally:
+        _epoch.reset(token)
+
+
+def current_run() -> RunContext:
+    """The context of the run being executed, or a detached one outside any run."""
+    return _current.get(_DETACHED)
+
+
+@contextmanager
+def running(context: RunContext) -> Iterator[RunContext]:
+    """Make ``context`` the current run within the ``with`` block."""
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

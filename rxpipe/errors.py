@@ -1,0 +1,148 @@
+"""The one exception hierarchy of rxpipe.
+
+Every error rxpipe raises is a :class:`RxpipeError`; where a builtin exception already
+names the kind of failure, the rxpipe error subclasses it too, so ``except ValueError``
+keeps working for callers that do not know rxpipe::
+
+    RxpipeError
+    ├── ConfigError (ValueError)         a pipeline file or plugin parameter is invalid
+    │   └── UnknownPluginError (LookupError)
+    ├── BatchError (ValueError)          a batch is inconsistent or not what a stage expects
+    ├── StageError                       a stage failed while processing data
+    │   └── BufferOverflowError          a hot source outran a bounded buffer (policy "error")
+    ├── TrainingError                    training cannot go on (NaN loss, ...)
+    ├── QualityGateError                 an evaluation metric missed its threshold
+    ├── AccountingError                  samples read != delivered + dropped + failed
+    └── PipelineCancelled                the run was disposed or interrupted
+
+Messages say what was expected, what was received and where (stage, sample ids, file,
+config field), in the form ``"...: expected X. Received: Y"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AccountingError",
+    "BatchError",
+    "BufferOverflowError",
+    "ConfigError",
+    "PipelineCancelled",
+    "QualityGateError",
+    "RxpipeError",
+    "StageError",
+    "TrainingError",
+    "UnknownPluginError",
+]
+
+_MAX_IDS_SHOWN = 8
+
+
+def format_ids(ids: Sequence[object]) -> str:
+    """Render sample ids for an error message, eliding long lists.
+
+    Example:
+        >>> format_ids([1, 2, 3])
+        '[1, 2, 3]'
+    """
+    shown = ", ".join(repr(i) for i in list(ids)[:_MAX_IDS_SHOWN])
+    more = len(ids) - _MAX_IDS_SHOWN
+    return f"[{shown}{f', ... ({more} more)' if more > 0 else ''}]"
+
+
+class RxpipeError(Exception):
+    """Base class of every error rxpipe raises."""
+
+
+class ConfigError(RxpipeError, ValueError):
+    """A pipeline file or plugin parameter is invalid.
+
+    Attributes:
+        path: where the bad value is, e.g. ``plugins[3].epochs`` (empty if not known).
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class UnknownPluginError(ConfigError, LookupError):
+    """A plugin name is not in the registry.
+
+    Attributes:
+        name: the name asked for.
+        suggestions: the closest registered names.
+    """
+
+    def __init__(self, name: str, suggestions: Sequence[str], path: str = "") -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(
+            f"unknown plugin {name!r}; expected a registered plugin name "
+            f"(see `rxpipe plugins`).{hint}",
+            path,
+        )
+
+
+class BatchError(RxpipeError, ValueError):
+    """A batch is inconsistent, or not what a stage expects."""
+
+
+class StageError(RxpipeError):
+    """A stage failed while processing data.
+
+    Attributes:
+        stage: the name of the failing stage (e.g. ``process.normalize``).
+        sample_ids: ids of the samples being processed when it failed (may be empty).
+        cause: the original exception (also chained as ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        message: str,
+        sample_ids: Sequence[object] = (),
+        cause: BaseException | None = None,
+    ) -> None:
+        self.stage = stage
+        self.detail = message
+        self.sample_ids = tuple(sample_ids)
+        self.cause = cause
+        where = f" (samples {format_ids(self.sample_ids)})" if self.sample_ids else ""
+        super().__init__(f"stage {stage!r} failed{where}: {message}")
+        if cause is not None:
+            self.__cause__ = cause
+
+    def relabel(self, stage: str) -> StageError:
+        """The same error reported for ``stage`` (a pipeline's unique name for the stage)."""
+        if stage == self.stage:
+            return self
+        error = type(self)(stage, self.detail, self.sample_ids, self.cause)
+        error.__traceback__ = self.__traceback__
+        return error
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep the structured arguments when the error crosses a process boundary.
+        return (type(self), (self.stage, self.detail, self.sample_ids))
+
+
+class BufferOverflowError(StageError):
+    """A hot source produced faster than a bounded buffer with policy ``"error"`` drains."""
+
+
+class TrainingError(RxpipeError):
+    """Training cannot go on, e.g. the loss became NaN or infinite."""
+
+
+class QualityGateError(RxpipeError):
+    """An evaluation metric missed the threshold the pipeline requires."""
+
+
+class AccountingError(RxpipeError):
+    """Samples read do not equal samples delivered + dropped + failed (a bug in a stage)."""
+
+
+class PipelineCancelled(RxpipeError):
+    """The run was disposed or interrupted (Ctrl-C) before it finished."""

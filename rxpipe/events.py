@@ -1,0 +1,203 @@
+"""Typed progress events and the hot observable they are published on.
+
+Every event is a frozen attrs object carrying the run id, a sequence number (strictly
+increasing within a run) and a wall-clock timestamp. The progress bar, the log lines,
+``events.jsonl`` and TensorBoard are all plain subscribers of :attr:`EventBus.events`.
+
+Example:
+    >>> bus = EventBus("run-1")
+    >>> seen = []
+    >>> _ = bus.events.subscribe(seen.append)
+    >>> bus.publish(RunStarted, pipeline="demo", run_dir="runs/demo/x").seq
+    0
+    >>> type(seen[0]).__name__
+    'RunStarted'
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import reactivex
+from reactivex.subject import Subject
+
+__all__ = [
+    "ArtifactSaved",
+    "EpochEnded",
+    "EvaluationCompleted",
+    "Event",
+    "EventBus",
+    "RunCompleted",
+    "RunFailed",
+    "RunStarted",
+    "StageCompleted",
+    "StageStarted",
+    "TrainProgress",
+]
+
+E = TypeVar("E", bound="Event")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of all events.
+
+    Attributes:
+        run_id: the run that published the event.
+        seq: position in the run's event sequence, from 0.
+        time: seconds since the epoch (``time.time()``) when it was published.
+    """
+
+    kind: ClassVar[str] = "event"
+
+    run_id: str
+    seq: int
+    time: float
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = _snake(cls.__name__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with an ``event`` key naming the event type."""
+        return {"event": self.kind, **attrs.asdict(self, recurse=True)}
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(Event):
+    """A pipeline run began."""
+
+    pipeline: str
+    run_dir: str
+
+
+@attrs.frozen(kw_only=True)
+class RunCompleted(Event):
+    """A pipeline run finished successfully."""
+
+    duration_s: float
+    metrics: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class RunFailed(Event):
+    """A pipeline run stopped with an error."""
+
+    error_type: str
+    message: str
+    stage: str | None = None
+    sample_ids: tuple[Any, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class StageStarted(Event):
+    """A stage was subscribed to (once per pass over the data, e.g. once per epoch)."""
+
+    stage: str
+    kind_of_stage: str
+    pass_index: int
+
+
+@attrs.frozen(kw_only=True)
+class StageCompleted(Event):
+    """A stage finished one pass over the data, with its counts for that pass."""
+
+    stage: str
+    pass_index: int
+    batches_in: int
+    batches_out: int
+    samples_in: int
+    samples_out: int
+    duration_s: float
+
+
+@attrs.frozen(kw_only=True)
+class TrainProgress(Event):
+    """Training progress within an epoch (published at most a few times per second)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int | None
+    samples: int
+    loss: float
+
+
+@attrs.frozen(kw_only=True)
+class EpochEnded(Event):
+    """An epoch finished; ``logs`` uses Keras's keys (``loss``, ``val_loss``, metric names)."""
+
+    epoch: int
+    epochs: int
+    logs: Mapping[str, float]
+    duration_s: float
+    samples_per_s: float
+
+
+@attrs.frozen(kw_only=True)
+class EvaluationCompleted(Event):
+    """An evaluation finished on ``split``; ``metrics`` are JSON-ready."""
+
+    split: str
+    metrics: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class ArtifactSaved(Event):
+    """A complete artifact (model, metrics file, ...) is in place at ``path``."""
+
+    name: str
+    path: str
+
+
+class EventBus:
+    """Publishes a run's events, in order, on a hot observable.
+
+    ``publish`` is thread-safe: stages on different threads may publish concurrently;
+    subscribers see events one at a time, in ``seq`` order. A subscriber that raises
+    does not stop the run: the error is kept in :attr:`subscriber_errors`.
+
+    Args:
+        run_id: the id stamped on every event.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._subject: Subject[Event] = Subject()
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.subscriber_errors: list[BaseException] = []
+
+    @property
+    def events(self) -> reactivex.Observable[Event]:
+        """The hot observable of events; subscribe before the run starts to see them all."""
+        return self._subject
+
+    def publish(self, event_type: type[E], **fields: Any) -> E:
+        """Create an event of ``event_type`` with the next sequence number and publish it.
+
+        Returns:
+            The published event.
+        """
+        with self._lock:
+            event = event_type(run_id=self.run_id, seq=self._seq, time=time.time(), **fields)
+            self._seq += 1
+            try:
+                self._subject.on_next(event)
+            except Exception as error:  # a broken subscriber must not break the run
+                self.subscriber_errors.append(error)
+        return event
+
+    def close(self) -> None:
+        """Complete the observable: subscribers see ``on_completed``."""
+        with self._lock:
+            self._subject.on_completed()

@@ -1,0 +1,95 @@
+"""Pull items from an observable through a bounded buffer (the trainer's side of the bridge)."""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import reactivex
+from reactivex import operators as ops
+from reactivex.subject import Subject
+
+T = TypeVar("T")
+
+_ITEM, _ERROR, _DONE = 0, 1, 2
+_POLL_S = 0.05
+JOIN_TIMEOUT_S = 2.0
+
+
+def iterate(
+    source: reactivex.Observable[T], capacity: int = 4, name: str = "iterate"
+) -> Iterator[T]:
+    """Iterate over ``source`` with at most ``capacity`` items buffered ahead.
+
+    The source is subscribed on a producer thread. When the buffer is full the producer
+    blocks inside ``on_next``, so a cold upstream chain waits for the consumer instead of
+    filling memory. An error in the source is raised from the iterator. Closing the
+    iterator early (``break``, an exception, garbage collection) disposes the
+    subscription and joins the producer thread.
+
+    Args:
+        source: the observable to read.
+        capacity: the most items held between producer and consumer (at least 1).
+        name: the producer thread's name (shown in thread dumps).
+
+    Yields:
+        The source's items, in order.
+
+    Example:
+        >>> list(iterate(reactivex.of(1, 2, 3), capacity=1))
+        [1, 2, 3]
+    """
+    if capacity < 1:
+        raise ValueError(f"capacity: expected an int >= 1. Received: {capacity!r}")
+    buffer: queue.Queue[tuple[int, Any]] = queue.Queue(capacity)
+    stop = threading.Event()
+    stopper: Subject[None] = Subject()
+
+    def put(kind: int, value: Any) -> None:
+        while not stop.is_set():
+            try:
+                buffer.put((kind, value), timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        finished = threading.Event()
+
+        def on_error(error: Exception) -> None:
+            put(_ERROR, error)
+            finished.set()
+
+        def on_completed() -> None:
+            put(_DONE, None)
+            finished.set()
+
+        try:
+            source.pipe(ops.take_until(stopper)).subscribe(
+                lambda item: put(_ITEM, item), on_error, on_completed
+            )
+        except BaseException as error:  # a source that raises instead of calling on_error
+            put(_ERROR, error)
+            return
+        while not finished.wait(_POLL_S) and not stop.is_set():
+            pass
+
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(produce,), name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffer.get()
+            if kind == _ITEM:
+                yield value
+            elif kind == _ERROR:
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        stopper.on_next(None)
+        thread.join(JOIN_TIMEOUT_S)

@@ -1,0 +1,60 @@
+"""Cold sources from generator factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import reactivex
+from reactivex import abc
+from reactivex.disposable import Disposable
+from reactivex.scheduler import CurrentThreadScheduler
+
+T = TypeVar("T")
+
+
+def generate(factory: Callable[[], Iterator[T]]) -> reactivex.Observable[T]:
+    """A cold observable that runs ``factory()`` anew for every subscription.
+
+    The generator is advanced only while the subscription is alive: disposing it (or an
+    error downstream) stops the loop before the next item, and the generator is closed,
+    so files it holds are released.
+
+    Example:
+        >>> from rxpipe.testing import collect
+        >>> collect(generate(lambda: iter(range(3))))
+        [0, 1, 2]
+    """
+
+    def subscribe(
+        observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        disposed = False
+
+        def run(_: abc.SchedulerBase, __: Any = None) -> None:
+            iterator = factory()
+            try:
+                while not disposed:
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        observer.on_completed()
+                        return
+                    observer.on_next(item)
+            except Exception as error:
+                observer.on_error(error)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+
+        def dispose() -> None:
+            nonlocal disposed
+            disposed = True
+
+        # Scheduling on the trampoline lets the subscription chain finish wiring its
+        # disposables before the first item flows, so a downstream error can stop us.
+        sched = scheduler or CurrentThreadScheduler.singleton()
+        return reactivex.disposable.CompositeDisposable(sched.schedule(run), Disposable(dispose))
+
+    return reactivex.create(subscribe)

@@ -1,0 +1,151 @@
+"""Stateful batch transformers as operators: the building block of most plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+import reactivex
+from reactivex import abc
+from reactivex.disposable import SingleAssignmentDisposable
+
+from rxpipe.batch import Batch
+from rxpipe.errors import StageError
+
+A = TypeVar("A")
+B = TypeVar("B")
+A_contra = TypeVar("A_contra", contravariant=True)
+B_co = TypeVar("B_co", covariant=True)
+
+
+class BatchTransformer(Protocol[A_contra, B_co]):
+    """Per-subscription state of a :func:`transform` operator."""
+
+    def on_batch(self, item: A_contra) -> Iterable[B_co]:
+        """Turn one input item into zero or more output items."""
+        ...
+
+    def on_end(self) -> Iterable[B_co]:
+        """Emit what is still held (e.g. a partial batch) when the input completes."""
+        ...
+
+
+def as_stage_error(stage: str, error: Exception, item: object = None) -> StageError:
+    """Wrap ``error`` as a :class:`StageError` naming ``stage`` and ``item``'s sample ids."""
+    if isinstance(error, StageError):
+        return error
+    ids = item.ids.tolist() if isinstance(item, Batch) else ()
+    return StageError(stage, f"{type(error).__name__}: {error}", ids, cause=error)
+
+
+def transform(
+    stage: str, make: Callable[[], BatchTransformer[A, B]]
+) -> Callable[[reactivex.Observable[A]], reactivex.Observable[B]]:
+    """Build an operator from a factory of :class:`BatchTransformer` states.
+
+    ``make()`` is called once per subscription, so every pass over the data (every
+    epoch) starts fresh. An exception in ``on_batch`` or ``on_end`` stops the upstream
+    subscription and reaches downstream as a :class:`StageError` naming ``stage`` and
+    the ids of the batch being processed.
+
+    Args:
+        stage: the stage name used in errors.
+        make: returns a new transformer state.
+
+    Returns:
+        The operator.
+
+    Example:
+        >>> class Double:
+        ...     def on_batch(self, x): return [x * 2]
+        ...     def on_end(self): return []
+        >>> from rxpipe.testing import collect
+        >>> collect(reactivex.of(1, 2).pipe(transform("double", Double)))
+        [2, 4]
+    """
+
+    def operator(source: reactivex.Observable[A]) -> reactivex.Observable[B]:
+        def subscribe(
+            observer: abc.ObserverBase[B], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            upstream = SingleAssignmentDisposable()
+            state: BatchTransformer[A, B] | None = None
+            stopped = False
+
+            def fail(error: Exception, item: object) -> None:
+                nonlocal stopped
+                stopped = True
+                upstream.dispose()
+                observer.on_error(as_stage_error(stage, error, item))
+
+            def on_next(item: A) -> None:
+                nonlocal state
+                if stopped:
+                    return
+                try:
+                    if state is None:
+                        state = make()
+                    out = list(state.on_batch(item))
+                except Exception as error:
+                    fail(error, item)
+                    return
+                for value in out:
+                    observer.on_next(value)
+
+            def on_error(error: Exception) -> None:
+                nonlocal stopped
+                if not stopped:
+                    stopped = True
+                    observer.on_error(error)
+
+            def on_completed() -> None:
+                nonlocal stopped, state
+                if stopped:
+                    return
+                try:
+                    if state is None:
+                        state = make()
+                    out = list(state.on_end())
+                except Exception as error:
+                    fail(error, None)
+                    return
+                for value in out:
+                    observer.on_next(value)
+                stopped = True
+                observer.on_completed()
+
+            upstream.disposable = source.subscribe(
+                on_next, on_error, on_completed, scheduler=scheduler
+            )
+            return upstream
+
+        return reactivex.create(subscribe)
+
+    return operator
+
+
+class MapBatches:
+    """A stateless :class:`BatchTransformer` applying ``fn`` to each item."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self._fn = fn
+
+    def on_batch(self, item: Any) -> Iterable[Any]:
+        return (self._fn(item),)
+
+    def on_end(self) -> Iterable[Any]:
+        return ()
+
+
+def map_batches(
+    stage: str, fn: Callable[[A], B]
+) -> Callable[[reactivex.Observable[A]], reactivex.Observable[B]]:
+    """An operator applying ``fn`` to every item; errors name ``stage`` and the sample ids.
+
+    Example:
+        >>> from rxpipe.testing import collect
+        >>> collect(reactivex.of(1, 2).pipe(map_batches("inc", lambda x: x + 1)))
+        [2, 3]
+    """
+    mapper = MapBatches(fn)
+    return transform(stage, lambda: mapper)

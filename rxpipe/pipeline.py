@@ -1,0 +1,267 @@
+"""Pipelines: a serial chain of stages, run with events, a run directory and accounting."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import reactivex
+import tomli_w
+from reactivex.subject import Subject
+
+from rxpipe.config import PipelineConfig, PluginSpec, apply_overrides, load_config
+from rxpipe.context import RunContext, atomic_write, running
+from rxpipe.errors import PipelineCancelled
+from rxpipe.events import Event, EventBus, RunCompleted, RunFailed, RunStarted
+from rxpipe.flow import instrument
+from rxpipe.registry import registry
+from rxpipe.result import RunResult
+from rxpipe.stage import Operator, Stage
+
+__all__ = ["Pipeline"]
+
+_POLL_S = 0.1
+
+
+def _stage_name(op: Callable[..., Any], index: int) -> tuple[str, str]:
+    if isinstance(op, Stage):
+        return op.name, op.kind.value
+    name = getattr(op, "__name__", "") or type(op).__name__
+    return (f"custom.{name}" if name and name != "<lambda>" else f"custom.stage{index}"), "custom"
+
+
+def _toml_ready(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _toml_ready(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_toml_ready(v) for v in value]
+    return repr(value)
+
+
+class Pipeline:
+    """A serial chain of stages, Pipcook's plugin chain as RxPY operators.
+
+    Each stage is an operator (``Observable[A] -> Observable[B]``); the pipeline pipes them
+    in order. ``run()`` executes it with a run directory, events and accounting; the
+    pipeline is also an operator itself, for use in a plain ``source.pipe(...)`` chain.
+
+    Args:
+        *stages: the operators, in order (usually :class:`~rxpipe.Stage` objects made
+            by plugin factories, e.g. ``rxpipe.operators.collect.digits()``).
+        name: the pipeline's name; runs go to ``runs_dir/name/<timestamp>-<id>/``.
+        seed: base random seed for every stage.
+        runs_dir: where run directories are created.
+        source: what the first stage receives (default: an empty stream, so the first
+            stage is a ``collect`` plugin).
+
+    Example:
+        >>> from rxpipe.operators import access, collect
+        >>> p = Pipeline(collect.digits(), access.batch(500), name="peek")
+        >>> [b.size for b in p.collect()]
+        [500, 500, 500, 297]
+    """
+
+    def __init__(
+        self,
+        *stages: Operator[Any, Any],
+        name: str = "pipeline",
+        seed: int = 0,
+        runs_dir: str | Path = "runs",
+        source: reactivex.Observable[Any] | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        if not stages:
+            raise ValueError("Pipeline: expected at least one stage. Received: none")
+        if not re.fullmatch(r"[\w.-]+", name):
+            raise ValueError(f"name: expected letters, digits, '_', '-' or '.'. Received: {name!r}")
+        self.stages = tuple(stages)
+        self.name = name
+        self.seed = seed
+        self.runs_dir = Path(runs_dir)
+        self.source = source if source is not None else reactivex.empty()
+        self._config = config
+        self._events: Subject[Event] = Subject()
+        names: list[tuple[str, str]] = []
+        for index, op in enumerate(stages):
+            base, kind = _stage_name(op, index)
+            taken = sum(1 for n, _ in names if n == base or n.startswith(base + "#"))
+            names.append((f"{base}#{taken + 1}" if taken else base, kind))
+        self.stage_names = tuple(n for n, _ in names)
+        self._kinds = tuple(k for _, k in names)
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> Pipeline:
+        """Build a pipeline from a validated configuration.
+
+        Raises:
+            ConfigError: for an unknown plugin or invalid parameters, naming the field.
+        """
+        stages = [
+            registry.create(spec.use, spec.params, f"plugins[{i}]")
+            for i, spec in enumerate(config.plugins)
+        ]
+        return cls(
+            *stages, name=config.name, seed=config.seed, runs_dir=config.runs_dir, config=config
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> Pipeline:
+        """Load a pipeline file (TOML or JSON), apply ``--set`` style overrides, build it."""
+        return cls.from_config(apply_overrides(load_config(path), overrides))
+
+    @property
+    def events(self) -> reactivex.Observable[Event]:
+        """Hot observable of the events of every run of this pipeline."""
+        return self._events
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The pipeline as a configuration (what the run directory's pipeline.toml holds)."""
+        if self._config is not None:
+            return self._config
+        plugins = tuple(
+            PluginSpec(name.split("#")[0], _toml_ready(getattr(op, "params", {})))
+            for name, op in zip(self.stage_names, self.stages, strict=True)
+        )
+        return PipelineConfig(self.name, plugins, self.seed, str(self.runs_dir))
+
+    def __call__(self, source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
+        """Apply the stages to ``source`` as a plain operator chain (no run machinery)."""
+        return source.pipe(*self.stages)
+
+    def _instrumented(self) -> reactivex.Observable[Any]:
+        ops = [
+            instrument(name, kind, op)
+            for name, kind, op in zip(self.stage_names, self._kinds, self.stages, strict=True)
+        ]
+        return self.source.pipe(*ops)
+
+    def collect(self) -> list[Any]:
+        """Run the stages without a run directory and return every item the last emits."""
+        from rxpipe.testing import collect
+
+        return collect(self(self.source))
+
+    def _new_run_dir(self) -> tuple[str, Path]:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        run_id = f"{stamp}-{secrets.token_hex(3)}"
+        run_dir = self.runs_dir / self.name / run_id
+        run_dir.mkdir(parents=True)
+        return run_id, run_dir
+
+    def run(
+        self,
+        *,
+        progress: bool | None = None,
+        log_format: str | None = None,
+        subscribers: Sequence[Callable[[Event], None]] = (),
+    ) -> RunResult:
+        """Run the pipeline to completion.
+
+        Creates the run directory, publishes events on :attr:`events` (and to
+        ``events.jsonl``), and blocks until the last stage completes. Ctrl-C (or any
+        error) disposes every stage and stops the producer threads.
+
+        Args:
+            progress: show a progress bar; ``None`` shows it when stderr is a terminal.
+            log_format: also log every event with structlog, as ``"console"`` or ``"json"``.
+            subscribers: extra callables called with every event of this run.
+
+        Returns:
+            The run's result.
+
+        Raises:
+            StageError: when a stage fails (naming the stage and the sample ids).
+            PipelineCancelled: when interrupted.
+        """
+        from rxpipe.subscribers import attach_subscribers
+
+        run_id, run_dir = self._new_run_dir()
+        bus = EventBus(run_id)
+        context = RunContext(run_id, self.name, run_dir, bus, self.seed)
+        started = time.perf_counter()
+        self._write_run_state(run_dir, run_id, "running")
+        with atomic_write(run_dir / "pipeline.toml") as tmp:
+            tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
+        forward = bus.events.subscribe(self._events.on_next)
+        detach = attach_subscribers(
+            bus, run_dir, progress=progress, log_format=log_format, extra=subscribers
+        )
+        outputs: list[Any] = []
+        try:
+            with running(context):
+                bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
+                self._execute(outputs)
+        except BaseException as error:
+            failure = _as_run_error(error)
+            bus.publish(
+                RunFailed,
+                error_type=type(failure).__name__,
+                message=str(failure),
+                stage=getattr(failure, "stage", None),
+                sample_ids=tuple(getattr(failure, "sample_ids", ())),
+            )
+            self._write_run_state(run_dir, run_id, "failed", error=str(failure))
+            detach()
+            forward.dispose()
+            if failure is error:
+                raise
+            raise failure from error
+        duration = time.perf_counter() - started
+        bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
+        self._write_run_state(run_dir, run_id, "completed")
+        detach()
+        forward.dispose()
+        return RunResult(
+            run_id=run_id,
+            run_dir=run_dir,
+            metrics=dict(context.metrics),
+            artifacts=dict(context.artifacts),
+            counts=dict(context.counts),
+            history=list(context.history),
+            outputs=outputs,
+            duration_s=duration,
+        )
+
+    def _execute(self, outputs: list[Any]) -> None:
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def on_error(error: Exception) -> None:
+            errors.append(error)
+            done.set()
+
+        subscription = self._instrumented().subscribe(outputs.append, on_error, done.set)
+        try:
+            while not done.wait(_POLL_S):
+                pass
+        finally:
+            subscription.dispose()
+        if errors:
+            raise errors[0]
+
+    @staticmethod
+    def _write_run_state(run_dir: Path, run_id: str, status: str, error: str = "") -> None:
+        state = {
+            "run_id": run_id,
+            "status": status,
+            "updated": dt.datetime.now(dt.UTC).isoformat(),
+            **({"error": error} if error else {}),
+        }
+        with atomic_write(run_dir / "run.json") as tmp:
+            tmp.write_text(json.dumps(state, indent=2))
+
+
+def _as_run_error(error: BaseException) -> BaseException:
+    if isinstance(error, KeyboardInterrupt):
+        return PipelineCancelled("the run was interrupted (Ctrl-C); every stage was stopped")
+    return error

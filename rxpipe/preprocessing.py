@@ -1,0 +1,72 @@
+"""Inference-time transforms that travel with the data and are re-applied when serving.
+
+A process stage that changes feature values (rescaling, standardising, ...) applies a
+:class:`Preprocessor` to each batch with numpy and records it in the batch metadata.
+Export then builds the serving signature from the recorded preprocessors, with
+TensorFlow ops, so the exported model takes raw input, as Pipcook's ``predict()`` did.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = ["Preprocessor", "Rescale"]
+
+
+@runtime_checkable
+class Preprocessor(Protocol):
+    """A deterministic per-sample transform with a numpy and a TensorFlow implementation."""
+
+    @property
+    def name(self) -> str:
+        """Short name shown in model cards and logs."""
+        ...
+
+    def apply(self, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Transform a batch of features with numpy."""
+        ...
+
+    def apply_tf(self, features: tf.Tensor) -> tf.Tensor:
+        """Transform a batch of features with TensorFlow ops (for the serving signature)."""
+        ...
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-ready description of the transform."""
+        ...
+
+
+@attrs.frozen
+class Rescale:
+    """``x * scale + offset``, computed in ``dtype``.
+
+    Example:
+        >>> Rescale(scale=0.5).apply(np.array([2, 4], "uint8")).tolist()
+        [1.0, 2.0]
+    """
+
+    scale: float
+    offset: float = 0.0
+    dtype: str = "float32"
+    name: str = "rescale"
+
+    def apply(self, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        out = features.astype(self.dtype, copy=True)
+        out *= np.asarray(self.scale, self.dtype)
+        if self.offset:
+            out += np.asarray(self.offset, self.dtype)
+        return out
+
+    def apply_tf(self, features: tf.Tensor) -> tf.Tensor:
+        import tensorflow as tf
+
+        x = tf.cast(features, self.dtype)
+        return x * tf.constant(self.scale, self.dtype) + tf.constant(self.offset, self.dtype)
+
+    def to_config(self) -> dict[str, Any]:
+        return attrs.asdict(self)

@@ -1,0 +1,219 @@
+"""The plugin registry: plugin factories by name, extensible through entry points.
+
+Built-in plugins live in :mod:`rxpipe.operators` and register themselves with
+:func:`plugin` when imported. Third-party packages add plugins by declaring a module (or
+a decorated factory) in the ``rxpipe.operators`` entry-point group::
+
+    [project.entry-points."rxpipe.operators"]
+    my_plugins = "my_package.plugins"
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from importlib import import_module, metadata
+from typing import Any, ParamSpec, TypeVar, get_type_hints
+
+import attrs
+
+from rxpipe.errors import ConfigError, UnknownPluginError
+from rxpipe.stage import Operator, PluginKind, Stage
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "plugin", "registry"]
+
+ENTRY_POINT_GROUP = "rxpipe.operators"
+
+P = ParamSpec("P")
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+@attrs.frozen
+class ParamInfo:
+    """One parameter of a plugin factory."""
+
+    name: str
+    annotation: Any
+    default: Any = inspect.Parameter.empty
+
+    @property
+    def required(self) -> bool:
+        """True if the parameter has no default."""
+        return self.default is inspect.Parameter.empty
+
+
+@attrs.frozen
+class PluginInfo:
+    """A registered plugin.
+
+    Attributes:
+        name: ``"kind.name"``.
+        kind: the plugin kind.
+        factory: builds the stage from parameters.
+        params: the factory's keyword parameters.
+        summary: the first line of the factory's docstring.
+    """
+
+    name: str
+    kind: PluginKind
+    factory: Callable[..., Stage[Any, Any]]
+    params: tuple[ParamInfo, ...]
+    summary: str
+    doc: str
+
+
+def _kind_of(name: str) -> PluginKind:
+    prefix, dot, rest = name.partition(".")
+    if not dot or not rest:
+        raise ValueError(f"plugin name: expected 'kind.name'. Received: {name!r}")
+    try:
+        return PluginKind(prefix)
+    except ValueError:
+        kinds = ", ".join(k.value for k in PluginKind)
+        raise ValueError(
+            f"plugin name {name!r}: expected a kind prefix among {kinds}. Received: {prefix!r}"
+        ) from None
+
+
+class Registry:
+    """Plugins by name. Built-ins and entry points are loaded on first lookup."""
+
+    def __init__(self) -> None:
+        self._plugins: dict[str, PluginInfo] = {}
+        self._loaded = False
+        self._lock = threading.RLock()
+
+    def add(self, name: str, factory: Callable[..., Stage[Any, Any]]) -> PluginInfo:
+        """Register ``factory`` under ``name`` (``"kind.name"``)."""
+        original = inspect.unwrap(factory)
+        hints = get_type_hints(original)
+        params = tuple(
+            ParamInfo(p.name, hints.get(p.name, Any), p.default)
+            for p in inspect.signature(original).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        )
+        doc = inspect.getdoc(original) or ""
+        info = PluginInfo(name, _kind_of(name), factory, params, doc.split("\n", 1)[0], doc)
+        with self._lock:
+            existing = self._plugins.get(name)
+            if existing is not None and inspect.unwrap(existing.factory) is not original:
+                raise ConfigError(
+                    f"plugin {name!r} is already registered by "
+                    f"{getattr(existing.factory, '__module__', '?')}"
+                )
+            self._plugins[name] = info
+        return info
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            import_module("rxpipe.operators")
+            for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                entry_point.load()
+
+    def names(self) -> list[str]:
+        """All registered names, sorted."""
+        self._load()
+        return sorted(self._plugins)
+
+    def infos(self) -> list[PluginInfo]:
+        """All registered plugins, sorted by name."""
+        self._load()
+        return [self._plugins[n] for n in sorted(self._plugins)]
+
+    def get(self, name: str, path: str = "") -> PluginInfo:
+        """The plugin registered as ``name``.
+
+        Raises:
+            UnknownPluginError: naming the closest registered names.
+        """
+        self._load()
+        try:
+            return self._plugins[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self._plugins, n=3, cutoff=0.5)
+            if not close:
+                tail = name.rpartition(".")[2]
+                close = [n for n in sorted(self._plugins) if n.endswith("." + tail)][:3]
+            raise UnknownPluginError(name, close, path) from None
+
+    def create(self, name: str, params: Mapping[str, Any], path: str = "") -> Stage[Any, Any]:
+        """Build the stage ``name`` from ``params``, checking names and types first.
+
+        Args:
+            name: the registered plugin name.
+            params: keyword parameters for its factory.
+            path: where the parameters came from, for errors (e.g. ``plugins[2]``).
+
+        Raises:
+            UnknownPluginError: for an unknown name.
+            ConfigError: for an unknown or missing parameter, or a value of the wrong type.
+        """
+        from rxpipe.config import structure_value
+
+        info = self.get(name, f"{path}.use" if path else "")
+        known = {p.name: p for p in info.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))} for plugin {name!r}; "
+                f"expected one of: {', '.join(sorted(known)) or '(none)'}",
+                path,
+            )
+        missing = [p.name for p in info.params if p.required and p.name not in params]
+        if missing:
+            raise ConfigError(
+                f"plugin {name!r} needs parameter(s) {', '.join(map(repr, missing))}", path
+            )
+        values = {
+            key: structure_value(value, known[key].annotation, f"{path}.{key}" if path else key)
+            for key, value in params.items()
+        }
+        try:
+            return info.factory(**values)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"plugin {name!r}: {error}", path) from error
+
+
+registry = Registry()
+"""The process-wide plugin registry."""
+
+
+def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Stage[A, B]]]:
+    """Register an operator factory as the plugin ``name`` (``"kind.name"``).
+
+    The decorated factory returns a :class:`~rxpipe.stage.Stage` carrying the name, the
+    kind and the parameters it was called with.
+
+    Example:
+        >>> from reactivex import operators as ops
+        >>> @plugin("custom.scale_doc_example")
+        ... def scale(factor: float = 2.0) -> Operator[float, float]:
+        ...     '''Multiply every item by ``factor``.'''
+        ...     return ops.map(lambda x: x * factor)
+        >>> scale(factor=3.0).params
+        {'factor': 3.0}
+    """
+
+    def decorate(factory: Callable[P, Operator[A, B]]) -> Callable[P, Stage[A, B]]:
+        signature = inspect.signature(factory)
+        kind = _kind_of(name)
+
+        @functools.wraps(factory)
+        def build(*args: P.args, **kwargs: P.kwargs) -> Stage[A, B]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return Stage(name, factory(*args, **kwargs), kind, dict(bound.arguments))
+
+        registry.add(name, build)
+        return build
+
+    return decorate

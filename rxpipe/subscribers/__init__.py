@@ -1,0 +1,44 @@
+"""Event subscribers shipped with rxpipe: events.jsonl, structlog lines, a progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rxpipe.events import Event, EventBus
+from rxpipe.subscribers.jsonl import JsonlWriter
+from rxpipe.subscribers.logs import EventLogger
+from rxpipe.subscribers.progress import ProgressBar
+
+__all__ = ["EventLogger", "JsonlWriter", "ProgressBar", "attach_subscribers"]
+
+
+def attach_subscribers(
+    bus: EventBus,
+    run_dir: Path,
+    *,
+    progress: bool | None,
+    log_format: str | None,
+    extra: Sequence[Callable[[Event], None]] = (),
+) -> Callable[[], None]:
+    """Subscribe the standard subscribers to ``bus``; return a function that detaches them."""
+    if progress is None:
+        progress = sys.stderr.isatty() and log_format is None
+    sinks: list[Callable[[Event], None]] = [JsonlWriter(run_dir / "events.jsonl")]
+    if log_format is not None:
+        sinks.append(EventLogger(log_format))
+    if progress:
+        sinks.append(ProgressBar())
+    sinks.extend(extra)
+    subscriptions = [bus.events.subscribe(sink) for sink in sinks]
+
+    def detach() -> None:
+        for subscription in subscriptions:
+            subscription.dispose()
+        for sink in sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
+
+    return detach

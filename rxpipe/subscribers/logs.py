@@ -1,0 +1,53 @@
+"""Log events as structlog lines: a console renderer for people, JSON for machines."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from rxpipe.events import Event, StageCompleted, StageStarted, TrainProgress
+
+_QUIET = (TrainProgress, StageStarted, StageCompleted)
+_FORMATS = ("console", "json")
+
+
+class EventLogger:
+    """Log each event as one structlog line named after the event (``epoch_ended`` ...).
+
+    Train-progress and per-pass stage events are left out (they are in events.jsonl).
+    The logger has its own processor chain, so it neither needs nor changes the
+    application's global structlog configuration.
+
+    Args:
+        log_format: ``"console"`` or ``"json"``.
+        stream: where lines go (default: standard error).
+    """
+
+    def __init__(self, log_format: str = "console", stream: TextIO | None = None) -> None:
+        if log_format not in _FORMATS:
+            raise ValueError(f"log_format: expected one of {_FORMATS}. Received: {log_format!r}")
+        renderer: Any = (
+            structlog.processors.JSONRenderer(default=str)
+            if log_format == "json"
+            else structlog.dev.ConsoleRenderer(colors=False)
+        )
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(stream or sys.stderr),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                renderer,
+            ],
+        )
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, _QUIET):
+            return
+        fields = event.to_dict()
+        del fields["event"], fields["time"]
+        if event.kind == "run_failed":
+            self._log.error(event.kind, **fields)
+        else:
+            self._log.info(event.kind, **fields)
