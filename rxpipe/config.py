@@ -1,5 +1,8 @@
 """Pipeline files (TOML or JSON), validated into attrs classes with errors naming the field.
 
+Values are checked strictly against the declared types (:func:`structure_value`): a
+pipeline file that says ``epochs = 3.5`` or ``epochs = "3"`` is an error, not an int.
+
 A pipeline file::
 
     [pipeline]
@@ -29,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
 
 from rxpipe.errors import ConfigError
 
@@ -172,10 +174,7 @@ def structure_value(value: Any, annotation: Any, path: str) -> Any:
     return value  # an annotation we cannot check (a Protocol, a callable type, ...)
 
 
-_converter = cattrs.Converter(forbid_extra_keys=True)
-
-
-def _structure_plugins(raw: Any, _: Any) -> tuple[PluginSpec, ...]:
+def _structure_plugins(raw: Any) -> tuple[PluginSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError(
             f"expected a non-empty list of [[plugins]] tables. Received: {_describe(raw)}",
@@ -198,9 +197,6 @@ def _structure_plugins(raw: Any, _: Any) -> tuple[PluginSpec, ...]:
     return tuple(specs)
 
 
-_converter.register_structure_hook_func(lambda t: t == tuple[PluginSpec, ...], _structure_plugins)
-
-
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineConfig:
     """Validate a pipeline-file dict into a :class:`PipelineConfig`.
 
@@ -215,23 +211,17 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineCon
     header = data.get("pipeline", {})
     if not isinstance(header, Mapping):
         raise ConfigError(f"expected a table. Received: {_describe(header)}", "pipeline")
-    fields = {f.name: f for f in attrs.fields(PipelineConfig) if f.name != "plugins"}
+    fields = {k: v for k, v in typing.get_type_hints(PipelineConfig).items() if k != "plugins"}
     for key, value in header.items():
         if key not in fields:
             raise ConfigError(
                 f"unknown key {key!r}; expected one of: {', '.join(sorted(fields))}",
                 "pipeline",
             )
-        structure_value(value, fields[key].type, f"pipeline.{key}")
+        structure_value(value, fields[key], f"pipeline.{key}")
     header = dict(header)
     header.setdefault("name", Path(source).stem if source != "<dict>" else "pipeline")
-    try:
-        return _converter.structure({**header, "plugins": data.get("plugins")}, PipelineConfig)
-    except ConfigError:
-        raise
-    except cattrs.BaseValidationError as error:
-        messages = "; ".join(cattrs.transform_error(error, path="pipeline"))
-        raise ConfigError(f"{messages} (in {source})") from error
+    return PipelineConfig(plugins=_structure_plugins(data.get("plugins")), **header)
 
 
 def load_config(path: str | Path) -> PipelineConfig:

@@ -9,9 +9,9 @@ keeps working for callers that do not know rxpipe::
     │   └── UnknownPluginError (LookupError)
     ├── BatchError (ValueError)          a batch is inconsistent or not what a stage expects
     ├── StageError                       a stage failed while processing data
-    │   └── BufferOverflowError          a hot source outran a bounded buffer (policy "error")
-    ├── TrainingError                    training cannot go on (NaN loss, ...)
-    ├── QualityGateError                 an evaluation metric missed its threshold
+    │   ├── BufferOverflowError          a hot source outran a bounded buffer (policy "error")
+    │   ├── TrainingError                training cannot go on (NaN loss, no data, ...)
+    │   └── QualityGateError             an evaluation metric missed its threshold
     ├── AccountingError                  samples read != delivered + dropped + failed
     └── PipelineCancelled                the run was disposed or interrupted
 
@@ -132,11 +132,11 @@ class BufferOverflowError(StageError):
     """A hot source produced faster than a bounded buffer with policy ``"error"`` drains."""
 
 
-class TrainingError(RxpipeError):
+class TrainingError(StageError):
     """Training cannot go on, e.g. the loss became NaN or infinite."""
 
 
-class QualityGateError(RxpipeError):
+class QualityGateError(StageError):
     """An evaluation metric missed the threshold the pipeline requires."""
 
 

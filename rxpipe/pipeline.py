@@ -33,8 +33,10 @@ _POLL_S = 0.1
 def _stage_name(op: Callable[..., Any], index: int) -> tuple[str, str]:
     if isinstance(op, Stage):
         return op.name, op.kind.value
-    name = getattr(op, "__name__", "") or type(op).__name__
-    return (f"custom.{name}" if name and name != "<lambda>" else f"custom.stage{index}"), "custom"
+    name = getattr(op, "__name__", "")
+    if not name.isidentifier() or name.startswith("_"):  # lambdas, library internals
+        name = f"stage{index}"
+    return f"custom.{name}", "custom"
 
 
 def _toml_ready(value: Any) -> Any:

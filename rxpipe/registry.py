@@ -177,8 +177,10 @@ class Registry:
         }
         try:
             return info.factory(**values)
-        except ConfigError:
-            raise
+        except ConfigError as error:
+            if error.path or not path:
+                raise
+            raise ConfigError(f"plugin {name!r}: {error}", path) from error
         except (TypeError, ValueError) as error:
             raise ConfigError(f"plugin {name!r}: {error}", path) from error
 
@@ -203,9 +205,10 @@ def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Sta
         {'factor': 3.0}
     """
 
+    kind = _kind_of(name)
+
     def decorate(factory: Callable[P, Operator[A, B]]) -> Callable[P, Stage[A, B]]:
         signature = inspect.signature(factory)
-        kind = _kind_of(name)
 
         @functools.wraps(factory)
         def build(*args: P.args, **kwargs: P.kwargs) -> Stage[A, B]:

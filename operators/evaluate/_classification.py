@@ -117,8 +117,9 @@ def classification(
         run.publish(EvaluationCompleted, split=split, metrics=metrics)
         if min_accuracy is not None and metrics["accuracy"] < min_accuracy:
             raise QualityGateError(
-                f"evaluate.classification: expected accuracy >= {min_accuracy} on {split!r}. "
-                f"Received: {metrics['accuracy']:.4f}"
+                "evaluate.classification",
+                f"expected accuracy >= {min_accuracy} on {split!r}. "
+                f"Received: {metrics['accuracy']:.4f}",
             )
         return trained.evolve(metrics={**trained.metrics, split: metrics})
 

@@ -106,8 +106,9 @@ def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
                     value = float(loss)
                     if not math.isfinite(value):
                         raise TrainingError(
-                            f"train.fit: the loss became {value} at epoch {epoch}, step {step}; "
-                            "expected a finite loss (lower the learning rate or check the data)"
+                            "train.fit",
+                            f"the loss became {value} at epoch {epoch}, step {step}; "
+                            "expected a finite loss (lower the learning rate or check the data)",
                         )
                     run.publish(
                         TrainProgress,
@@ -120,8 +121,9 @@ def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
                     )
         if step == 0:
             raise TrainingError(
-                f"train.fit: expected batches with split 'train' in epoch {epoch}. Received: none "
-                "(add access.split before the model stage, or check the source)"
+                "train.fit",
+                f"expected batches with split 'train' in epoch {epoch}. Received: none "
+                "(add access.split before the model stage, or check the source)",
             )
         steps_per_epoch = step
         validated = False
@@ -133,8 +135,9 @@ def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
         logs = steps.logs(validation=validated)
         if not math.isfinite(logs["loss"]):
             raise TrainingError(
-                f"train.fit: the loss became {logs['loss']} in epoch {epoch}; "
-                "expected a finite loss (lower the learning rate or check the data)"
+                "train.fit",
+                f"the loss became {logs['loss']} in epoch {epoch}; "
+                "expected a finite loss (lower the learning rate or check the data)",
             )
         duration = time.perf_counter() - started
         history.append(logs)

@@ -1,0 +1,58 @@
+"""Tests for rxpipe.events."""
+
+from __future__ import annotations
+
+import threading
+
+from rxpipe.events import EpochEnded, EventBus, RunStarted, StageStarted
+
+
+def test_events_carry_run_id_sequence_and_time() -> None:
+    """Published events are stamped with the run id and increasing sequence numbers."""
+    bus = EventBus("r1")
+    seen: list[object] = []
+    bus.events.subscribe(seen.append)
+    first = bus.publish(RunStarted, pipeline="p", run_dir="d")
+    second = bus.publish(
+        EpochEnded, epoch=1, epochs=2, logs={"loss": 1.0}, duration_s=1.0, samples_per_s=2.0
+    )
+    assert seen == [first, second]
+    assert (first.run_id, first.seq, second.seq) == ("r1", 0, 1)
+    assert second.time >= first.time
+
+
+def test_to_dict_names_the_event_kind() -> None:
+    """to_dict is JSON-ready and names the event type in snake case."""
+    event = EventBus("r").publish(StageStarted, stage="s", kind_of_stage="access", pass_index=0)
+    assert event.to_dict()["event"] == "stage_started"
+    assert event.kind == "stage_started"
+
+
+def test_concurrent_publishers_get_unique_ordered_sequence_numbers() -> None:
+    """Publishing from several threads yields each sequence number once, in order."""
+    bus = EventBus("r")
+    seen: list[int] = []
+    bus.events.subscribe(lambda e: seen.append(e.seq))
+
+    def publish_many() -> None:
+        for _ in range(200):
+            bus.publish(RunStarted, pipeline="p", run_dir="d")
+
+    threads = [threading.Thread(target=publish_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == list(range(800))
+
+
+def test_a_failing_subscriber_does_not_break_publishing() -> None:
+    """A subscriber that raises is recorded; publishing goes on."""
+    bus = EventBus("r")
+
+    def broken(_: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    bus.events.subscribe(broken)
+    bus.publish(RunStarted, pipeline="p", run_dir="d")
+    assert [str(e) for e in bus.subscriber_errors] == ["subscriber bug"]

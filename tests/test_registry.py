@@ -1,0 +1,99 @@
+"""Tests for rxpipe.registry."""
+
+from __future__ import annotations
+
+import pytest
+import reactivex
+from reactivex import operators as ops
+
+from rxpipe import ConfigError, PluginKind, Stage, UnknownPluginError, plugin, registry
+from rxpipe.stage import Operator
+
+
+def test_builtin_plugins_of_the_demo_are_registered() -> None:
+    """Every plugin of the demo pipeline is in the registry under its kind."""
+    names = registry.names()
+    for name in [
+        "collect.digits",
+        "access.split",
+        "access.shuffle",
+        "access.batch",
+        "process.normalize",
+        "models.cnn",
+        "train.fit",
+        "evaluate.classification",
+        "deploy.export",
+    ]:
+        assert name in names
+        assert registry.get(name).kind is PluginKind(name.split(".")[0])
+
+
+def test_plugin_decorator_builds_named_stages_with_params() -> None:
+    """A decorated factory returns a Stage with its name, kind and bound parameters."""
+
+    @plugin("custom.test_scale")
+    def scale(factor: float = 2.0) -> Operator[float, float]:
+        """Multiply by factor."""
+        return ops.map(lambda x: x * factor)
+
+    stage = scale(3.0)
+    assert isinstance(stage, Stage)
+    assert (stage.name, stage.kind, dict(stage.params)) == (
+        "custom.test_scale",
+        PluginKind.CUSTOM,
+        {"factor": 3.0},
+    )
+    assert reactivex.of(1.0).pipe(stage).run() == 3.0
+    info = registry.get("custom.test_scale")
+    assert info.summary == "Multiply by factor."
+    assert [p.name for p in info.params] == ["factor"]
+
+
+def test_names_need_a_known_kind_prefix() -> None:
+    """Plugin names must be 'kind.name' with a known kind."""
+    with pytest.raises(ValueError, match="expected a kind prefix"):
+        plugin("magic.thing")
+    with pytest.raises(ValueError, match=r"expected 'kind\.name'"):
+        plugin("thing")
+
+
+def test_unknown_plugin_suggests_close_names() -> None:
+    """A misspelt name suggests the registered ones closest to it."""
+    with pytest.raises(UnknownPluginError) as info:
+        registry.get("train.fitt")
+    assert "train.fit" in info.value.suggestions
+    with pytest.raises(UnknownPluginError) as info:
+        registry.get("collect.digit")
+    assert "collect.digits" in info.value.suggestions
+
+
+def test_create_lists_valid_parameters_for_an_unknown_one() -> None:
+    """An unknown parameter error lists the valid parameter names."""
+    with pytest.raises(
+        ConfigError, match=r"unknown parameter\(s\) 'epoch'.*expected one of:.*epochs"
+    ):
+        registry.create("train.fit", {"epoch": 3}, "plugins[6]")
+
+
+def test_create_turns_factory_validation_into_config_errors() -> None:
+    """A factory's own validation error comes back as a ConfigError with the path."""
+    with pytest.raises(ConfigError, match=r"plugins\[1\]: .*train \+ validation \+ test"):
+        registry.create(
+            "access.split", {"train": 0.9, "validation": 0.9, "test": 0.0}, "plugins[1]"
+        )
+
+
+def test_registering_a_second_factory_under_a_taken_name_fails() -> None:
+    """Two different factories cannot share a name."""
+
+    @plugin("custom.test_taken")
+    def first() -> Operator[int, int]:
+        """First."""
+        return ops.map(lambda x: x)
+
+    with pytest.raises(ConfigError, match="already registered"):
+
+        @plugin("custom.test_taken")
+        def second() -> Operator[int, int]:
+            """Second."""
+            return ops.map(lambda x: x)
