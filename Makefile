@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rxpipe-installed
-CODE := rxpipe operators tests benchmarks examples
+CODE := $(wildcard rxpipe operators tests benchmarks examples)
 
 .PHONY: install demo test lint format typecheck unit bench clean
 
