@@ -15,27 +15,32 @@ Example:
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, Split
 from rxpipe.config import PipelineConfig, PluginSpec, load_config
-from rxpipe.context import RunContext, StageCounts, current_run
+from rxpipe.context import RunContext, SkippedSample, StageCounts, current_run
 from rxpipe.errors import (
     AccountingError,
     BatchError,
     BufferOverflowError,
+    BundleError,
     ConfigError,
     PipelineCancelled,
+    PredictionInputError,
     QualityGateError,
     RxpipeError,
+    SkipLimitError,
     StageError,
     TrainingError,
     UnknownPluginError,
 )
 from rxpipe.events import (
     ArtifactSaved,
+    BatchesDropped,
     EpochEnded,
     EvaluationCompleted,
     Event,
     RunCompleted,
     RunFailed,
     RunStarted,
+    SamplesSkipped,
     StageCompleted,
     StageStarted,
     TrainProgress,
@@ -53,7 +58,9 @@ __all__ = [
     "ArtifactSaved",
     "Batch",
     "BatchError",
+    "BatchesDropped",
     "BufferOverflowError",
+    "BundleError",
     "ConfigError",
     "DatasetMetadata",
     "EpochEnded",
@@ -67,6 +74,7 @@ __all__ = [
     "PipelineConfig",
     "PluginKind",
     "PluginSpec",
+    "PredictionInputError",
     "QualityGateError",
     "RunCompleted",
     "RunContext",
@@ -74,6 +82,9 @@ __all__ = [
     "RunResult",
     "RunStarted",
     "RxpipeError",
+    "SamplesSkipped",
+    "SkipLimitError",
+    "SkippedSample",
     "Split",
     "Stage",
     "StageCompleted",

@@ -1,4 +1,4 @@
-"""The ``rxpipe`` command line: ``run`` a pipeline file, list ``plugins``.
+"""The ``rxpipe`` command line: ``run`` a pipeline file, list ``plugins``, ``predict``, ``serve``.
 
 Importing this module is cheap (argparse only); TensorFlow is imported by the plugins
 that need it, when a pipeline runs.
@@ -25,7 +25,19 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run a pipeline file (TOML or JSON)")
-    run.add_argument("pipeline", metavar="PIPELINE_FILE", help="the pipeline file")
+    run.add_argument(
+        "pipeline", metavar="PIPELINE_FILE", nargs="?", help="the pipeline file (TOML or JSON)"
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped run in its directory, from its last completed epoch",
+    )
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard scalars under RUN_DIR/tensorboard",
+    )
     run.add_argument(
         "--set",
         dest="overrides",
@@ -45,7 +57,53 @@ def _parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list the registered plugins, or show one")
     plugins.add_argument("name", nargs="?", help="a plugin name, e.g. train.fit")
+    _add_serving_commands(commands)
     return parser
+
+
+def _add_serving_commands(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict", help="print the top labels a trained model gives images, arrays or JSON rows"
+    )
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model/)")
+    predict.add_argument(
+        "inputs",
+        metavar="INPUT",
+        nargs="+",
+        help="an image file, .npy/.npz arrays, .json/.jsonl rows, a text, or a JSON row",
+    )
+    predict.add_argument("--top-k", type=int, default=3, help="labels per sample (default 3)")
+    predict.add_argument("--json", action="store_true", help="print JSON for machines")
+
+    serve = commands.add_parser(
+        "serve", help="serve a trained model over HTTP (TensorFlow Serving's REST API)"
+    )
+    serve.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model/)")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8501, help="port; 0 for any (default 8501)")
+    serve.add_argument("--name", help="the model name in URLs (default: the pipeline's name)")
+    serve.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=32,
+        help="most samples per model call; 1 turns batching off (default 32)",
+    )
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="longest a request waits for its batch to fill (default 2)",
+    )
+    serve.add_argument(
+        "--max-body-mb", type=float, default=16.0, help="largest request body (default 16)"
+    )
+    serve.add_argument("--top-k", type=int, default=5, help="labels /predict answers (default 5)")
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="server log level (default warning)",
+    )
 
 
 def _version() -> str:
@@ -57,22 +115,86 @@ def _version() -> str:
 def _run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner lines
     from rxpipe.config import apply_overrides, load_config
+    from rxpipe.errors import ConfigError
     from rxpipe.pipeline import Pipeline
 
-    config = apply_overrides(load_config(args.pipeline), args.overrides)
-    if args.runs_dir:
-        config = apply_overrides(config, [f"pipeline.runs_dir={_quote(args.runs_dir)}"])
-    pipeline = Pipeline.from_config(config)
     interactive = sys.stderr.isatty()
     log_format = args.log_format or (None if interactive and not args.no_progress else "console")
-    result = pipeline.run(progress=False if args.no_progress else None, log_format=log_format)
+    options: dict[str, Any] = {
+        "progress": False if args.no_progress else None,
+        "log_format": log_format,
+        "tensorboard": args.tensorboard,
+    }
+    if (args.pipeline is None) == (args.resume is None):
+        raise ConfigError(
+            "rxpipe run: expected a PIPELINE_FILE or --resume RUN_DIR (one of them). "
+            f"Received: {'both' if args.pipeline else 'neither'}"
+        )
+    if args.resume is not None:
+        result = Pipeline.resume(args.resume, args.overrides, **options)
+    else:
+        config = apply_overrides(load_config(args.pipeline), args.overrides)
+        if args.runs_dir:
+            config = apply_overrides(config, [f"pipeline.runs_dir={_quote(args.runs_dir)}"])
+        result = Pipeline.from_config(config).run(**options)
     for split, metrics in result.metrics.items():
-        if "accuracy" in metrics:
-            print(f"{split} accuracy: {metrics['accuracy']:.4f} ({metrics['samples']} samples)")
+        samples = f" ({metrics['samples']} samples)" if "samples" in metrics else ""
+        for name in ("accuracy", "mae", "rmse", "r2"):
+            if name in metrics:
+                print(f"{split} {name}: {metrics[name]:.4f}{samples}")
     if "model" in result.artifacts:
         print(f"model saved to: {result.artifacts['model']}")
     print(f"run directory: {result.run_dir}")
     return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from rxpipe.serving.bundle import Bundle
+    from rxpipe.serving.predict import format_predictions, predict_inputs
+
+    if args.top_k < 1:
+        raise _usage(f"--top-k: expected an int >= 1. Received: {args.top_k}")
+    bundle = Bundle.load(args.run_dir)
+    predictions = list(predict_inputs(bundle, args.inputs, args.top_k))
+    print(format_predictions(predictions, as_json=args.json))
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from rxpipe.serving.server import serve
+
+    if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.max_body_mb <= 0:
+        raise _usage(
+            "expected --max-batch-size >= 1, --max-wait-ms >= 0 and --max-body-mb > 0. "
+            f"Received: {args.max_batch_size}, {args.max_wait_ms}, {args.max_body_mb}"
+        )
+    try:
+        serve(
+            args.run_dir,
+            host=args.host,
+            port=args.port,
+            name=args.name,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+            default_top_k=args.top_k,
+            log_level=args.log_level,
+        )
+    except OSError as error:  # the address is taken or not ours
+        print(
+            f"rxpipe serve: cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _usage(message: str) -> Exception:
+    from rxpipe.errors import ConfigError
+
+    return ConfigError(message)
 
 
 def _quote(text: str) -> str:
@@ -117,15 +239,28 @@ def _annotation(annotation: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 run failed, 2 usage, 130 Ctrl-C)."""
     args = _parser().parse_args(argv)
-    from rxpipe.errors import ConfigError, PipelineCancelled, RxpipeError
+    from rxpipe.errors import (
+        BundleError,
+        ConfigError,
+        PipelineCancelled,
+        PredictionInputError,
+        RxpipeError,
+    )
 
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "predict":
+            return _predict(args)
+        if args.command == "serve":
+            return _serve(args)
         return _plugins(args)
     except ConfigError as error:
         print(f"rxpipe: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except (BundleError, PredictionInputError) as error:
+        print(f"rxpipe {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, PredictionInputError) else EXIT_FAILED
     except (PipelineCancelled, KeyboardInterrupt):
         print("rxpipe: interrupted; every stage was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED

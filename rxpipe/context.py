@@ -24,6 +24,7 @@ from rxpipe.events import Event, EventBus
 
 __all__ = [
     "RunContext",
+    "SkippedSample",
     "StageCounts",
     "atomic_write",
     "current_epoch",
@@ -35,9 +36,40 @@ __all__ = [
 E = TypeVar("E", bound=Event)
 
 
+@attrs.frozen
+class SkippedSample:
+    """A sample a stage failed to process and skipped (``on_error="skip"``).
+
+    Attributes:
+        stage: the stage that skipped it.
+        sample_id: the sample's id.
+        reason: the error, as ``"ValueError: message"``.
+    """
+
+    stage: str
+    sample_id: Any
+    reason: str
+
+
 @attrs.define
 class StageCounts:
-    """Batches and samples into and out of one stage, and its wall time, summed over all passes."""
+    """Accounting of one stage, summed over all its passes (one pass per subscription).
+
+    Every sample that enters a stage leaves it (``samples_out``), is dropped (a full
+    buffer's overflow policy, a dropped remainder), or fails (skipped as a bad record,
+    or in the batch that failed the stage). A pass cut short (disposed, or failed
+    elsewhere) leaves its in-flight samples ``unfinished``. So, always::
+
+        samples_in == samples_out + samples_dropped + samples_failed + samples_unfinished
+                      + samples_unaccounted
+
+    where ``samples_unaccounted`` is what a *completed* pass did not account for: a bug
+    in the stage, which fails the run (:class:`~rxpipe.errors.AccountingError`). Sources
+    (no batches in) and sinks (non-batch items out) are not checked.
+
+    Attributes:
+        skipped: the samples skipped as bad records (once per sample id).
+    """
 
     stage: str
     kind: str = ""
@@ -47,6 +79,18 @@ class StageCounts:
     samples_in: int = 0
     samples_out: int = 0
     duration_s: float = 0.0
+    batches_dropped: int = 0
+    samples_dropped: int = 0
+    batches_failed: int = 0
+    samples_failed: int = 0
+    samples_unfinished: int = 0
+    samples_unaccounted: int = 0
+    skipped: list[SkippedSample] = attrs.Factory(list)
+
+    @property
+    def balanced(self) -> bool:
+        """True if every completed pass accounted for every sample it took in."""
+        return self.samples_unaccounted == 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counts."""
@@ -67,6 +111,7 @@ class RunContext:
         metrics: evaluation results, by split (``{"test": {...}}``).
         artifacts: complete artifacts, name → path.
         history: the Keras-style logs of each epoch.
+        resume: continue from the run directory's last checkpoint.
     """
 
     run_id: str
@@ -78,6 +123,7 @@ class RunContext:
     metrics: dict[str, Any] = attrs.Factory(dict)
     artifacts: dict[str, str] = attrs.Factory(dict)
     history: list[dict[str, float]] = attrs.Factory(list)
+    resume: bool = False
     _lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_lock")
 
     def publish(self, event_type: type[E], **fields: Any) -> E:

@@ -10,10 +10,13 @@ keeps working for callers that do not know rxpipe::
     ├── BatchError (ValueError)          a batch is inconsistent or not what a stage expects
     ├── StageError                       a stage failed while processing data
     │   ├── BufferOverflowError          a hot source outran a bounded buffer (policy "error")
+    │   ├── SkipLimitError               a stage skipped more bad records than max_skipped
     │   ├── TrainingError                training cannot go on (NaN loss, no data, ...)
     │   └── QualityGateError             an evaluation metric missed its threshold
     ├── AccountingError                  samples read != delivered + dropped + failed
-    └── PipelineCancelled                the run was disposed or interrupted
+    ├── PipelineCancelled                the run was disposed or interrupted
+    ├── BundleError (ValueError)         a model bundle is missing, incomplete or unreadable
+    └── PredictionInputError (ValueError)  prediction input does not fit the model's inputs
 
 Messages say what was expected, what was received and where (stage, sample ids, file,
 config field), in the form ``"...: expected X. Received: Y"``.
@@ -27,10 +30,13 @@ __all__ = [
     "AccountingError",
     "BatchError",
     "BufferOverflowError",
+    "BundleError",
     "ConfigError",
     "PipelineCancelled",
+    "PredictionInputError",
     "QualityGateError",
     "RxpipeError",
+    "SkipLimitError",
     "StageError",
     "TrainingError",
     "UnknownPluginError",
@@ -132,6 +138,13 @@ class BufferOverflowError(StageError):
     """A hot source produced faster than a bounded buffer with policy ``"error"`` drains."""
 
 
+class SkipLimitError(StageError):
+    """A stage with ``on_error="skip"`` skipped more samples than its ``max_skipped``.
+
+    ``sample_ids`` are the ids of every sample the stage skipped in that pass.
+    """
+
+
 class TrainingError(StageError):
     """Training cannot go on, e.g. the loss became NaN or infinite."""
 
@@ -146,3 +159,15 @@ class AccountingError(RxpipeError):
 
 class PipelineCancelled(RxpipeError):
     """The run was disposed or interrupted (Ctrl-C) before it finished."""
+
+
+class BundleError(RxpipeError, ValueError):
+    """A model bundle (``deploy.export``'s output) is missing, incomplete or unreadable."""
+
+
+class PredictionInputError(RxpipeError, ValueError):
+    """Prediction input (JSON rows, arrays, files) does not fit the model's inputs.
+
+    The server answers it with HTTP 400 and the message, which names the input, what
+    was expected and what was received.
+    """

@@ -28,6 +28,7 @@ from reactivex.subject import Subject
 
 __all__ = [
     "ArtifactSaved",
+    "BatchesDropped",
     "EpochEnded",
     "EvaluationCompleted",
     "Event",
@@ -35,6 +36,7 @@ __all__ = [
     "RunCompleted",
     "RunFailed",
     "RunStarted",
+    "SamplesSkipped",
     "StageCompleted",
     "StageStarted",
     "TrainProgress",
@@ -118,6 +120,53 @@ class StageCompleted(Event):
     samples_in: int
     samples_out: int
     duration_s: float
+    batches_dropped: int = 0
+    samples_dropped: int = 0
+    batches_failed: int = 0
+    samples_failed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class BatchesDropped(Event):
+    """A stage dropped batches (a full buffer's overflow policy, a dropped remainder).
+
+    Drops are coalesced: published for the first drop of a pass, then at most about
+    once a second while drops go on, and once more when the pass ends.
+
+    Attributes:
+        stage: the stage that dropped them.
+        reason: why, e.g. ``"overflow: drop_oldest"``.
+        batches: batches dropped since the previous event of this pass.
+        samples: samples in those batches.
+        total_batches: batches dropped in this pass so far.
+        total_samples: samples dropped in this pass so far.
+    """
+
+    stage: str
+    reason: str
+    batches: int
+    samples: int
+    total_batches: int
+    total_samples: int
+
+
+@attrs.frozen(kw_only=True)
+class SamplesSkipped(Event):
+    """A stage with ``on_error="skip"`` skipped samples it failed to process.
+
+    Attributes:
+        stage: the stage that skipped them.
+        sample_ids: the skipped samples' ids.
+        reason: the error, as ``"ValueError: message"``.
+        total: samples skipped in this pass so far.
+        max_skipped: the limit after which the stage fails (``None``: no limit).
+    """
+
+    stage: str
+    sample_ids: tuple[Any, ...]
+    reason: str
+    total: int
+    max_skipped: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -134,13 +183,19 @@ class TrainProgress(Event):
 
 @attrs.frozen(kw_only=True)
 class EpochEnded(Event):
-    """An epoch finished; ``logs`` uses Keras's keys (``loss``, ``val_loss``, metric names)."""
+    """An epoch finished; ``logs`` uses Keras's keys (``loss``, ``val_loss``, metric names).
+
+    ``samples_per_s`` is the training throughput of the epoch's training pass;
+    ``data_wait_share`` the share of that pass the trainer spent waiting for the next batch
+    (0: the device never waited for data).
+    """
 
     epoch: int
     epochs: int
     logs: Mapping[str, float]
     duration_s: float
     samples_per_s: float
+    data_wait_share: float = 0.0
 
 
 @attrs.frozen(kw_only=True)

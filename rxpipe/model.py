@@ -59,6 +59,7 @@ class TrainedModel:
         history: Keras-style logs of each epoch.
         metrics: evaluation results by split.
         artifacts: saved artifacts, name → path.
+        stats: facts about training (e.g. ``traces``: how often each step was traced).
     """
 
     name: str
@@ -68,6 +69,7 @@ class TrainedModel:
     history: tuple[Mapping[str, float], ...] = ()
     metrics: Mapping[str, Any] = attrs.field(factory=dict)
     artifacts: Mapping[str, str] = attrs.field(factory=dict)
+    stats: Mapping[str, Any] = attrs.field(factory=dict)
 
     def evolve(self, **changes: Any) -> TrainedModel:
         """Return a copy with ``changes`` applied."""

@@ -8,6 +8,7 @@ import re
 import secrets
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from rxpipe.config import PipelineConfig, PluginSpec, apply_overrides, load_conf
 from rxpipe.context import RunContext, atomic_write, running
 from rxpipe.errors import PipelineCancelled
 from rxpipe.events import Event, EventBus, RunCompleted, RunFailed, RunStarted
-from rxpipe.flow import instrument
+from rxpipe.flow import check_accounting, instrument
 from rxpipe.registry import registry
 from rxpipe.result import RunResult
 from rxpipe.stage import Operator, Stage
@@ -120,6 +121,29 @@ class Pipeline:
         """Load a pipeline file (TOML or JSON), apply ``--set`` style overrides, build it."""
         return cls.from_config(apply_overrides(load_config(path), overrides))
 
+    @classmethod
+    def resume(
+        cls, run_dir: str | Path, overrides: Sequence[str] = (), **run_options: Any
+    ) -> RunResult:
+        """Continue a run that stopped (killed, crashed, interrupted) in its own directory.
+
+        Rebuilds the pipeline from the run's ``pipeline.toml`` (plus ``overrides``, e.g.
+        ``["train.fit.epochs=20"]``), restores the last checkpoint saved after a completed
+        epoch, and trains the remaining epochs. Events are appended to its events.jsonl.
+
+        Raises:
+            ConfigError: if ``run_dir`` holds no pipeline.toml.
+        """
+        from rxpipe.errors import ConfigError
+
+        path = Path(run_dir)
+        if not (path / "pipeline.toml").is_file():
+            raise ConfigError(
+                f"--resume: expected a run directory holding pipeline.toml. Received: {str(path)!r}"
+            )
+        pipeline = cls.from_file(path / "pipeline.toml", overrides)
+        return pipeline.run(resume_from=path, **run_options)
+
     @property
     def events(self) -> reactivex.Observable[Event]:
         """Hot observable of the events of every run of this pipeline."""
@@ -166,6 +190,8 @@ class Pipeline:
         progress: bool | None = None,
         log_format: str | None = None,
         subscribers: Sequence[Callable[[Event], None]] = (),
+        tensorboard: bool = False,
+        resume_from: str | Path | None = None,
     ) -> RunResult:
         """Run the pipeline to completion.
 
@@ -177,6 +203,10 @@ class Pipeline:
             progress: show a progress bar; ``None`` shows it when stderr is a terminal.
             log_format: also log every event with structlog, as ``"console"`` or ``"json"``.
             subscribers: extra callables called with every event of this run.
+            tensorboard: write losses, metrics and throughput for TensorBoard under
+                ``<run dir>/tensorboard``.
+            resume_from: an earlier run directory of this pipeline to continue in: training
+                restarts after its last checkpointed epoch (see :meth:`resume`).
 
         Returns:
             The run's result.
@@ -187,22 +217,37 @@ class Pipeline:
         """
         from rxpipe.subscribers import attach_subscribers
 
-        run_id, run_dir = self._new_run_dir()
+        if resume_from is None:
+            run_id, run_dir = self._new_run_dir()
+        else:
+            run_dir = Path(resume_from)
+            run_id = run_dir.name
         bus = EventBus(run_id)
-        context = RunContext(run_id, self.name, run_dir, bus, self.seed)
+        context = RunContext(run_id, self.name, run_dir, bus, self.seed, resume=bool(resume_from))
         started = time.perf_counter()
         self._write_run_state(run_dir, run_id, "running")
         with atomic_write(run_dir / "pipeline.toml") as tmp:
             tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
         forward = bus.events.subscribe(self._events.on_next)
-        detach = attach_subscribers(
-            bus, run_dir, progress=progress, log_format=log_format, extra=subscribers
-        )
+        try:
+            detach = attach_subscribers(
+                bus,
+                run_dir,
+                progress=progress,
+                log_format=log_format,
+                tensorboard=tensorboard,
+                extra=subscribers,
+            )
+        except BaseException as error:
+            self._write_run_state(run_dir, run_id, "failed", error=str(error))
+            forward.dispose()
+            raise
         outputs: list[Any] = []
         try:
             with running(context):
                 bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
                 self._execute(outputs)
+                check_accounting(context.counts)
         except BaseException as error:
             failure = _as_run_error(error)
             bus.publish(
@@ -213,16 +258,14 @@ class Pipeline:
                 sample_ids=tuple(getattr(failure, "sample_ids", ())),
             )
             self._write_run_state(run_dir, run_id, "failed", error=str(failure))
-            detach()
-            forward.dispose()
+            _close_subscribers(bus, detach, forward)
             if failure is error:
                 raise
             raise failure from error
         duration = time.perf_counter() - started
         bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
         self._write_run_state(run_dir, run_id, "completed")
-        detach()
-        forward.dispose()
+        _close_subscribers(bus, detach, forward)
         return RunResult(
             run_id=run_id,
             run_dir=run_dir,
@@ -261,6 +304,19 @@ class Pipeline:
         }
         with atomic_write(run_dir / "run.json") as tmp:
             tmp.write_text(json.dumps(state, indent=2))
+
+
+def _close_subscribers(bus: EventBus, detach: Callable[[], None], forward: Any) -> None:
+    """Detach the run's subscribers; warn about any that raised while handling events."""
+    detach()
+    forward.dispose()
+    if bus.subscriber_errors:
+        shown = "; ".join(f"{type(e).__name__}: {e}" for e in bus.subscriber_errors[:3])
+        warnings.warn(
+            f"{len(bus.subscriber_errors)} event subscriber error(s) were ignored: {shown}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _as_run_error(error: BaseException) -> BaseException:

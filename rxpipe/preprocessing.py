@@ -21,19 +21,27 @@ __all__ = ["Preprocessor", "Rescale"]
 
 @runtime_checkable
 class Preprocessor(Protocol):
-    """A deterministic per-sample transform with a numpy and a TensorFlow implementation."""
+    """A deterministic per-sample transform with a numpy and a TensorFlow implementation.
+
+    Features are one array (one tensor) or, for tables, a mapping of column name to
+    array (to tensor); a step may turn one form into the other (e.g. the tabular
+    ``ConcatColumns`` joins named columns into one matrix). String and bytes features
+    are numpy object arrays on the numpy side and ``tf.string`` tensors on the TF side.
+    More steps live beside the plugins that record them, in ``rxpipe.operators.process``
+    (image decoding and resizing, text vectorization, tabular standardization, ...).
+    """
 
     @property
     def name(self) -> str:
         """Short name shown in model cards and logs."""
         ...
 
-    def apply(self, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Transform a batch of features with numpy."""
+    def apply(self, features: Any) -> Any:
+        """Transform a batch of features (an array or a mapping of arrays) with numpy."""
         ...
 
-    def apply_tf(self, features: tf.Tensor) -> tf.Tensor:
-        """Transform a batch of features with TensorFlow ops (for the serving signature)."""
+    def apply_tf(self, features: Any) -> Any:
+        """Transform a batch of features (a tensor or a mapping of tensors) with TF ops."""
         ...
 
     def to_config(self) -> dict[str, Any]:

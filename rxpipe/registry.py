@@ -85,6 +85,7 @@ class Registry:
     def __init__(self) -> None:
         self._plugins: dict[str, PluginInfo] = {}
         self._loaded = False
+        self._load_error: ConfigError | None = None
         self._lock = threading.RLock()
 
     def add(self, name: str, factory: Callable[..., Stage[Any, Any]]) -> PluginInfo:
@@ -110,12 +111,24 @@ class Registry:
 
     def _load(self) -> None:
         with self._lock:
+            if self._load_error is not None:
+                raise self._load_error
             if self._loaded:
                 return
             self._loaded = True
             import_module("rxpipe.operators")
             for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-                entry_point.load()
+                try:
+                    entry_point.load()
+                except Exception as error:
+                    package = entry_point.dist.name if entry_point.dist else "an unknown package"
+                    self._load_error = ConfigError(
+                        f"entry point {entry_point.name!r} = {entry_point.value!r} of group "
+                        f"{ENTRY_POINT_GROUP!r} (from {package}) failed to load: "
+                        f"{type(error).__name__}: {error}; expected a module or plugin factory "
+                        "that imports cleanly (fix or uninstall that package)"
+                    )
+                    raise self._load_error from error
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
@@ -161,9 +174,15 @@ class Registry:
         known = {p.name: p for p in info.params}
         unknown = sorted(set(params) - set(known))
         if unknown:
+            close = [
+                match
+                for key in unknown
+                for match in difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            ]
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(
                 f"unknown parameter(s) {', '.join(map(repr, unknown))} for plugin {name!r}; "
-                f"expected one of: {', '.join(sorted(known)) or '(none)'}",
+                f"expected one of: {', '.join(sorted(known)) or '(none)'}.{hint}",
                 path,
             )
         missing = [p.name for p in info.params if p.required and p.name not in params]
@@ -178,11 +197,34 @@ class Registry:
         try:
             return info.factory(**values)
         except ConfigError as error:
-            if error.path or not path:
+            if not path:
                 raise
-            raise ConfigError(f"plugin {name!r}: {error}", path) from error
+            raise _relocate(error, name, path, known) from error
         except (TypeError, ValueError) as error:
             raise ConfigError(f"plugin {name!r}: {error}", path) from error
+
+
+def _relocate(
+    error: ConfigError, name: str, path: str, params: Mapping[str, ParamInfo]
+) -> ConfigError:
+    """A factory's error re-labelled with its place in the pipeline file.
+
+    Plugins label parameter errors ``kind.name.param`` (older ones start the message with
+    ``param: ``); in a pipeline file the same error reads ``plugins[3].param: ...``.
+    """
+    message = str(error)
+    where = error.path
+    if where and message.startswith(f"{where}: "):
+        message = message[len(where) + 2 :]
+    if where.startswith(name + "."):
+        return ConfigError(message, f"{path}.{where[len(name) + 1 :]}")
+    if not where:
+        head, colon, rest = message.partition(": ")
+        if colon and head in params:
+            return ConfigError(rest, f"{path}.{head}")
+    elif where != name:
+        message = f"{where}: {message}"
+    return ConfigError(f"plugin {name!r}: {message}", path)
 
 
 registry = Registry()

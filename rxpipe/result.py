@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from rxpipe.context import StageCounts
+from rxpipe.context import SkippedSample, StageCounts
 from rxpipe.model import TrainedModel
 
 if TYPE_CHECKING:
@@ -40,6 +40,16 @@ class RunResult:
     history: Sequence[Mapping[str, float]]
     outputs: Sequence[Any] = attrs.field(repr=False)
     duration_s: float
+
+    @property
+    def skipped(self) -> list[SkippedSample]:
+        """The samples stages skipped as bad records (``on_error="skip"``), with reasons."""
+        return [s for counts in self.counts.values() for s in counts.skipped]
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Samples dropped, by stage (buffer overflow, dropped remainders); stages with drops."""
+        return {n: c.samples_dropped for n, c in self.counts.items() if c.samples_dropped}
 
     @property
     def trained(self) -> TrainedModel | None:

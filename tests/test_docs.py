@@ -17,9 +17,8 @@ def _modules() -> list[str]:
     for package in (rxpipe, rxpipe.operators):
         names.append(package.__name__)
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if info.name.startswith("rxpipe.serving") or info.name == "rxpipe.__main__":
-                continue  # serving modules need optional web dependencies
-            names.append(info.name)
+            if info.name != "rxpipe.__main__":  # running it would start the CLI
+                names.append(info.name)
     return sorted(set(names))
 
 

@@ -167,3 +167,46 @@ def test_events_from_a_hot_observable_do_not_block(runs_dir: Path) -> None:
     )
     assert seen[0] == "run_started"
     assert seen[-1] == "run_completed"
+
+
+def test_concurrency_knobs_from_a_pipeline_file(tmp_path: Path) -> None:
+    """workers, buffer and prefetch set in a pipeline file run and keep the accounting whole."""
+    path = tmp_path / "knobs.toml"
+    path.write_text(
+        '[pipeline]\nname = "knobs"\n'
+        f'runs_dir = "{tmp_path / "runs"}"\n'
+        '[[plugins]]\nuse = "collect.digits"\nchunk_size = 100\n'
+        '[[plugins]]\nuse = "access.prefetch"\ncount = 2\n'
+        '[[plugins]]\nuse = "process.normalize"\nworkers = 2\n'
+        '[[plugins]]\nuse = "access.buffer"\ncapacity = 3\noverflow = "block"\n'
+    )
+    result = Pipeline.from_file(path).run(progress=False)
+    ids = [int(i) for b in result.outputs for i in b.ids]
+    assert ids == list(range(1797))  # ordered, nothing lost
+    for stage in ("access.prefetch", "process.normalize", "access.buffer"):
+        counts = result.counts[stage]
+        assert (counts.samples_in, counts.samples_out, counts.samples_unaccounted) == (
+            1797,
+            1797,
+            0,
+        )
+
+
+def test_chained_collect_stages_add_their_samples(runs_dir: Path) -> None:
+    """Two collect plugins in a row emit both data sets; the run's accounting holds."""
+    pipeline = Pipeline(collect.digits(), collect.digits(limit=10), name="two", runs_dir=runs_dir)
+    result = pipeline.run(progress=False)
+    assert sum(b.size for b in result.outputs) == 1807
+    assert result.counts["collect.digits#2"].samples_out == 1807
+
+
+def test_overflow_policy_is_validated_with_the_field_path(tmp_path: Path) -> None:
+    """An unknown overflow policy is a config error naming plugins[i].overflow."""
+    from rxpipe import ConfigError
+    from rxpipe.config import parse_config
+
+    config = parse_config(
+        {"plugins": [{"use": "collect.digits"}, {"use": "access.buffer", "overflow": "spill"}]}
+    )
+    with pytest.raises(ConfigError, match=r"plugins\[1\]\.overflow: expected"):
+        Pipeline.from_config(config)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
-import reactivex
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
-from rxpipe.errors import ConfigError
-from rxpipe.flow import generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
+
+from ._bundled import Table, chunked_source
 
 DIGITS_METADATA = DatasetMetadata(
     name="digits",
@@ -24,12 +21,12 @@ DIGITS_METADATA = DatasetMetadata(
 
 
 @functools.cache
-def _load() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+def _load() -> Table:
     from sklearn.datasets import load_digits
 
     data = load_digits()
     images = data.images.astype(np.uint8)[..., np.newaxis]
-    return images, data.target.astype(np.int64)
+    return images, data.target.astype(np.int64), DIGITS_METADATA
 
 
 @plugin("collect.digits")
@@ -43,23 +40,10 @@ def digits(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, B
         limit: emit only the first ``limit`` samples (for quick runs).
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> batches = collect(reactivex.empty().pipe(digits(chunk_size=1000)))
         >>> [b.size for b in batches], batches[0].features.shape[1:]
         ([1000, 797], (8, 8, 1))
     """
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size: expected an int >= 1. Received: {chunk_size!r}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit: expected None or an int >= 1. Received: {limit!r}")
-
-    def batches() -> Iterator[Batch]:
-        images, labels = _load()
-        n = len(images) if limit is None else min(limit, len(images))
-        ids = np.arange(n, dtype=np.int64)
-        for start in range(0, n, chunk_size):
-            part = slice(start, min(start + chunk_size, n))
-            yield Batch(images[part], labels[part], ids[part], DIGITS_METADATA)
-
-    own = generate(batches)
-    return lambda source: reactivex.concat(source, own)
+    return chunked_source("collect.digits", _load, chunk_size, limit)

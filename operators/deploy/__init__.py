@@ -1,5 +1,5 @@
-"""``deploy`` plugins: export a trained model for serving (Pipcook's modelDeploy)."""
+"""``deploy`` plugins: the self-contained model bundle for serving (Pipcook's modelDeploy)."""
 
-from ._export import export
+from ._export import export, write_bundle
 
-__all__ = ["export"]
+__all__ = ["export", "write_bundle"]

@@ -1,101 +1,137 @@
-"""deploy.export: a SavedModel that takes raw input, a .keras file and the label names."""
+"""deploy.export: the self-contained model bundle (SavedModel taking raw input, and friends)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rxpipe.batch import FeatureSpec
 from rxpipe.context import atomic_write, current_run
-from rxpipe.errors import BatchError
 from rxpipe.flow import map_batches
 from rxpipe.model import TrainedModel
 from rxpipe.registry import plugin
+from rxpipe.serving.bundle import (
+    CARD_FILE,
+    KERAS_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    PIPELINE_FILE,
+    PREPROCESSING_FILE,
+    SAVED_MODEL_VERSION,
+    describe_signature,
+)
 from rxpipe.stage import Operator
 
-SAVED_MODEL_VERSION = "1"
+from ._card import model_card
+from ._signatures import build_endpoints, input_specs
+
+__all__ = ["export", "write_bundle"]
 
 
-def write_bundle(trained: TrainedModel, target: Path) -> None:
-    """Write the model bundle into the (new, empty) directory ``target``.
+def _json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
 
-    Layout::
 
-        target/1/            SavedModel (TensorFlow Serving's versioned layout); its
-                             ``serving_default`` signature takes raw features and returns
-                             ``scores`` (and ``class_ids`` for classifiers)
-        target/model.keras   the Keras model (takes preprocessed features)
-        target/labels.json   class index -> name (classifiers)
-        target/preprocessing.json  the transforms the SavedModel applies to raw input
+def _plain(value: Any) -> Any:
+    for attr in ("item", "tolist"):  # numpy scalars and arrays
+        convert = getattr(value, attr, None)
+        if callable(convert):
+            return convert()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def write_bundle(
+    trained: TrainedModel,
+    target: Path,
+    *,
+    name: str | None = None,
+    pipeline_file: Path | None = None,
+    run: Mapping[str, str] | None = None,
+) -> None:
+    """Write the model bundle into the (new) directory ``target``.
+
+    See :mod:`rxpipe.serving.bundle` for the layout. Write it through
+    :func:`~rxpipe.context.atomic_write` (as :func:`export` does) so that no reader
+    ever sees part of a bundle.
+
+    Args:
+        trained: the trained model, with its metadata (raw input spec, preprocessing,
+            label names), history and metrics.
+        target: the directory to create.
+        name: the model's served name (default: the data set's name).
+        pipeline_file: the resolved pipeline file to copy in, if any.
+        run: the run that trained the model (``run_id``, ``pipeline``), for the card.
+
+    Example:
+        >>> write_bundle(trained, Path("bundle"), name="digits")  # doctest: +SKIP
     """
     import keras
-    import tensorflow as tf
 
     meta = trained.metadata
-    raw = meta.raw_features
-    if not isinstance(raw, FeatureSpec):
-        raise BatchError(
-            "deploy.export: expected a single raw feature array. "
-            f"Received: named features {sorted(raw)}"
-        )
-    model = trained.model
-    steps = meta.preprocessing
     classify = meta.label_names is not None
-
-    def serve(features: tf.Tensor) -> dict[str, tf.Tensor]:
-        x = features
-        for step in steps:
-            x = step.apply_tf(x)
-        scores = model(x, training=False)
-        out = {"scores": scores}
-        if classify:
-            out["class_ids"] = tf.argmax(scores, axis=-1)
-        return out
-
+    endpoints = build_endpoints(trained.model, meta.raw_features, meta.preprocessing, classify)
     target.mkdir(parents=True)
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name="serve",
-        fn=serve,
-        input_signature=[
-            tf.TensorSpec((None, *raw.shape), tf.as_dtype(raw.dtype), name="features")
-        ],
-    )
+    archive.track(trained.model)
+    signatures = {}
+    for endpoint, (fn, input_signature) in endpoints.items():
+        function = archive.add_endpoint(name=endpoint, fn=fn, input_signature=input_signature)
+        signatures[endpoint] = describe_signature(function.get_concrete_function())
     archive.write_out(str(target / SAVED_MODEL_VERSION), verbose=False)
-    model.save(target / "model.keras")
+    trained.model.save(target / KERAS_FILE)
     if classify:
-        (target / "labels.json").write_text(json.dumps(list(meta.label_names or ())))
-    preprocessing: list[dict[str, Any]] = [{"name": s.name, **s.to_config()} for s in steps]
-    (target / "preprocessing.json").write_text(
-        json.dumps(
-            {"input": {"shape": list(raw.shape), "dtype": raw.dtype}, "steps": preprocessing},
-            indent=2,
-        )
+        _json(target / LABELS_FILE, list(meta.label_names or ()))
+    _json(
+        target / PREPROCESSING_FILE,
+        {
+            "inputs": {k: v.to_dict() for k, v in signatures["serving_default"]["inputs"].items()},
+            "raw": {
+                k: {"shape": list(s.shape), "dtype": s.dtype}
+                for k, s in input_specs(meta.raw_features).items()
+            },
+            "steps": [{"name": s.name, **s.to_config()} for s in meta.preprocessing],
+        },
     )
+    _json(target / METRICS_FILE, dict(trained.metrics))
+    if pipeline_file is not None and pipeline_file.is_file():
+        shutil.copyfile(pipeline_file, target / PIPELINE_FILE)
+    files = [str(p.relative_to(target)) for p in target.iterdir()] + [CARD_FILE]
+    card = model_card(trained, name or meta.name, signatures, files, run)
+    _json(target / CARD_FILE, card)
 
 
 @plugin("deploy.export")
-def export(path: str | None = None) -> Operator[TrainedModel, TrainedModel]:
-    """Export the trained model: SavedModel with preprocessing, ``.keras``, ``labels.json``.
+def export(
+    path: str | None = None, name: str | None = None
+) -> Operator[TrainedModel, TrainedModel]:
+    """Write the self-contained model bundle: SavedModel taking raw input, model card, ...
 
-    The bundle is written to a temporary directory and renamed into place when
-    complete, so a reader never sees half an export.
+    The bundle holds a SavedModel in TensorFlow Serving's layout (``model/1``) whose
+    signatures apply the recorded preprocessing to raw input (arrays, text, tabular rows,
+    or encoded images for image models), the ``.keras`` model, the label names, the
+    resolved pipeline, the metrics and a model card (``model_card.json``). It is written
+    to a temporary directory and renamed into place when complete, so a reader never
+    sees part of a bundle. ``rxpipe predict`` and ``rxpipe serve`` read it.
 
     Args:
         path: the bundle directory; default ``<run dir>/model``.
+        name: the model's name when served; default the pipeline's name.
 
     Example:
         >>> export().params
-        {'path': None}
+        {'path': None, 'name': None}
     """
 
     def save(trained: TrainedModel) -> TrainedModel:
         run = current_run()
         target = Path(path) if path is not None else run.require_run_dir("deploy.export") / "model"
+        pipeline_file = None if run.run_dir is None else run.run_dir / PIPELINE_FILE
+        about = None if run.run_dir is None else {"run_id": run.run_id, "pipeline": run.pipeline}
+        served = name or (run.pipeline if run.run_dir is not None else None)
         with atomic_write(target) as tmp:
-            write_bundle(trained, tmp)
+            write_bundle(trained, tmp, name=served, pipeline_file=pipeline_file, run=about)
         run.add_artifact("model", target)
         return trained.evolve(artifacts={**trained.artifacts, "model": str(target)})
 

@@ -1,11 +1,9 @@
-"""models.cnn: a small convolutional classifier sized from the data's metadata."""
+"""models.cnn: a small convolutional network sized from the data's metadata."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-import reactivex
+from typing import TYPE_CHECKING, Any
 
 from rxpipe.batch import Batch, DatasetMetadata
 from rxpipe.errors import BatchError, ConfigError
@@ -13,15 +11,17 @@ from rxpipe.model import ModelPlan
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
+from ._heads import add_head, check_head, plan
+
 if TYPE_CHECKING:
     import keras
 
 
-def build_cnn(
+def cnn_body(
     meta: DatasetMetadata, filters: Sequence[int], dense: int, dropout: float
-) -> keras.Model:
+) -> tuple[Any, Any]:
     """Conv blocks (3×3 conv + ReLU, 2×2 max-pool while the map is larger than 2×2),
-    then dense + dropout + softmax over the data set's classes."""
+    then dense + dropout."""
     import keras
 
     spec = meta.feature_spec
@@ -29,11 +29,6 @@ def build_cnn(
         raise BatchError(
             f"models.cnn: expected image samples of shape (height, width[, channels]). "
             f"Received: shape {spec.shape}"
-        )
-    if meta.num_classes is None or meta.num_classes < 2:
-        raise BatchError(
-            "models.cnn: expected a classification data set with at least 2 label names. "
-            f"Received: label_names={meta.label_names!r}"
         )
     inputs = keras.Input(spec.shape, name="features")
     x = inputs if len(spec.shape) == 3 else keras.layers.Reshape((*spec.shape, 1))(inputs)
@@ -47,13 +42,30 @@ def build_cnn(
     x = keras.layers.Dense(dense, activation="relu")(x)
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(meta.num_classes, activation="softmax", name="scores")(x)
+    return inputs, x
+
+
+def build_cnn(
+    meta: DatasetMetadata, filters: Sequence[int], dense: int, dropout: float
+) -> keras.Model:
+    """The CNN classifier for ``meta`` (softmax over its classes)."""
+    import keras
+
+    inputs, x = cnn_body(meta, filters, dense, dropout)
+
+    def no_stats() -> Any:
+        raise AssertionError("a classification head needs no label statistics")
+
+    outputs = add_head(x, meta, "classification", "models.cnn", no_stats)
     return keras.Model(inputs, outputs, name="cnn")
 
 
 @plugin("models.cnn")
 def cnn(
-    filters: Sequence[int] = (32, 64), dense: int = 128, dropout: float = 0.25
+    filters: Sequence[int] = (32, 64),
+    dense: int = 128,
+    dropout: float = 0.25,
+    head: str = "auto",
 ) -> Operator[Batch, ModelPlan]:
     """A small convnet for image classification: input shape and classes from the data.
 
@@ -61,8 +73,11 @@ def cnn(
         filters: output channels of each 3×3 conv block.
         dense: units of the hidden dense layer.
         dropout: dropout rate before the output layer (0 disables it).
+        head: ``"auto"`` (softmax over the classes when the data has label names, else
+            regression), ``"classification"`` or ``"regression"``.
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> from rxpipe.operators import collect as sources
         >>> [plan] = collect(reactivex.empty().pipe(sources.digits(), cnn()))
@@ -78,10 +93,5 @@ def cnn(
         raise ConfigError(f"dense: expected an int >= 1. Received: {dense!r}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout: expected a rate in [0, 1). Received: {dropout!r}")
-
-    def operator(source: reactivex.Observable[Batch]) -> reactivex.Observable[ModelPlan]:
-        return reactivex.just(
-            ModelPlan("cnn", source, lambda meta: build_cnn(meta, filters, dense, dropout))
-        )
-
-    return operator
+    check_head("models.cnn", head)
+    return plan("cnn", head, lambda meta: cnn_body(meta, filters, dense, dropout))

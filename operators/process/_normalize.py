@@ -8,7 +8,7 @@ import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
 from rxpipe.errors import BatchError, ConfigError
-from rxpipe.flow import map_batches
+from rxpipe.flow import OnError, map_batches
 from rxpipe.preprocessing import Rescale
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
@@ -37,7 +37,13 @@ def _plan(
 
 
 @plugin("process.normalize")
-def normalize(scale: float | None = None, offset: float = 0.0) -> Operator[Batch, Batch]:
+def normalize(
+    scale: float | None = None,
+    offset: float = 0.0,
+    on_error: OnError = "raise",
+    max_skipped: int | None = None,
+    workers: int = 1,
+) -> Operator[Batch, Batch]:
     """Map features to ``x * scale + offset`` as float32; by default from their range to [0, 1].
 
     The transform is recorded in the metadata, so the exported model applies it to raw
@@ -46,6 +52,12 @@ def normalize(scale: float | None = None, offset: float = 0.0) -> Operator[Batch
     Args:
         scale: multiplier; default ``1 / (high - low)`` from the features' value range.
         offset: added after scaling; default ``-low / (high - low)`` with the range.
+        on_error: ``"raise"`` fails the run on a batch that cannot be normalized;
+            ``"skip"`` skips its bad samples (counted, with ids and reasons, in the run
+            result and events).
+        max_skipped: with ``"skip"``, fail once a pass skipped more samples than this.
+        workers: normalize this many batches at once on threads (numpy releases the GIL);
+            output keeps the input order.
 
     Example:
         >>> from rxpipe.testing import collect
@@ -69,4 +81,6 @@ def normalize(scale: float | None = None, offset: float = 0.0) -> Operator[Batch
         features: Any = batch.features
         return batch.evolve(features=step.apply(features), metadata=meta)
 
-    return map_batches("process.normalize", apply)
+    return map_batches(
+        "process.normalize", apply, on_error=on_error, max_skipped=max_skipped, workers=workers
+    )

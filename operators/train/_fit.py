@@ -22,26 +22,52 @@ def fit(
     metrics: Sequence[str] = ("accuracy",),
     prefetch: int = 4,
     validate: bool = True,
+    patience: int | None = None,
+    monitor: str = "val_loss",
+    min_delta: float = 0.0,
+    restore_best_weights: bool = True,
+    checkpoint: bool = True,
+    precision: str | None = None,
+    jit_compile: bool = False,
+    device: str | None = None,
+    memory_growth: bool = False,
+    deterministic: bool = False,
+    strategy: str | None = None,
     callbacks: Sequence[Any] = (),
 ) -> Operator[ModelPlan, TrainedModel]:
     """Train the planned model with compiled steps, validating after every epoch.
 
-    Publishes ``TrainProgress`` during each epoch and ``EpochEnded`` with Keras-style logs
-    (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``) after it. Keras callbacks
-    receive the same logs; a callback that sets ``model.stop_training`` (e.g.
-    ``keras.callbacks.EarlyStopping``) ends training after that epoch.
+    Batches are pulled through a bounded buffer of ``prefetch`` batches, prepared (and, on
+    a GPU, copied to the device) on a producer thread while the current step runs. Steps
+    are traced once; a smaller last batch does not retrace. Publishes ``TrainProgress``
+    during epochs and ``EpochEnded`` with Keras-style logs (``loss``, ``accuracy``,
+    ``val_loss``, ``val_accuracy``) after each; Keras callbacks receive the same logs.
+    A checkpoint is saved after every epoch (``rxpipe run --resume RUN_DIR`` continues).
 
     Args:
         epochs: passes over the training split.
         batch_size: re-batch training and validation data to this size (default: as it
-            arrives from the previous stages).
-        optimizer: Keras optimizer name.
+            arrives). With a distribution strategy, the batch of each worker.
+        optimizer: Keras optimizer name (in Python, also an optimizer object).
         learning_rate: the optimizer's learning rate.
         loss: Keras loss name (default: sparse categorical cross-entropy for
             classification, mean squared error otherwise).
         metrics: Keras metric names reported per epoch.
         prefetch: batches prepared ahead of the train step (the bounded buffer).
         validate: evaluate on the validation split after every epoch.
+        patience: stop after this many epochs without improvement of ``monitor``
+            (``keras.callbacks.EarlyStopping``); ``None`` never stops early.
+        monitor: the logged value early stopping watches.
+        min_delta: the least change of ``monitor`` that counts as an improvement.
+        restore_best_weights: with early stopping, end with the best epoch's weights.
+        checkpoint: save a checkpoint after every epoch in ``<run dir>/checkpoints``.
+        precision: ``"mixed_float16"`` (with loss scaling) or ``"mixed_bfloat16"``.
+        jit_compile: compile the train step with XLA.
+        device: e.g. ``"/GPU:1"``; default the first GPU, else the CPU.
+        memory_growth: let TensorFlow grow GPU memory instead of reserving it all.
+        deterministic: use deterministic op implementations (same seed, same weights).
+        strategy: ``"mirrored"`` (all devices of this host) or ``"multi_worker"``
+            (processes or hosts described by ``TF_CONFIG``); see :mod:`rxpipe.training.distribute`.
         callbacks: ``keras.callbacks.Callback`` objects (Python only).
 
     Example:
@@ -58,6 +84,17 @@ def fit(
         metrics=tuple(metrics),
         prefetch=prefetch,
         validate=validate,
+        patience=patience,
+        monitor=monitor,
+        min_delta=min_delta,
+        restore_best_weights=restore_best_weights,
+        checkpoint=checkpoint,
+        precision=precision,
+        jit_compile=jit_compile,
+        device=device,
+        memory_growth=memory_growth,
+        deterministic=deterministic,
+        strategy=strategy,
         callbacks=tuple(callbacks),
     )
     return map_batches("train.fit", lambda plan: train(plan, options))

@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rxpipe.batch import Batch, Split
+from rxpipe.flow._tally import current_tally
 
 __all__ = ["Rebatcher"]
 
 
 class Rebatcher:
-    """Accumulate samples per split; emit batches of exactly ``size`` samples."""
+    """Accumulate samples per split; emit batches of exactly ``size`` samples.
+
+    Dropped remainders are counted in the current stage's tally (accounting).
+    """
 
     def __init__(self, size: int, drop_remainder: bool) -> None:
+        self._tally = current_tally("rebatch")
         self._size = size
         self._drop_remainder = drop_remainder
         self._held: dict[Split, list[Batch]] = {}
@@ -37,5 +42,8 @@ class Rebatcher:
 
     def on_end(self) -> Iterable[Batch]:
         if self._drop_remainder:
+            for held in self._held.values():
+                if held:
+                    self._tally.drop(sum(b.size for b in held), "drop_remainder")
             return ()
         return [Batch.concat(held) for held in self._held.values() if held]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import reactivex
 from reactivex import abc
@@ -11,6 +11,11 @@ from reactivex.disposable import SingleAssignmentDisposable
 
 from rxpipe.batch import Batch
 from rxpipe.errors import StageError
+from rxpipe.flow._skip import NOTHING, OnError, SkipGuard, apply, check_policy
+from rxpipe.flow._tally import current_tally, tallying
+
+if TYPE_CHECKING:
+    from rxpipe.flow.parallel import Executor
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -44,9 +49,10 @@ def transform(
     """Build an operator from a factory of :class:`BatchTransformer` states.
 
     ``make()`` is called once per subscription, so every pass over the data (every
-    epoch) starts fresh. An exception in ``on_batch`` or ``on_end`` stops the upstream
-    subscription and reaches downstream as a :class:`StageError` naming ``stage`` and
-    the ids of the batch being processed.
+    epoch) starts fresh, with the pass's :func:`~rxpipe.flow.current_tally` current (a
+    state that drops samples counts them there). An exception in ``on_batch`` or
+    ``on_end`` stops the upstream subscription and reaches downstream as a
+    :class:`StageError` naming ``stage`` and the ids of the batch being processed.
 
     Args:
         stage: the stage name used in errors.
@@ -71,6 +77,11 @@ def transform(
             upstream = SingleAssignmentDisposable()
             state: BatchTransformer[A, B] | None = None
             stopped = False
+            tally = current_tally(stage)
+
+            def start() -> BatchTransformer[A, B]:
+                with tallying(tally):
+                    return make()
 
             def fail(error: Exception, item: object) -> None:
                 nonlocal stopped
@@ -84,7 +95,7 @@ def transform(
                     return
                 try:
                     if state is None:
-                        state = make()
+                        state = start()
                     out = list(state.on_batch(item))
                 except Exception as error:
                     fail(error, item)
@@ -104,7 +115,7 @@ def transform(
                     return
                 try:
                     if state is None:
-                        state = make()
+                        state = start()
                     out = list(state.on_end())
                 except Exception as error:
                     fail(error, None)
@@ -137,15 +148,79 @@ class MapBatches:
         return ()
 
 
+class _SkippingMap:
+    """A :class:`BatchTransformer` applying ``fn``, skipping the samples it fails on."""
+
+    def __init__(self, stage: str, fn: Callable[[Any], Any], max_skipped: int | None) -> None:
+        self._fn = fn
+        tally = current_tally(stage)
+        self._guard = SkipGuard(tally.stage, tally, max_skipped)
+
+    def on_batch(self, item: Any) -> Iterable[Any]:
+        outcome = apply(self._fn, item, skip=True)
+        if outcome[1]:
+            error = self._guard.record(outcome)
+            if error is not None:
+                raise error
+        return () if outcome[0] is NOTHING else (outcome[0],)
+
+    def on_end(self) -> Iterable[Any]:
+        return ()
+
+
 def map_batches(
-    stage: str, fn: Callable[[A], B]
+    stage: str,
+    fn: Callable[[A], B],
+    *,
+    on_error: OnError = "raise",
+    max_skipped: int | None = None,
+    workers: int = 1,
+    executor: Executor = "thread",
+    prefetch: int | None = None,
+    ordered: bool = True,
 ) -> Callable[[reactivex.Observable[A]], reactivex.Observable[B]]:
     """An operator applying ``fn`` to every item; errors name ``stage`` and the sample ids.
+
+    By default ``fn`` runs inline, on the thread that delivers the items. With
+    ``workers`` > 1, ``executor="process"`` or a ``prefetch``, it runs on worker threads
+    or processes through :func:`~rxpipe.flow.parallel_map` (see there).
+
+    Args:
+        stage: the stage name used in errors, events and accounting.
+        fn: the function; for ``executor="process"``, a picklable (module-level) one.
+        on_error: ``"raise"`` fails the stage on the first error; ``"skip"`` retries a
+            failing batch one sample at a time and skips the samples that fail, counting
+            them (with their ids and reasons) in the run's accounting and events.
+        max_skipped: with ``"skip"``, fail with :class:`~rxpipe.errors.SkipLimitError`
+            once a pass over the data skipped more samples than this (``None``: no limit).
+        workers: how many items are processed at once.
+        executor: ``"thread"`` (work that releases the GIL) or ``"process"``.
+        prefetch: items taken ahead of the workers (default: ``workers``).
+        ordered: keep the input order (with workers).
+
+    Raises:
+        ConfigError: for an invalid parameter.
 
     Example:
         >>> from rxpipe.testing import collect
         >>> collect(reactivex.of(1, 2).pipe(map_batches("inc", lambda x: x + 1)))
         [2, 3]
     """
+    check_policy(on_error, max_skipped)
+    if workers != 1 or executor != "thread" or prefetch is not None:
+        from rxpipe.flow.parallel import parallel_map
+
+        return parallel_map(
+            stage,
+            fn,
+            workers,
+            executor=executor,
+            prefetch=prefetch,
+            ordered=ordered,
+            on_error=on_error,
+            max_skipped=max_skipped,
+        )
+    if on_error == "skip":
+        return transform(stage, lambda: _SkippingMap(stage, fn, max_skipped))
     mapper = MapBatches(fn)
     return transform(stage, lambda: mapper)

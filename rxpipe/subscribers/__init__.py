@@ -20,6 +20,7 @@ def attach_subscribers(
     *,
     progress: bool | None,
     log_format: str | None,
+    tensorboard: bool = False,
     extra: Sequence[Callable[[Event], None]] = (),
 ) -> Callable[[], None]:
     """Subscribe the standard subscribers to ``bus``; return a function that detaches them."""
@@ -30,6 +31,10 @@ def attach_subscribers(
         sinks.append(EventLogger(log_format))
     if progress:
         sinks.append(ProgressBar())
+    if tensorboard:
+        from rxpipe.subscribers.tensorboard import TensorBoardWriter
+
+        sinks.append(TensorBoardWriter(run_dir / "tensorboard"))
     sinks.extend(extra)
     subscriptions = [bus.events.subscribe(sink) for sink in sinks]
 

@@ -13,10 +13,24 @@ _QUIET = (TrainProgress, StageStarted, StageCompleted)
 _FORMATS = ("console", "json")
 
 
+def _compact(value: Any) -> Any:
+    """Round floats and keep only the scalars of nested metrics, so a line stays readable."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {
+            k: _compact(v)
+            for k, v in value.items()
+            if isinstance(v, int | float | str) or (isinstance(v, dict) and k != "per_class")
+        }
+    return value
+
+
 class EventLogger:
     """Log each event as one structlog line named after the event (``epoch_ended`` ...).
 
-    Train-progress and per-pass stage events are left out (they are in events.jsonl).
+    Train-progress and per-pass stage events are left out, floats are rounded and per-class
+    metrics and confusion matrices are dropped (everything is in events.jsonl).
     The logger has its own processor chain, so it neither needs nor changes the
     application's global structlog configuration.
 
@@ -45,7 +59,7 @@ class EventLogger:
     def __call__(self, event: Event) -> None:
         if isinstance(event, _QUIET):
             return
-        fields = event.to_dict()
+        fields = {key: _compact(value) for key, value in event.to_dict().items()}
         del fields["event"], fields["time"]
         if event.kind == "run_failed":
             self._log.error(event.kind, **fields)

@@ -20,9 +20,13 @@ def _format_logs(logs: Any) -> str:
 
 
 class ProgressBar:
-    """Show training progress with rich; started lazily, stopped by :meth:`close`."""
+    """Show training progress with rich; started lazily, stopped by :meth:`close`.
 
-    def __init__(self) -> None:
+    Args:
+        console: the rich console to draw on (default: standard error).
+    """
+
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -33,7 +37,7 @@ class ProgressBar:
             TimeRemainingColumn,
         )
 
-        self._console = Console(stderr=True)
+        self._console = console if console is not None else Console(stderr=True)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -45,13 +49,17 @@ class ProgressBar:
             transient=True,
         )
         self._task: Any = None
+        self._overall: Any = None
         self._epoch = -1
-        self._steps: int | None = None
+
+    def _start(self, epochs: int) -> None:
+        if self._overall is None:
+            self._progress.start()
+            self._overall = self._progress.add_task("training", total=epochs, loss="")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TrainProgress):
-            if self._task is None:
-                self._progress.start()
+            self._start(event.epochs)
             if event.epoch != self._epoch:
                 if self._task is not None:
                     self._progress.remove_task(self._task)
@@ -61,6 +69,13 @@ class ProgressBar:
                 )
             self._progress.update(self._task, completed=event.step, loss=f"loss {event.loss:.4f}")
         elif isinstance(event, EpochEnded):
+            self._start(event.epochs)
+            if self._task is not None:
+                self._progress.remove_task(self._task)
+                self._task = None
+            self._progress.update(
+                self._overall, completed=event.epoch, loss=f"loss {event.logs.get('loss', 0):.4f}"
+            )
             self._console.print(
                 f"epoch {event.epoch}/{event.epochs}  {_format_logs(event.logs)}  "
                 f"({event.samples_per_s:,.0f} samples/s)"

@@ -1,4 +1,10 @@
-"""Compiled train, test and predict steps for a Keras model (TensorFlow backend)."""
+"""Compiled train, test and predict steps for a Keras model (TensorFlow backend).
+
+One code path for one device and for ``tf.distribute`` strategies: with a strategy the step
+runs on every replica (``strategy.run``), the loss is summed over the *global* batch and
+divided by its size, Keras's optimizer all-reduces the gradients, and metrics are updated
+once with the gathered labels and predictions.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ import tensorflow as tf
 from rxpipe.batch import DatasetMetadata
 from rxpipe.errors import ConfigError
 
+__all__ = ["Steps", "compile_steps", "predict_fn"]
+
 
 def _metric(name: str, classification: bool) -> Any:
     if classification and name in ("accuracy", "acc"):
@@ -20,28 +28,61 @@ def _metric(name: str, classification: bool) -> Any:
         metric = keras.metrics.get(name)
     except ValueError as error:
         raise ConfigError(f"metrics: expected Keras metric names. Received: {name!r}") from error
-    return (
-        metric
-        if isinstance(metric, keras.metrics.Metric)
-        else keras.metrics.MeanMetricWrapper(metric, name=name)
-    )
+    if isinstance(metric, keras.metrics.Metric):
+        return metric
+    return keras.metrics.MeanMetricWrapper(metric, name=name)
+
+
+def make_optimizer(optimizer: Any, learning_rate: float, precision: str | None) -> Any:
+    """A Keras optimizer from a name (or an optimizer object, used as is).
+
+    Under ``mixed_float16`` it is wrapped in a ``LossScaleOptimizer``, so small float16
+    gradients do not underflow.
+    """
+    if isinstance(optimizer, str):
+        try:
+            opt = keras.optimizers.get(optimizer)
+        except ValueError as error:
+            raise ConfigError(
+                "optimizer: expected a Keras optimizer name such as 'adam' or 'sgd'. "
+                f"Received: {optimizer!r}"
+            ) from error
+        opt = type(opt)(learning_rate=learning_rate)
+    else:
+        opt = optimizer
+    if precision == "mixed_float16" and not isinstance(opt, keras.optimizers.LossScaleOptimizer):
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def make_loss(loss: str | None, classification: bool) -> Any:
+    """A per-sample Keras loss function by name (default chosen by task)."""
+    default = "sparse_categorical_crossentropy" if classification else "mean_squared_error"
+    try:
+        return keras.losses.get(loss or default)
+    except ValueError as error:
+        raise ConfigError(f"loss: expected a Keras loss name. Received: {loss!r}") from error
 
 
 @attrs.define
 class Steps:
-    """The compiled steps of one model, and the metric objects they update.
+    """The compiled steps of one model and the metric objects they update.
 
     Attributes:
-        traces: how many times each step function was traced (a retrace storm shows here).
+        traces: how many times each step function was traced; a last partial batch
+            must not add a trace (inputs have an unknown batch dimension).
+        nonfinite_step: the global step at which the loss first became NaN or infinite,
+            or -1; checked by the trainer without a host sync on every step.
     """
 
-    model: keras.Model
+    model: Any
     optimizer: Any
-    loss_fn: Any
     metrics: list[Any]
     val_metrics: list[Any]
     loss_tracker: Any
     val_loss_tracker: Any
+    step_counter: Any
+    nonfinite_step: Any
     train_step: Any = None
     test_step: Any = None
     traces: dict[str, int] = attrs.Factory(lambda: {"train": 0, "test": 0})
@@ -62,79 +103,111 @@ class Steps:
 
 
 def compile_steps(
-    model: keras.Model,
+    model: Any,
+    optimizer: Any,
     meta: DatasetMetadata,
     features: np.ndarray[Any, Any],
     labels: np.ndarray[Any, Any],
-    optimizer: str,
-    learning_rate: float,
     loss: str | None,
     metrics: tuple[str, ...],
+    *,
+    jit_compile: bool = False,
+    strategy: Any = None,
 ) -> Steps:
-    """Build the optimizer, loss and metrics and trace-once step functions for ``model``.
+    """Trace-once train and test steps for ``model``.
 
-    Input signatures have an unknown batch dimension, so a last partial batch does not
-    trigger a retrace.
+    Metric variables are created outside any strategy scope and updated in cross-replica
+    context with the gathered labels and predictions.
+
+    Args:
+        model: the (built) Keras model, created in ``strategy.scope()`` if there is one.
+        optimizer: its optimizer, created in the same scope.
+        meta: the training data's metadata (picks the default loss and metrics).
+        features: an example batch of features (for the input signature).
+        labels: an example batch of labels.
+        loss: a Keras loss name, or ``None`` for the task's default.
+        metrics: Keras metric names.
+        jit_compile: compile the steps with XLA.
+        strategy: a ``tf.distribute`` strategy, or ``None`` for one device.
     """
     classification = meta.num_classes is not None
-    try:
-        opt = keras.optimizers.get(optimizer)
-    except ValueError as error:
-        raise ConfigError(
-            "optimizer: expected a Keras optimizer name such as 'adam' or 'sgd'. "
-            f"Received: {optimizer!r}"
-        ) from error
-    opt = type(opt)(learning_rate=learning_rate)
-    loss_name = loss or (
-        "sparse_categorical_crossentropy" if classification else "mean_squared_error"
-    )
-    try:
-        loss_fn = keras.losses.get(loss_name)
-    except ValueError as error:
-        raise ConfigError(f"loss: expected a Keras loss name. Received: {loss_name!r}") from error
+    loss_fn = make_loss(loss, classification)
     steps = Steps(
         model=model,
-        optimizer=opt,
-        loss_fn=loss_fn,
+        optimizer=optimizer,
         metrics=[_metric(m, classification) for m in metrics],
         val_metrics=[_metric(m, classification) for m in metrics],
         loss_tracker=keras.metrics.Mean(name="loss"),
         val_loss_tracker=keras.metrics.Mean(name="val_loss"),
+        step_counter=tf.Variable(0, dtype=tf.int64, trainable=False),
+        nonfinite_step=tf.Variable(-1, dtype=tf.int64, trainable=False),
     )
-    x_spec = tf.TensorSpec((None, *features.shape[1:]), tf.as_dtype(features.dtype))
-    y_spec = tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype))
+    scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
 
-    @tf.function(input_signature=[x_spec, y_spec])
-    def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        steps.traces["train"] += 1
+    def replica_train(x: tf.Tensor, y: tf.Tensor, global_size: tf.Tensor) -> Any:
         with tf.GradientTape() as tape:
             predictions = model(x, training=True)
-            value = tf.reduce_mean(loss_fn(y, predictions))
+            per_sample = tf.cast(loss_fn(y, predictions), tf.float32)
+            value = tf.reduce_sum(per_sample) / global_size
             if model.losses:
-                value += tf.add_n(model.losses)
-        gradients = tape.gradient(value, model.trainable_variables)
-        opt.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        steps.loss_tracker.update_state(value, sample_weight=tf.shape(x)[0])
-        for metric in steps.metrics:
-            metric.update_state(y, predictions)
-        return value
+                value += tf.add_n(model.losses) / replicas
+            scaled = optimizer.scale_loss(value) if scale else value
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return value, predictions
 
-    @tf.function(input_signature=[x_spec, y_spec])
-    def test_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        steps.traces["test"] += 1
+    def replica_test(x: tf.Tensor, y: tf.Tensor, global_size: tf.Tensor) -> Any:
         predictions = model(x, training=False)
-        value = tf.reduce_mean(loss_fn(y, predictions))
-        steps.val_loss_tracker.update_state(value, sample_weight=tf.shape(x)[0])
-        for metric in steps.val_metrics:
-            metric.update_state(y, predictions)
+        per_sample = tf.cast(loss_fn(y, predictions), tf.float32)
+        return tf.reduce_sum(per_sample) / global_size, predictions
+
+    def run(fn: Any, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        if strategy is None:
+            size = tf.cast(tf.shape(x)[0], tf.float32)
+            value, predictions = fn(x, y, size)
+            return value, y, predictions
+        size = tf.cast(
+            strategy.reduce("SUM", strategy.run(lambda x: tf.shape(x)[0], (x,)), None), tf.float32
+        )
+        value, predictions = strategy.run(fn, (x, y, size))
+        value = strategy.reduce("SUM", value, axis=None)
+        return value, strategy.gather(y, axis=0), strategy.gather(predictions, axis=0)
+
+    def update(
+        tracker: Any, metric_list: list[Any], value: tf.Tensor, y: tf.Tensor, p: tf.Tensor
+    ) -> None:
+        tracker.update_state(value, sample_weight=tf.shape(y)[0])
+        for metric in metric_list:
+            metric.update_state(y, p)
+
+    def train_step(x: Any, y: Any) -> tf.Tensor:
+        steps.traces["train"] += 1
+        value, y_all, predictions = run(replica_train, x, y)
+        update(steps.loss_tracker, steps.metrics, value, y_all, predictions)
+        step = steps.step_counter.assign_add(1)
+        bad = tf.logical_and(tf.logical_not(tf.math.is_finite(value)), steps.nonfinite_step < 0)
+        steps.nonfinite_step.assign(tf.where(bad, step, steps.nonfinite_step))
         return value
 
-    steps.train_step = train_step
-    steps.test_step = test_step
+    def test_step(x: Any, y: Any) -> tf.Tensor:
+        steps.traces["test"] += 1
+        value, y_all, predictions = run(replica_test, x, y)
+        update(steps.val_loss_tracker, steps.val_metrics, value, y_all, predictions)
+        return value
+
+    if strategy is None:
+        x_spec = tf.TensorSpec((None, *features.shape[1:]), tf.as_dtype(features.dtype))
+        y_spec = tf.TensorSpec((None, *labels.shape[1:]), tf.as_dtype(labels.dtype))
+        compile_ = tf.function(input_signature=[x_spec, y_spec], jit_compile=jit_compile)
+    else:  # distributed values have no fixed signature; retracing is relaxed instead
+        compile_ = tf.function(reduce_retracing=True, jit_compile=jit_compile)
+    steps.train_step = compile_(train_step)
+    steps.test_step = compile_(test_step)
     return steps
 
 
-def predict_fn(model: keras.Model, features: np.ndarray[Any, Any]) -> Any:
+def predict_fn(model: Any, features: np.ndarray[Any, Any]) -> Any:
     """A compiled inference function for batches shaped like ``features``."""
     spec = tf.TensorSpec((None, *features.shape[1:]), tf.as_dtype(features.dtype))
 

@@ -2,46 +2,324 @@
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import reactivex
 from reactivex import operators as ops
 
-from rxpipe.batch import Batch, Split
-from rxpipe.context import current_run, in_epoch
+from rxpipe.batch import Batch, DatasetMetadata, Split
+from rxpipe.context import RunContext, current_run, in_epoch
 from rxpipe.errors import BatchError, TrainingError
 from rxpipe.events import EpochEnded, TrainProgress
-from rxpipe.flow import iterate, transform
+from rxpipe.flow import iterate, map_batches, transform
 from rxpipe.flow.rebatch import Rebatcher
 from rxpipe.model import ModelPlan, TrainedModel
 from rxpipe.training.options import TrainOptions
 
 __all__ = ["train"]
 
+STAGE = "train.fit"
 
-def _split_stream(
-    data: reactivex.Observable[Batch], split: Split, batch_size: int | None
+
+def _arrays(batch: Batch) -> tuple[Any, Any]:
+    x, y = batch.features, batch.labels
+    if y is None or not hasattr(x, "shape"):
+        got = "no labels" if y is None else f"named features {sorted(x)}"
+        raise BatchError(
+            f"{STAGE}: expected features as one array and labels per batch. Received: {got}"
+        )
+    return x, y
+
+
+def split_stream(
+    data: reactivex.Observable[Batch],
+    split: Split,
+    batch_size: int | None,
+    shard: tuple[int, int, int] | None = None,
 ) -> reactivex.Observable[Batch]:
+    """The batches of one split, optionally re-batched and restricted to one worker's shard."""
+
     def wanted(batch: Batch) -> bool:
         return batch.split is split
 
     stream = data.pipe(ops.filter(wanted))
+    if shard is not None:
+        from rxpipe.sharding import shard_mask
+
+        index, count, seed = shard
+
+        def mine(batch: Batch) -> Batch:
+            return batch.select(shard_mask(batch.ids, index, count, seed))
+
+        def not_empty(batch: Batch) -> bool:
+            return batch.size > 0
+
+        stream = stream.pipe(map_batches(STAGE, mine), ops.filter(not_empty))
     if batch_size is not None:
-        stream = stream.pipe(transform("train.rebatch", lambda: Rebatcher(batch_size, False)))
+        stream = stream.pipe(transform(STAGE, lambda: Rebatcher(batch_size, False)))
     return stream
 
 
-def _array(batch: Batch, what: str) -> Any:
-    value = batch.features if what == "features" else batch.labels
-    if value is None or not hasattr(value, "shape"):
-        got = "no labels" if value is None else f"named features {sorted(value)}"
-        raise BatchError(
-            f"train.fit: expected {what} as one array per batch. Received: {got} "
-            f"(samples {batch.ids[:4].tolist()}...)"
+def device_feed(
+    stream: reactivex.Observable[Batch], capacity: int, device: str | None, name: str
+) -> Iterator[tuple[Any, Any, int]]:
+    """(features, labels, size) as tensors, prepared on a producer thread ``capacity`` ahead.
+
+    Converting to tensors, and on a GPU copying to device memory, happens on the producer
+    thread, so it overlaps with the current train step.
+    """
+    import tensorflow as tf
+
+    def to_tensors(batch: Batch) -> tuple[Any, Any, int]:
+        x, y = _arrays(batch)
+        with tf.device(device) if device else nullcontext():
+            return tf.identity(x), tf.identity(y), batch.size
+
+    return iterate(stream.pipe(map_batches(STAGE, to_tensors)), capacity, name=name)
+
+
+def _peek_metadata(stream: reactivex.Observable[Batch]) -> tuple[DatasetMetadata, Any, Any]:
+    for batch in iterate(stream, 1, name="rxpipe-train-peek"):
+        x, y = _arrays(batch)
+        return batch.metadata, x, y
+    raise TrainingError(
+        STAGE,
+        "expected batches with split 'train'. Received: none "
+        "(add access.split before the model stage, or check the source)",
+    )
+
+
+class _Trainer:
+    """State of one training run (one ``train.fit`` subscription)."""
+
+    def __init__(self, plan: ModelPlan, options: TrainOptions, run: RunContext) -> None:
+        self.plan = plan
+        self.options = options
+        self.run = run
+        self.strategy: Any = None
+        self.shard: tuple[int, int, int] | None = None
+        self.history: list[dict[str, float]] = []
+        self.device: str | None = None
+        self.steps_per_epoch: int | None = None
+        self.epoch_start_step = 1
+        self.checkpoints: Any = None
+        self.wants_batch_hooks = False
+        self.saved_epoch = 0
+        self.throughput = (0.0, 0.0)
+
+    def setup(self, stack: ExitStack) -> None:
+        import keras
+
+        from rxpipe.training.devices import choose_device, op_determinism, set_memory_growth
+        from rxpipe.training.distribute import make_strategy
+
+        options = self.options
+        if options.memory_growth:
+            set_memory_growth()
+        stack.enter_context(op_determinism(options.deterministic))
+        keras.utils.set_random_seed(self.run.seed)
+        self.strategy = make_strategy(options.strategy)
+        if options.strategy == "multi_worker":
+            resolver = self.strategy.cluster_resolver
+            self.shard = (resolver.task_id, self.strategy.extended._num_workers, self.run.seed)
+        self.device = None if self.strategy is not None else choose_device(options.device)
+
+    def build(self) -> None:
+        from rxpipe.training.devices import dtype_policy
+        from rxpipe.training.steps import compile_steps, make_optimizer
+
+        options = self.options
+        train_data = split_stream(self.plan.data, Split.TRAIN, options.batch_size, self.shard)
+        self.meta, x, y = _peek_metadata(train_data)
+        scope = self.strategy.scope() if self.strategy is not None else nullcontext()
+        import tensorflow as tf
+
+        with (
+            scope,
+            dtype_policy(options.precision),
+            tf.device(self.device) if self.device else nullcontext(),
+        ):
+            self.model = self.plan.build(self.meta)
+            optimizer = make_optimizer(options.optimizer, options.learning_rate, options.precision)
+            optimizer.build(self.model.trainable_variables)
+        self.steps = compile_steps(
+            self.model,
+            optimizer,
+            self.meta,
+            x,
+            y,
+            options.loss,
+            options.metrics,
+            jit_compile=options.jit_compile,
+            strategy=self.strategy,
         )
-    return value
+        if options.checkpoint and self.run.run_dir is not None:
+            from rxpipe.training.checkpoints import EpochCheckpoints
+
+            directory = self.run.run_dir / "checkpoints"
+            if self.shard is not None and self.shard[0] != 0:
+                directory = self.run.run_dir / f"checkpoints-worker{self.shard[0]}"
+            self.checkpoints = EpochCheckpoints(directory, self.model, optimizer)
+
+    def callbacks(self) -> Any:
+        import keras
+
+        callbacks = list(self.options.callbacks)
+        if self.options.patience is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor=self.options.monitor,
+                    patience=self.options.patience,
+                    min_delta=self.options.min_delta,
+                    restore_best_weights=self.options.restore_best_weights,
+                )
+            )
+        base = keras.callbacks.Callback
+        # Batch hooks cost a host sync per step: call them only for callbacks that use them.
+        self.wants_batch_hooks = any(
+            type(c).on_train_batch_end is not base.on_train_batch_end
+            or type(c).on_batch_end is not base.on_batch_end
+            for c in callbacks
+        )
+        return keras.callbacks.CallbackList(callbacks, model=self.model, epochs=self.options.epochs)
+
+    def check_finite(self, epoch: int) -> None:
+        bad = int(self.steps.nonfinite_step.numpy())
+        if bad >= 0:
+            if self.checkpoints is not None and self.saved_epoch:
+                kept = f"The checkpoint of epoch {self.saved_epoch} is kept"
+            else:
+                kept = "No checkpoint was saved before it"
+            raise TrainingError(
+                STAGE,
+                f"the loss became NaN or infinite at epoch {epoch}, step "
+                f"{bad - self.epoch_start_step + 1} (global step {bad}); expected a finite "
+                f"loss. {kept}; lower the learning rate or check the data",
+            )
+
+    def train_epoch(self, epoch: int, callbacks: Any) -> int:
+        """Run one epoch of train steps; return the number of samples trained on."""
+        options, steps = self.options, self.steps
+        stream = split_stream(self.plan.data, Split.TRAIN, options.batch_size, self.shard)
+        self.epoch_start_step = int(steps.step_counter.numpy()) + 1
+        last_report = time.perf_counter()
+        step = samples = 0
+        batch_hooks = self.wants_batch_hooks
+        with in_epoch(epoch):
+            feed = device_feed(stream, options.prefetch, self.device, f"rxpipe-train-feed-e{epoch}")
+            if self.strategy is not None:
+                from rxpipe.training.distribute import distributed_feed
+
+                feed = distributed_feed(self.strategy, feed, multi_worker=self.shard is not None)
+            feed_iter = iter(feed)
+            train_started = waited = 0.0
+            while True:
+                before = time.perf_counter()
+                item = next(feed_iter, None)
+                after = time.perf_counter()
+                if item is None:
+                    break
+                if step == 0:
+                    train_started = after  # the first batch's wait is start-up, not starvation
+                else:
+                    waited += after - before
+                x, y, size = item
+                loss = steps.train_step(x, y)
+                step += 1
+                samples += size
+                if batch_hooks:
+                    callbacks.on_train_batch_end(step - 1, {"loss": float(loss)})
+                now = time.perf_counter()
+                if now - last_report >= options.progress_every_s:
+                    last_report = now
+                    self.check_finite(epoch)
+                    self.run.publish(
+                        TrainProgress,
+                        epoch=epoch,
+                        epochs=options.epochs,
+                        step=step,
+                        steps=self.steps_per_epoch,
+                        samples=samples,
+                        loss=float(loss),
+                    )
+        if step == 0:
+            raise TrainingError(
+                STAGE,
+                f"expected batches with split 'train' in epoch {epoch}. Received: none",
+            )
+        self.check_finite(epoch)
+        self.steps_per_epoch = step
+        float(loss)  # wait for the last step before reading the clock
+        elapsed = time.perf_counter() - train_started
+        self.throughput = (samples / elapsed, waited / elapsed) if elapsed > 0 else (0.0, 0.0)
+        return samples
+
+    def validate(self, epoch: int) -> bool:
+        if not self.options.validate:
+            return False
+        stream = split_stream(self.plan.data, Split.VALIDATION, self.options.batch_size, self.shard)
+        seen = False
+        with in_epoch(epoch):
+            feed = device_feed(
+                stream, self.options.prefetch, self.device, f"rxpipe-val-feed-e{epoch}"
+            )
+            if self.strategy is not None:
+                from rxpipe.training.distribute import distributed_feed
+
+                feed = distributed_feed(self.strategy, feed, multi_worker=self.shard is not None)
+            for x, y, _ in feed:
+                self.steps.test_step(x, y)
+                seen = True
+        return seen
+
+    def fit(self) -> TrainedModel:
+        options = self.options
+        with ExitStack() as stack:
+            self.setup(stack)
+            self.build()
+            first_epoch = 1
+            if self.run.resume and self.checkpoints is not None:
+                state = self.checkpoints.restore()
+                if state is not None:
+                    first_epoch = state["epoch"] + 1
+                    self.saved_epoch = state["epoch"]
+                    self.history = list(state["history"])
+                    self.run.history.extend(self.history)
+            callbacks = self.callbacks()
+            callbacks.on_train_begin()
+            for epoch in range(first_epoch, options.epochs + 1):
+                self.steps.reset()
+                callbacks.on_epoch_begin(epoch - 1)
+                started = time.perf_counter()
+                self.train_epoch(epoch, callbacks)
+                logs = self.steps.logs(validation=self.validate(epoch))
+                duration = time.perf_counter() - started
+                self.history.append(logs)
+                self.run.history.append(logs)
+                if self.checkpoints is not None:
+                    self.checkpoints.save(epoch, self.run.seed, self.history)
+                    self.saved_epoch = epoch
+                rate, wait_share = self.throughput
+                self.run.publish(
+                    EpochEnded,
+                    epoch=epoch,
+                    epochs=options.epochs,
+                    logs=logs,
+                    duration_s=duration,
+                    samples_per_s=rate,
+                    data_wait_share=wait_share,
+                )
+                callbacks.on_epoch_end(epoch - 1, dict(logs))
+                if getattr(self.model, "stop_training", False):
+                    break
+            callbacks.on_train_end(dict(self.history[-1]) if self.history else {})
+        stats = {"traces": dict(self.steps.traces), "steps_per_epoch": self.steps_per_epoch}
+        return TrainedModel(
+            self.plan.name, self.model, self.plan.data, self.meta, tuple(self.history), stats=stats
+        )
 
 
 def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
@@ -49,110 +327,12 @@ def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
 
     Each epoch subscribes to the data again (inside ``in_epoch(epoch)``, so seeded
     stages draw that epoch's order) and pulls training batches through a bounded buffer
-    of ``options.prefetch`` batches: the source runs ahead on its own thread, and waits
-    when the buffer is full.
+    of ``options.prefetch`` batches: the source runs ahead on its own thread, converting
+    batches to tensors (and copying them to the GPU, if there is one), and waits when the
+    buffer is full. A checkpoint is saved after every epoch; a resumed run restores the
+    last one and continues with the next epoch.
 
     Raises:
         TrainingError: if no training batch arrives, or the loss becomes NaN or infinite.
     """
-    import keras
-
-    from rxpipe.training.steps import compile_steps
-
-    run = current_run()
-    train_data = _split_stream(plan.data, Split.TRAIN, options.batch_size)
-    val_data = _split_stream(plan.data, Split.VALIDATION, options.batch_size)
-    model: Any = None
-    steps: Any = None
-    meta = None
-    callbacks: Any = None
-    steps_per_epoch: int | None = None
-    history: list[dict[str, float]] = []
-    for epoch in range(1, options.epochs + 1):
-        started = time.perf_counter()
-        last_report = started
-        step = samples = 0
-        loss: Any = None
-        with in_epoch(epoch):
-            for batch in iterate(train_data, options.prefetch, name=f"rxpipe-train-feed-e{epoch}"):
-                x, y = _array(batch, "features"), _array(batch, "labels")
-                if model is None:
-                    meta = batch.metadata
-                    keras.utils.set_random_seed(run.seed)
-                    model = plan.build(meta)
-                    steps = compile_steps(
-                        model,
-                        meta,
-                        x,
-                        y,
-                        options.optimizer,
-                        options.learning_rate,
-                        options.loss,
-                        options.metrics,
-                    )
-                    callbacks = keras.callbacks.CallbackList(
-                        list(options.callbacks), model=model, epochs=options.epochs
-                    )
-                    callbacks.on_train_begin()
-                if step == 0:
-                    steps.reset()
-                    callbacks.on_epoch_begin(epoch - 1)
-                loss = steps.train_step(x, y)
-                step += 1
-                samples += batch.size
-                now = time.perf_counter()
-                if now - last_report >= options.progress_every_s:
-                    last_report = now
-                    value = float(loss)
-                    if not math.isfinite(value):
-                        raise TrainingError(
-                            "train.fit",
-                            f"the loss became {value} at epoch {epoch}, step {step}; "
-                            "expected a finite loss (lower the learning rate or check the data)",
-                        )
-                    run.publish(
-                        TrainProgress,
-                        epoch=epoch,
-                        epochs=options.epochs,
-                        step=step,
-                        steps=steps_per_epoch,
-                        samples=samples,
-                        loss=value,
-                    )
-        if step == 0:
-            raise TrainingError(
-                "train.fit",
-                f"expected batches with split 'train' in epoch {epoch}. Received: none "
-                "(add access.split before the model stage, or check the source)",
-            )
-        steps_per_epoch = step
-        validated = False
-        if options.validate:
-            with in_epoch(epoch):
-                for batch in iterate(val_data, options.prefetch, name=f"rxpipe-val-feed-e{epoch}"):
-                    steps.test_step(_array(batch, "features"), _array(batch, "labels"))
-                    validated = True
-        logs = steps.logs(validation=validated)
-        if not math.isfinite(logs["loss"]):
-            raise TrainingError(
-                "train.fit",
-                f"the loss became {logs['loss']} in epoch {epoch}; "
-                "expected a finite loss (lower the learning rate or check the data)",
-            )
-        duration = time.perf_counter() - started
-        history.append(logs)
-        run.history.append(logs)
-        run.publish(
-            EpochEnded,
-            epoch=epoch,
-            epochs=options.epochs,
-            logs=logs,
-            duration_s=duration,
-            samples_per_s=samples / duration if duration > 0 else 0.0,
-        )
-        callbacks.on_epoch_end(epoch - 1, dict(logs))
-        if getattr(model, "stop_training", False):
-            break
-    callbacks.on_train_end(dict(history[-1]))
-    assert meta is not None
-    return TrainedModel(plan.name, model, plan.data, meta, tuple(history))
+    return _Trainer(plan, options, current_run()).fit()

@@ -1,0 +1,34 @@
+"""Tests of process.clip, written with rxpipe.testing (fake sources, capturing sinks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reactivex
+from rxpipe_example_plugins import Clip, clip
+
+from rxpipe import ConfigError, StageError, registry
+from rxpipe.testing import collect, fail_on, from_arrays
+
+
+def test_clip_limits_values_and_records_the_step() -> None:
+    """Values end in [low, high] and the metadata records the Clip step for serving."""
+    source = from_arrays(np.array([[-2.0], [0.25], [9.0]], "float32"), batch_size=2)
+    batches = collect(source.pipe(clip(0.0, 1.0)))
+    assert np.concatenate([b.features for b in batches]).ravel().tolist() == [0.0, 0.25, 1.0]
+    assert batches[0].metadata.preprocessing == (Clip(0.0, 1.0),)
+
+
+def test_clip_is_registered_and_validates_its_parameters() -> None:
+    """The registry finds the plugin; bad parameters fail at construction."""
+    assert "process.clip" in registry.names()
+    with pytest.raises(ConfigError, match="expected low < high"):
+        clip(1.0, 0.0)
+
+
+def test_upstream_errors_pass_through_unchanged() -> None:
+    """An error before the stage reaches the subscriber as it was raised."""
+    source = from_arrays(np.zeros((4, 1), "float32"), batch_size=2).pipe(fail_on(3))
+    with pytest.raises(StageError, match="boom"):
+        collect(source.pipe(clip()))
+    assert collect(reactivex.empty().pipe(clip())) == []

@@ -1,0 +1,152 @@
+"""access.cache: read and process the data once per run (memory) or once ever (a folder)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import reactivex
+from reactivex import abc
+
+from rxpipe.batch import Batch, DatasetMetadata
+from rxpipe.context import atomic_write
+from rxpipe.errors import ConfigError, StageError
+from rxpipe.flow import generate
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._fitting import PerRun
+
+MANIFEST = "cache.json"
+FORMAT = "rxpipe.cache/1"
+
+
+def _recorded(source: reactivex.Observable[Batch], finished: Any) -> reactivex.Observable[Batch]:
+    """``source``, passing every batch through; ``finished(batches)`` once it completes."""
+
+    def subscribe(
+        observer: abc.ObserverBase[Batch], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        kept: list[Batch] = []
+
+        def on_next(batch: Batch) -> None:
+            kept.append(batch)
+            observer.on_next(batch)
+
+        def on_completed() -> None:
+            try:
+                finished(kept)
+            except Exception as error:
+                observer.on_error(error)
+                return
+            observer.on_completed()
+
+        return source.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
+
+    return reactivex.create(subscribe)
+
+
+def write_folder(folder: Path, batches: list[Batch]) -> None:
+    """Write ``batches`` to ``folder`` (atomically: the folder appears complete or not at all)."""
+    metas: list[DatasetMetadata] = []
+    with atomic_write(folder) as tmp:
+        tmp.mkdir()
+        for index, batch in enumerate(batches):
+            position = next((i for i, m in enumerate(metas) if m is batch.metadata), None)
+            if position is None:
+                metas.append(batch.metadata)
+                position = len(metas) - 1
+            record = (batch.features, batch.labels, batch.ids, batch.split.value, position)
+            with (tmp / f"batch-{index:06d}.pkl").open("wb") as handle:
+                pickle.dump(record, handle, protocol=5)
+        with (tmp / "metadata.pkl").open("wb") as handle:
+            pickle.dump(metas, handle, protocol=5)
+        manifest = {
+            "format": FORMAT,
+            "batches": len(batches),
+            "samples": sum(b.size for b in batches),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def read_folder(folder: Path) -> Iterator[Batch]:
+    """Replay the batches of a cache folder, one file at a time."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"format {manifest.get('format')!r}")
+        with (folder / "metadata.pkl").open("rb") as handle:
+            metas = pickle.load(handle)
+    except (OSError, ValueError, pickle.UnpicklingError) as error:
+        raise StageError(
+            "access.cache",
+            f"{str(folder)!r}: expected a complete cache folder written by access.cache "
+            f"({FORMAT}). Received: {error}; delete the folder to rebuild it",
+        ) from error
+    for index in range(int(manifest["batches"])):
+        file = folder / f"batch-{index:06d}.pkl"
+        try:
+            with file.open("rb") as handle:
+                features, labels, ids, split, position = pickle.load(handle)
+        except (OSError, EOFError, pickle.UnpicklingError) as error:
+            raise StageError(
+                "access.cache",
+                f"cannot read {str(file)!r}: expected a cached batch. Received: {error}; "
+                "delete the cache folder to rebuild it",
+            ) from error
+        yield Batch(features, labels, ids, metas[position], split)
+
+
+@plugin("access.cache")
+def cache(path: str | None = None) -> Operator[Batch, Batch]:
+    """Keep the stream after its first complete pass; later passes replay it.
+
+    In memory (``path`` unset), the first complete pass of a run is kept and every
+    later pass of that run (every epoch, validation, evaluation) replays it without
+    reading or processing again. With ``path``, the first complete pass is written to
+    that folder (atomically: it appears when complete) and every later pass, in this
+    run or any later one, replays it from disk a batch at a time; delete the folder
+    when the data or the stages before the cache change. A pass cut short (an error,
+    ``access.take`` downstream) is not kept.
+
+    Put the cache after the expensive, deterministic stages (decoding, fitted
+    processors) and before the ones that should differ per epoch (``access.shuffle``,
+    ``process.augment``).
+
+    Args:
+        path: a folder for a disk cache (written with pickle: only replay folders you
+            wrote yourself); ``None`` keeps the batches in memory.
+
+    Example:
+        >>> import numpy as np
+        >>> from rxpipe.testing import collect, from_arrays
+        >>> cached = from_arrays(np.zeros((4, 1)), batch_size=2).pipe(cache())
+        >>> [b.size for b in collect(cached)] == [b.size for b in collect(cached)] == [2, 2]
+        True
+    """
+    folder = None if path is None else Path(path).expanduser()
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"expected a folder for the cache. Received: {path!r}, which is a file",
+            "access.cache.path",
+        )
+    kept: PerRun[list[Batch]] = PerRun()
+
+    def operator(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+        def start(_: Any) -> reactivex.Observable[Batch]:
+            if folder is not None:
+                if (folder / MANIFEST).exists():
+                    return generate(lambda: read_folder(folder))
+                return _recorded(source, lambda batches: write_folder(folder, batches))
+            batches = kept.get()
+            if batches is not None:
+                replay = batches
+                return generate(lambda: iter(replay))
+            return _recorded(source, kept.setdefault)
+
+        return reactivex.defer(start)
+
+    return operator

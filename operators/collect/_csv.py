@@ -1,0 +1,522 @@
+"""collect.csv and collect.text_csv: delimited text files, read a chunk of rows at a time."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import reactivex
+
+from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
+from rxpipe.errors import ConfigError, StageError
+from rxpipe.flow import generate
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._bad_records import BadRecords, check_on_error
+from .._checks import existing_path, names, optional_positive_int, positive_int
+from ._memo import MetadataMemo
+
+COLUMN_TYPES = ("float", "int", "str")
+MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "None")
+_DTYPES = {"float": "float32", "int": "int64", "str": "object"}
+
+
+class RowError(ValueError):
+    """A row that cannot be read (wrong field count, a value of the wrong type)."""
+
+
+@attrs.frozen
+class CsvLayout:
+    """What to read from a CSV file (validated at construction)."""
+
+    plugin: str
+    path: Path
+    label: str | None
+    columns: tuple[str, ...] | None
+    types: Mapping[str, str]
+    header: bool
+    names: tuple[str, ...] | None
+    delimiter: str
+    label_names: tuple[str, ...] | None
+    id_column: str | None
+    missing: frozenset[str]
+    encoding: str
+
+
+def _float(column: str, values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    out = np.empty(len(values), dtype=np.float32)
+    for i, value in enumerate(values):
+        text = value.strip()
+        if text in missing:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(text)
+        except ValueError:
+            raise RowError(f"column {column!r}: expected a number. Received: {value!r}") from None
+    return out
+
+
+def _int(column: str, values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    out = np.empty(len(values), dtype=np.int64)
+    for i, value in enumerate(values):
+        try:
+            out[i] = int(value.strip())
+        except ValueError:
+            what = "a missing value" if value.strip() in missing else repr(value)
+            raise RowError(f"column {column!r}: expected an integer. Received: {what}") from None
+    return out
+
+
+def _str(values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = [None if v.strip() in missing else v for v in values]
+    return out
+
+
+def convert(column: str, kind: str, values: list[str], missing: frozenset[str]) -> Any:
+    """Convert one column's strings to a float32, int64 or object array (``RowError``)."""
+    if kind == "float":
+        return _float(column, values, missing)
+    if kind == "int":
+        return _int(column, values, missing)
+    return _str(values, missing)
+
+
+def infer_type(values: list[str], missing: frozenset[str]) -> str:
+    """``"float"`` if every present value is a number, else ``"str"``."""
+    try:
+        for value in values:
+            if value.strip() not in missing:
+                float(value)
+    except ValueError:
+        return "str"
+    return "float"
+
+
+class _Reader:
+    """One pass over the file: rows → typed column arrays, a chunk at a time."""
+
+    def __init__(
+        self,
+        layout: CsvLayout,
+        chunk_size: int,
+        limit: int | None,
+        bad: BadRecords,
+        memo: MetadataMemo,
+    ) -> None:
+        self.memo = memo
+        self.layout = layout
+        self.chunk_size = chunk_size
+        self.limit = limit
+        self.bad = bad
+
+    def _fail(self, sample_id: Any, line: int, message: str, cause: Exception | None) -> None:
+        where = f"{str(self.layout.path)!r} line {line}"
+        if not self.bad.skipping:
+            raise StageError(self.layout.plugin, f"{where}: {message}", [sample_id], cause)
+        self.bad.skip([sample_id], f"{where}: {message}")
+
+    def batches(self) -> Iterator[Batch]:
+        layout = self.layout
+        with layout.path.open(newline="", encoding=layout.encoding) as handle:
+            reader = csv.reader(handle, delimiter=layout.delimiter)
+            try:
+                header = next(reader) if layout.header else None
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as error:
+                raise StageError(
+                    layout.plugin, f"{str(layout.path)!r}: cannot read the header: {error}"
+                ) from error
+            names = layout.names or (
+                tuple(h.strip() for h in header) if header is not None else None
+            )
+            rows = self._rows(reader)
+            first = list(itertools.islice(rows, self.chunk_size))
+            if not first:
+                return
+            if names is None:
+                names = tuple(str(i) for i in range(len(first[0][2])))
+            plan = self._plan(names, first)
+            meta = self._metadata(plan)
+            chunk = first
+            while chunk:
+                batch = self._batch(chunk, names, plan, meta)
+                if batch is not None:
+                    yield batch
+                chunk = list(itertools.islice(rows, self.chunk_size))
+
+    def _rows(self, reader: Any) -> Iterator[tuple[int, int, list[str]]]:
+        index = 0
+        while self.limit is None or index < self.limit:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as error:
+                self._fail(index, reader.line_num, f"cannot parse the row: {error}", error)
+                index += 1
+                continue
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            yield index, reader.line_num, row
+            index += 1
+
+    def _plan(self, names: tuple[str, ...], first: list[tuple[int, int, list[str]]]) -> Any:
+        layout = self.layout
+        for what, name in (("label", layout.label), ("id_column", layout.id_column)):
+            if name is not None and name not in names:
+                raise ConfigError(
+                    f"expected a column of {str(layout.path)!r} ({', '.join(names)}). "
+                    f"Received: {name!r}",
+                    f"{layout.plugin}.{what}",
+                )
+        excluded = {layout.label, layout.id_column}
+        features = layout.columns or tuple(n for n in names if n not in excluded)
+        unknown = [c for c in (*features, *layout.types) if c not in names]
+        if unknown:
+            raise ConfigError(
+                f"expected columns of {str(layout.path)!r} ({', '.join(names)}). "
+                f"Received: {unknown}",
+                f"{layout.plugin}.columns",
+            )
+        index = {n: i for i, n in enumerate(names)}
+        kinds: dict[str, str] = {}
+        for column in (*features, *([layout.label] if layout.label else [])):
+            if column in layout.types:
+                kinds[column] = layout.types[column]
+            else:
+                values = [row[index[column]] for _, _, row in first if len(row) == len(names)]
+                kinds[column] = infer_type(values, layout.missing)
+        return features, kinds, index
+
+    def _metadata(self, plan: Any) -> DatasetMetadata:
+        features, kinds, _ = plan
+        specs = {c: FeatureSpec((), _DTYPES[kinds[c]]) for c in features}
+        spec: FeatureSpec | Mapping[str, FeatureSpec] = (
+            specs[features[0]] if len(features) == 1 else specs
+        )
+        return self.memo(DatasetMetadata(self.layout.path.stem, spec, self.layout.label_names))
+
+    def _batch(
+        self,
+        chunk: list[tuple[int, int, list[str]]],
+        names: tuple[str, ...],
+        plan: Any,
+        meta: DatasetMetadata,
+    ) -> Batch | None:
+        features, kinds, index = plan
+        good = []
+        for row_id, line, row in chunk:
+            if len(row) != len(names):
+                self._fail(
+                    row_id,
+                    line,
+                    f"expected {len(names)} fields ({', '.join(names)}). Received: {len(row)}",
+                    None,
+                )
+                continue
+            good.append((row_id, line, row))
+        while good:
+            try:
+                return self._arrays(good, features, kinds, index, meta)
+            except RowError:
+                good = self._drop_bad_rows(good, features, kinds, index)
+        return None
+
+    def _drop_bad_rows(
+        self, rows: list[tuple[int, int, list[str]]], features: Any, kinds: Any, index: Any
+    ) -> list[tuple[int, int, list[str]]]:
+        kept = []
+        for row_id, line, row in rows:
+            try:
+                for column in (*features, *([self.layout.label] if self.layout.label else [])):
+                    convert(column, kinds[column], [row[index[column]]], self.layout.missing)
+                if self.layout.label is not None and self.layout.label_names is not None:
+                    self._label_index([row[index[self.layout.label]]])
+            except RowError as error:
+                self._fail(row_id, line, str(error), error)
+                continue
+            kept.append((row_id, line, row))
+        return kept
+
+    def _label_index(self, values: list[str]) -> np.ndarray[Any, Any]:
+        names = self.layout.label_names or ()
+        lookup = {n: i for i, n in enumerate(names)}
+        out = np.empty(len(values), dtype=np.int64)
+        for i, value in enumerate(values):
+            found = lookup.get(value.strip())
+            if found is None:
+                raise RowError(
+                    f"column {self.layout.label!r}: expected one of the label_names "
+                    f"{list(names)}. Received: {value!r}"
+                )
+            out[i] = found
+        return out
+
+    def _arrays(
+        self,
+        rows: list[tuple[int, int, list[str]]],
+        features: tuple[str, ...],
+        kinds: Mapping[str, str],
+        index: Mapping[str, int],
+        meta: DatasetMetadata,
+    ) -> Batch:
+        layout = self.layout
+
+        def column(name: str) -> list[str]:
+            return [row[index[name]] for _, _, row in rows]
+
+        arrays = {c: convert(c, kinds[c], column(c), layout.missing) for c in features}
+        values: Features = arrays[features[0]] if len(features) == 1 else arrays
+        labels = None
+        if layout.label is not None:
+            if layout.label_names is not None:
+                labels = self._label_index(column(layout.label))
+            else:
+                labels = convert(
+                    layout.label, kinds[layout.label], column(layout.label), frozenset()
+                )
+        if layout.id_column is not None:
+            ids = np.empty(len(rows), dtype=object)
+            ids[:] = [v.strip() for v in column(layout.id_column)]
+        else:
+            ids = np.asarray([row_id for row_id, _, _ in rows], dtype=np.int64)
+        return Batch(values, labels, ids, meta)
+
+
+def csv_source(
+    layout: CsvLayout, chunk_size: int, limit: int | None, on_error: str, max_skipped: int | None
+) -> Operator[Batch, Batch]:
+    """An operator emitting its input, then the rows of ``layout.path``."""
+
+    memo = MetadataMemo()
+
+    def own(_: Any) -> reactivex.Observable[Batch]:
+        bad = BadRecords(layout.plugin, on_error, max_skipped)  # the pass's accounting
+        return generate(_Reader(layout, chunk_size, limit, bad, memo).batches)
+
+    return lambda source: reactivex.concat(source, reactivex.defer(own))
+
+
+def make_layout(
+    plugin_name: str,
+    path: str,
+    label: str | None,
+    columns: Sequence[str] | None,
+    types: Mapping[str, str],
+    header: bool,
+    column_names: Sequence[str] | None,
+    delimiter: str,
+    label_names: Sequence[str] | None,
+    id_column: str | None,
+    missing: Sequence[str],
+    encoding: str,
+) -> CsvLayout:
+    """Validate the parameters of a CSV plugin into a :class:`CsvLayout`."""
+    file = existing_path(plugin_name, "path", path, kind="file")
+    for column, kind in types.items():
+        if kind not in COLUMN_TYPES:
+            raise ConfigError(
+                f"expected one of {', '.join(map(repr, COLUMN_TYPES))}. Received: {kind!r}",
+                f"{plugin_name}.types.{column}",
+            )
+    if len(delimiter) != 1:
+        raise ConfigError(
+            f"expected one character. Received: {delimiter!r}", f"{plugin_name}.delimiter"
+        )
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise ConfigError(
+            f"expected a Python text encoding such as 'utf-8'. Received: {encoding!r}",
+            f"{plugin_name}.encoding",
+        ) from None
+    layout = CsvLayout(
+        plugin=plugin_name,
+        path=file,
+        label=label,
+        columns=names(plugin_name, "columns", columns),
+        types=dict(types),
+        header=header,
+        names=names(plugin_name, "names", column_names),
+        delimiter=delimiter,
+        label_names=names(plugin_name, "label_names", label_names),
+        id_column=id_column,
+        missing=frozenset(missing),
+        encoding=encoding,
+    )
+    _check_columns(layout)
+    return layout
+
+
+def _check_columns(layout: CsvLayout) -> None:
+    """Check the named columns against the file's header now, not when the run reads it."""
+    names = layout.names
+    if names is None and layout.header:
+        try:
+            with layout.path.open(newline="", encoding=layout.encoding) as handle:
+                names = tuple(
+                    h.strip() for h in next(csv.reader(handle, delimiter=layout.delimiter))
+                )
+        except (StopIteration, OSError, UnicodeDecodeError, csv.Error):
+            return  # an empty or unreadable file fails when read, naming the file
+    if names is None:
+        return
+    wanted = {
+        "label": [layout.label] if layout.label else [],
+        "id_column": [layout.id_column] if layout.id_column else [],
+        "columns": list(layout.columns or ()),
+        "types": list(layout.types),
+    }
+    for param, columns in wanted.items():
+        unknown = [c for c in columns if c not in names]
+        if unknown:
+            raise ConfigError(
+                f"expected columns of {str(layout.path)!r} ({', '.join(names)}). "
+                f"Received: {', '.join(map(repr, unknown))}",
+                f"{layout.plugin}.{param}",
+            )
+
+
+@plugin("collect.csv")
+def csv_file(
+    path: str,
+    label: str | None = None,
+    columns: Sequence[str] | None = None,
+    types: Mapping[str, str] | None = None,
+    header: bool = True,
+    names: Sequence[str] | None = None,
+    delimiter: str = ",",
+    label_names: Sequence[str] | None = None,
+    id_column: str | None = None,
+    missing: Sequence[str] = MISSING,
+    encoding: str = "utf-8",
+    chunk_size: int = 1024,
+    limit: int | None = None,
+    on_error: str = "raise",
+    max_skipped: int | None = None,
+) -> Operator[Batch, Batch]:
+    """Rows of a CSV file, read ``chunk_size`` rows at a time.
+
+    Feature columns become named features (a mapping of column → array; one feature
+    column becomes a plain array): ``"float"`` columns float32 with NaN for missing
+    values, ``"int"`` columns int64, ``"str"`` columns object arrays with ``None`` for
+    missing values. Column types not given in ``types`` are inferred from the first
+    chunk (a number in every present value: float, else str). Labels: with
+    ``label_names``, the label column's values are mapped to class indices; without,
+    the column's values are kept (numbers for regression; strings for
+    ``process.label_encode``). Sample ids are the data rows' numbers (from 0) or the
+    ``id_column``'s values.
+
+    Args:
+        path: the CSV file.
+        label: the label column (``None``: unlabelled rows).
+        columns: the feature columns (default: every column but ``label`` and ``id_column``).
+        types: column → ``"float"``, ``"int"`` or ``"str"``.
+        header: the first row names the columns.
+        names: column names (overrides the header; needed to name columns without one).
+        delimiter: the field separator.
+        label_names: the classes, in index order.
+        id_column: a column of unique sample ids.
+        missing: strings that mean "missing".
+        encoding: the file's text encoding.
+        chunk_size: rows per emitted batch.
+        limit: read only the first ``limit`` rows.
+        on_error: ``"raise"``: a malformed row fails the run naming the file and line;
+            ``"skip"``: it is skipped and reported.
+        max_skipped: with ``"skip"``, fail after this many bad rows.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "rows.csv"
+        >>> _ = file.write_text("size,color,label\\n1.5,red,a\\n,blue,b\\n")
+        >>> from rxpipe.testing import collect
+        >>> [b] = collect(reactivex.empty().pipe(csv_file(str(file), label="label")))
+        >>> b.features["size"].tolist(), b.features["color"].tolist(), b.labels.tolist()
+        ([1.5, nan], ['red', 'blue'], ['a', 'b'])
+    """
+    layout = make_layout(
+        "collect.csv",
+        path,
+        label,
+        columns,
+        types or {},
+        header,
+        names,
+        delimiter,
+        label_names,
+        id_column,
+        missing,
+        encoding,
+    )
+    positive_int("collect.csv", "chunk_size", chunk_size)
+    optional_positive_int("collect.csv", "limit", limit)
+    check_on_error("collect.csv", on_error, max_skipped)
+    return csv_source(layout, chunk_size, limit, on_error, max_skipped)
+
+
+@plugin("collect.text_csv")
+def text_csv(
+    path: str,
+    text: str = "text",
+    label: str | None = "label",
+    label_names: Sequence[str] | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    chunk_size: int = 1024,
+    limit: int | None = None,
+    on_error: str = "raise",
+    max_skipped: int | None = None,
+) -> Operator[Batch, Batch]:
+    """Labelled text in a CSV file: one text column, one label column, with a header.
+
+    Emits the texts as an object array of str. Labels are class indices with
+    ``label_names``, else the label strings (follow with ``process.label_encode``).
+
+    Args:
+        path: the CSV file.
+        text: the text column.
+        label: the label column (``None``: unlabelled).
+        label_names: the classes, in index order.
+        delimiter: the field separator.
+        encoding: the file's text encoding.
+        chunk_size: rows per emitted batch.
+        limit: read only the first ``limit`` rows.
+        on_error: ``"raise"`` or ``"skip"`` for malformed rows.
+        max_skipped: with ``"skip"``, fail after this many bad rows.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "texts.csv"
+        >>> _ = file.write_text('text,label\\n"great, loved it",pos\\nawful,neg\\n')
+        >>> from rxpipe.testing import collect
+        >>> [b] = collect(reactivex.empty().pipe(text_csv(str(file), label_names=["neg", "pos"])))
+        >>> b.features.tolist(), b.labels.tolist()
+        (['great, loved it', 'awful'], [1, 0])
+    """
+    layout = make_layout(
+        "collect.text_csv",
+        path,
+        label,
+        (text,),
+        {text: "str"},
+        True,
+        None,
+        delimiter,
+        label_names,
+        None,
+        (),
+        encoding,
+    )
+    positive_int("collect.text_csv", "chunk_size", chunk_size)
+    optional_positive_int("collect.text_csv", "limit", limit)
+    check_on_error("collect.text_csv", on_error, max_skipped)
+    return csv_source(layout, chunk_size, limit, on_error, max_skipped)

@@ -1,0 +1,247 @@
+"""collect.image_folder and collect.text_folder: one subfolder per class, read lazily.
+
+Both list the class folders when built (a missing or empty folder fails the pipeline
+before it runs) and again when read; files are read a chunk at a time, classes
+interleaved (one file of each class in turn), so a small shuffle buffer still sees
+every class. Sample ids are the files' paths relative to the root (``"cat/001.png"``),
+so every error names the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import reactivex
+
+from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
+from rxpipe.errors import ConfigError, StageError
+from rxpipe.flow import generate
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._bad_records import BadRecords, check_on_error
+from .._checks import existing_path, optional_positive_int, positive_int
+from ._memo import MetadataMemo
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+TEXT_EXTENSIONS = (".txt",)
+
+
+def _extensions(plugin_name: str, value: Sequence[str]) -> tuple[str, ...]:
+    items = tuple(value)
+    if not items or any(not isinstance(e, str) or not e.startswith(".") for e in items):
+        raise ConfigError(
+            f"expected a non-empty list of file suffixes such as '.png'. Received: {list(items)}",
+            f"{plugin_name}.extensions",
+        )
+    return tuple(e.lower() for e in items)
+
+
+def class_files(
+    plugin_name: str, root: Path, extensions: tuple[str, ...]
+) -> tuple[tuple[str, ...], list[list[Path]]]:
+    """The class names (sorted subfolder names) and each class's files (sorted, recursive).
+
+    Raises:
+        ConfigError: if ``root`` has no class subfolder holding a matching file.
+    """
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = [
+        sorted(
+            p
+            for p in (root / name).rglob("*")
+            if p.suffix.lower() in extensions and p.is_file() and not p.name.startswith(".")
+        )
+        for name in classes
+    ]
+    if not any(files):
+        raise ConfigError(
+            f"expected one subfolder per class holding {', '.join(extensions)} files. "
+            f"Received: {str(root)!r} with {len(classes)} subfolder(s) and no such file",
+            f"{plugin_name}.path",
+        )
+    return tuple(classes), files
+
+
+def _interleaved(files: list[list[Path]]) -> Iterator[tuple[Path, int]]:
+    rounds = itertools.zip_longest(
+        *[[(f, label) for f in group] for label, group in enumerate(files)]
+    )
+    for row in rounds:
+        yield from (item for item in row if item is not None)
+
+
+def folder_source(
+    plugin_name: str,
+    path: str,
+    extensions: Sequence[str],
+    chunk_size: int,
+    limit: int | None,
+    on_error: str,
+    max_skipped: int | None,
+    read: Any,
+) -> Operator[Batch, Batch]:
+    """An operator emitting its input, then the files under ``path`` read with ``read``."""
+    root = existing_path(plugin_name, "path", path, kind="dir")
+    suffixes = _extensions(plugin_name, extensions)
+    positive_int(plugin_name, "chunk_size", chunk_size)
+    optional_positive_int(plugin_name, "limit", limit)
+    check_on_error(plugin_name, on_error, max_skipped)
+    class_files(plugin_name, root, suffixes)  # fail now, not when the run reaches the data
+    memo = MetadataMemo()
+
+    def batches(bad: BadRecords) -> Iterator[Batch]:
+        classes, files = class_files(plugin_name, root, suffixes)
+        total = sum(len(group) for group in files)
+        meta = memo(
+            DatasetMetadata(
+                name=root.name,
+                features=FeatureSpec((), "object"),
+                label_names=classes,
+                split_sizes={"unsplit": total if limit is None else min(total, limit)},
+            )
+        )
+        chosen = itertools.islice(_interleaved(files), limit)
+        while chunk := list(itertools.islice(chosen, chunk_size)):
+            values: list[Any] = []
+            labels: list[int] = []
+            ids: list[str] = []
+            for file, label in chunk:
+                sample_id = file.relative_to(root).as_posix()
+                try:
+                    values.append(read(file))
+                except (OSError, ValueError) as error:
+                    if not bad.skipping:
+                        raise StageError(
+                            plugin_name,
+                            f"cannot read {str(file)!r}: expected a readable file. "
+                            f"Received: {type(error).__name__}: {error}",
+                            [sample_id],
+                            error,
+                        ) from error
+                    bad.skip([sample_id], f"{type(error).__name__}: {error}")
+                    continue
+                labels.append(label)
+                ids.append(sample_id)
+            if ids:
+                features = np.empty(len(values), dtype=object)
+                features[:] = values
+                yield Batch(
+                    features,
+                    np.asarray(labels, dtype=np.int64),
+                    np.asarray(ids, dtype=object),
+                    meta,
+                )
+
+    def own(_: Any) -> reactivex.Observable[Batch]:
+        # Subscribed now: the pass's accounting is current.
+        return generate(functools.partial(batches, BadRecords(plugin_name, on_error, max_skipped)))
+
+    return lambda source: reactivex.concat(source, reactivex.defer(own))
+
+
+def _read_bytes(file: Path) -> bytes:
+    return file.read_bytes()
+
+
+@plugin("collect.image_folder")
+def image_folder(
+    path: str,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    chunk_size: int = 64,
+    limit: int | None = None,
+    on_error: str = "raise",
+    max_skipped: int | None = None,
+) -> Operator[Batch, Batch]:
+    """Images in one subfolder per class (PNG, JPEG, BMP, GIF), as encoded bytes.
+
+    Emits the files' bytes undecoded (an object array), labels from the subfolders
+    (sorted names, index = label), ids = paths relative to ``path``. Decode them with
+    ``process.decode_image``, which the exported model repeats on raw image bytes.
+
+    Args:
+        path: the root folder (``path/<class>/<file>``; nested folders are read too).
+        extensions: file suffixes to read (case-insensitive).
+        chunk_size: files per emitted batch.
+        limit: read only the first ``limit`` files (for quick runs).
+        on_error: ``"raise"``: an unreadable file fails the run naming it; ``"skip"``:
+            it is skipped and reported.
+        max_skipped: with ``"skip"``, fail after this many unreadable files.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("cat", "dog"):
+        ...     (root / name).mkdir()
+        ...     _ = (root / name / "a.png").write_bytes(b"not decoded here")
+        >>> from rxpipe.testing import collect
+        >>> [batch] = collect(reactivex.empty().pipe(image_folder(str(root))))
+        >>> batch.ids.tolist(), batch.labels.tolist(), batch.metadata.label_names
+        (['cat/a.png', 'dog/a.png'], [0, 1], ('cat', 'dog'))
+    """
+    return folder_source(
+        "collect.image_folder",
+        path,
+        extensions,
+        chunk_size,
+        limit,
+        on_error,
+        max_skipped,
+        _read_bytes,
+    )
+
+
+@plugin("collect.text_folder")
+def text_folder(
+    path: str,
+    extensions: Sequence[str] = TEXT_EXTENSIONS,
+    encoding: str = "utf-8",
+    chunk_size: int = 256,
+    limit: int | None = None,
+    on_error: str = "raise",
+    max_skipped: int | None = None,
+) -> Operator[Batch, Batch]:
+    """Text documents in one subfolder per class, one file per sample.
+
+    Emits each file's text (an object array of str), labels from the subfolders (sorted
+    names), ids = paths relative to ``path``. Vectorize with ``process.vectorize``.
+
+    Args:
+        path: the root folder (``path/<class>/<file>.txt``).
+        extensions: file suffixes to read (case-insensitive).
+        encoding: the files' text encoding.
+        chunk_size: files per emitted batch.
+        limit: read only the first ``limit`` files.
+        on_error: ``"raise"``: an unreadable or undecodable file fails the run naming
+            it; ``"skip"``: it is skipped and reported.
+        max_skipped: with ``"skip"``, fail after this many bad files.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "spam").mkdir()
+        >>> _ = (root / "spam" / "1.txt").write_text("win money now")
+        >>> from rxpipe.testing import collect
+        >>> [batch] = collect(reactivex.empty().pipe(text_folder(str(root))))
+        >>> batch.features.tolist(), batch.ids.tolist()
+        (['win money now'], ['spam/1.txt'])
+    """
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise ConfigError(
+            f"expected a Python text encoding such as 'utf-8'. Received: {encoding!r}",
+            "collect.text_folder.encoding",
+        ) from None
+
+    def read_text(file: Path) -> str:
+        return file.read_text(encoding=encoding)
+
+    return folder_source(
+        "collect.text_folder", path, extensions, chunk_size, limit, on_error, max_skipped, read_text
+    )

@@ -1,0 +1,259 @@
+"""collect.tfrecord: tf.train.Example records parsed with a feature spec, a chunk at a time."""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import reactivex
+
+from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
+from rxpipe.errors import ConfigError, StageError
+from rxpipe.flow import generate
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._bad_records import BadRecords, check_on_error
+from .._checks import names, optional_positive_int, positive_int
+from ._memo import MetadataMemo
+
+PLUGIN = "collect.tfrecord"
+_SPEC = re.compile(r"^\s*(float32|int64|bytes|string)\s*(?:\[\s*([\d\s,]*)\s*\])?\s*$")
+_NUMPY = {"float32": "float32", "int64": "int64", "bytes": "object", "string": "object"}
+
+
+@attrs.frozen
+class Column:
+    """One fixed-length feature of the records: ``"float32[4]"``, ``"int64"``, ``"bytes"``."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, name: str, text: str, param: str) -> Column:
+        """Read ``"dtype"`` or ``"dtype[d1, d2]"`` (dtype: float32, int64, bytes, string)."""
+        match = _SPEC.match(text) if isinstance(text, str) else None
+        if match is None:
+            raise ConfigError(
+                "expected 'float32', 'int64', 'bytes' or 'string', optionally with a shape "
+                f"such as 'float32[28, 28]'. Received: {text!r}",
+                f"{PLUGIN}.{param}.{name}",
+            )
+        dims = tuple(int(d) for d in (match.group(2) or "").replace(" ", "").split(",") if d)
+        return cls(name, match.group(1), dims)
+
+    def tf_feature(self) -> Any:
+        import tensorflow as tf
+
+        dtype = {"float32": tf.float32, "int64": tf.int64}.get(self.kind, tf.string)
+        return tf.io.FixedLenFeature(self.shape, dtype)
+
+    def to_numpy(self, value: Any) -> np.ndarray[Any, Any]:
+        array: np.ndarray[Any, Any] = value.numpy()
+        if self.kind == "string":
+            out = np.empty(array.shape, dtype=object)
+            out.ravel()[:] = [v.decode("utf-8") for v in array.ravel()]
+            return out
+        return array.astype(object) if self.kind == "bytes" else array
+
+
+def _files(pattern: Sequence[str]) -> list[Path]:
+    found: list[Path] = []
+    for item in pattern:
+        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+        found.extend(Path(m) for m in matches if Path(m).is_file())
+    return found
+
+
+class _Reader:
+    def __init__(
+        self,
+        files: list[Path],
+        columns: tuple[Column, ...],
+        label: Column | None,
+        label_names: tuple[str, ...] | None,
+        compression: str | None,
+        chunk_size: int,
+        limit: int | None,
+        bad: BadRecords,
+        memo: MetadataMemo,
+    ) -> None:
+        self.files = files
+        self.columns = columns
+        self.label = label
+        self.compression = compression
+        self.chunk_size = chunk_size
+        self.limit = limit
+        self.bad = bad
+        specs: dict[str, FeatureSpec] = {
+            c.name: FeatureSpec(c.shape, _NUMPY[c.kind]) for c in columns
+        }
+        features = specs[columns[0].name] if len(columns) == 1 else specs
+        self.meta = memo(DatasetMetadata(files[0].stem, features, label_names))
+
+    def _parse(self, records: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        spec = {c.name: c.tf_feature() for c in (*self.columns, *filter(None, [self.label]))}
+        return dict(tf.io.parse_example(records, spec))
+
+    def _fail(self, ids: list[str], message: str, cause: Exception) -> None:
+        if not self.bad.skipping:
+            raise StageError(PLUGIN, message, ids, cause)
+        self.bad.skip(ids, message)
+
+    def _batch(self, records: Any, ids: list[str], where: str) -> Batch | None:
+        import tensorflow as tf
+
+        try:
+            parsed = self._parse(records)
+        except tf.errors.InvalidArgumentError:
+            good = []
+            for index in range(len(ids)):
+                try:
+                    self._parse(records[index : index + 1])
+                    good.append(index)
+                except tf.errors.InvalidArgumentError as error:
+                    self._fail(
+                        [ids[index]],
+                        f"{where}: record {ids[index]!r} does not match the feature spec: "
+                        f"{_tf_message(error)}",
+                        error,
+                    )
+            if not good:
+                return None
+            records = tf.gather(records, good)
+            ids = [ids[i] for i in good]
+            parsed = self._parse(records)
+        arrays = {c.name: c.to_numpy(parsed[c.name]) for c in self.columns}
+        features: Features = arrays[self.columns[0].name] if len(self.columns) == 1 else arrays
+        labels = None if self.label is None else self.label.to_numpy(parsed[self.label.name])
+        id_array = np.empty(len(ids), dtype=object)
+        id_array[:] = ids
+        return Batch(features, labels, id_array, self.meta)
+
+    def batches(self) -> Iterator[Batch]:
+        import tensorflow as tf
+
+        left = self.limit
+        for file in self.files:
+            where = repr(str(file))
+            data = tf.data.TFRecordDataset(str(file), compression_type=self.compression or "")
+            iterator = iter(data)
+            index = 0
+            corrupt = False
+            while not corrupt and (left is None or left > 0):
+                records: list[bytes] = []
+                while len(records) < self.chunk_size and (left is None or len(records) < left):
+                    try:
+                        records.append(next(iterator).numpy())
+                    except StopIteration:
+                        break
+                    except tf.errors.OpError as error:
+                        self._fail(
+                            [f"{file.name}#{index + len(records)}"],
+                            f"{where} is corrupt after record {index + len(records)}: "
+                            f"expected TFRecord data. Received: {_tf_message(error)}",
+                            error,
+                        )
+                        corrupt = True  # the rest of a corrupt file cannot be found again
+                        break
+                if not records:
+                    break
+                if left is not None:
+                    left -= len(records)
+                ids = [f"{file.name}#{index + i}" for i in range(len(records))]
+                index += len(records)
+                batch = self._batch(tf.constant(records, tf.string), ids, where)
+                if batch is not None:
+                    yield batch
+                if len(records) < self.chunk_size and not corrupt:
+                    break
+
+
+def _tf_message(error: Any) -> str:
+    """A TensorFlow error's message without its ``{{function_node ...}}`` prefix."""
+    text = str(getattr(error, "message", error)).splitlines()[0]
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
+
+
+@plugin("collect.tfrecord")
+def tfrecord(
+    paths: Sequence[str],
+    features: Mapping[str, str],
+    label: str | None = None,
+    label_spec: str = "int64",
+    label_names: Sequence[str] | None = None,
+    compression: str | None = None,
+    chunk_size: int = 256,
+    limit: int | None = None,
+    on_error: str = "raise",
+    max_skipped: int | None = None,
+) -> Operator[Batch, Batch]:
+    """``tf.train.Example`` records from TFRecord files, parsed with a feature spec.
+
+    Each feature is fixed-length: ``"float32"``, ``"int64"``, ``"bytes"`` or ``"string"``
+    (UTF-8 text), with an optional shape such as ``"float32[28, 28]"``. One feature
+    gives a plain array, several a mapping by name. Sample ids are ``"<file>#<index>"``.
+    Encoded images (``"bytes"``) go on to ``process.decode_image``.
+
+    Args:
+        paths: TFRecord files or glob patterns (read in the order given, globs sorted).
+        features: feature name → spec.
+        label: the label feature (``None``: unlabelled records).
+        label_spec: the label's spec (``"int64"`` classes, ``"float32"`` targets).
+        label_names: the classes, in index order.
+        compression: ``None``, ``"GZIP"`` or ``"ZLIB"``.
+        chunk_size: records per emitted batch.
+        limit: read only the first ``limit`` records.
+        on_error: ``"raise"``: a corrupt file or a record that does not match the spec
+            fails the run naming it; ``"skip"``: the record (or the rest of a corrupt
+            file) is skipped and reported.
+        max_skipped: with ``"skip"``, fail after this many bad records.
+
+    Example:
+        >>> stage = tfrecord(["data/*.tfrecord"], {"image": "bytes"}, label="label")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: collect.tfrecord.paths: expected files or glob patterns ...
+    """
+    items = [paths] if isinstance(paths, str) else list(paths)
+    files = _files(items)
+    if not files:
+        raise ConfigError(
+            f"expected files or glob patterns matching at least one file. Received: {items}",
+            f"{PLUGIN}.paths",
+        )
+    if not features:
+        raise ConfigError(
+            "expected at least one feature, e.g. {image = 'bytes'}. Received: none",
+            f"{PLUGIN}.features",
+        )
+    columns = tuple(Column.parse(n, s, "features") for n, s in features.items())
+    label_column = None if label is None else Column.parse(label, label_spec, "label_spec")
+    if compression not in (None, "GZIP", "ZLIB"):
+        raise ConfigError(
+            f"expected None, 'GZIP' or 'ZLIB'. Received: {compression!r}",
+            f"{PLUGIN}.compression",
+        )
+    positive_int(PLUGIN, "chunk_size", chunk_size)
+    optional_positive_int(PLUGIN, "limit", limit)
+    check_on_error(PLUGIN, on_error, max_skipped)
+    classes = names(PLUGIN, "label_names", label_names)
+
+    memo = MetadataMemo()
+
+    def own(_: Any) -> reactivex.Observable[Batch]:
+        bad = BadRecords(PLUGIN, on_error, max_skipped)  # the pass's accounting
+        reader = _Reader(
+            files, columns, label_column, classes, compression, chunk_size, limit, bad, memo
+        )
+        return generate(reader.batches)
+
+    return lambda source: reactivex.concat(source, reactivex.defer(own))

@@ -1,0 +1,120 @@
+"""The model card: a small JSON description of a bundle, for people and for ``rxpipe serve``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+from rxpipe.model import TrainedModel
+from rxpipe.serving.bundle import BUNDLE_FORMAT, DEFAULT_SIGNATURE, SAVED_MODEL_VERSION, TensorInfo
+
+from ._signatures import input_specs
+
+
+def versions() -> dict[str, str]:
+    """The versions of what made the bundle (rxpipe, TensorFlow, Keras, numpy, Python)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from rxpipe import __version__
+
+    return {
+        "rxpipe": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def metric_summary(metrics: Mapping[str, Any]) -> dict[str, dict[str, float | int]]:
+    """The scalar metrics of each split (per-class tables stay in ``metrics.json``).
+
+    Example:
+        >>> metric_summary({"test": {"accuracy": 0.9, "per_class": {}, "samples": 10}})
+        {'test': {'accuracy': 0.9, 'samples': 10}}
+    """
+    return {
+        str(split): {
+            str(k): v
+            for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        for split, values in metrics.items()
+        if isinstance(values, Mapping)
+    }
+
+
+def input_kind(spec: TensorInfo, first_step: str | None) -> str:
+    """What a raw input holds: ``"image"`` (encoded image bytes), ``"text"`` or ``"array"``.
+
+    A string input is taken as encoded images when the first preprocessing step decodes
+    images (``process`` plugins record it as ``decode_image``).
+    """
+    if spec.dtype != "string":
+        return "array"
+    return "image" if first_step == "decode_image" else "text"
+
+
+def _inputs(trained: TrainedModel, signature: Mapping[str, TensorInfo]) -> Any:
+    meta = trained.metadata
+    first = meta.preprocessing[0].name if meta.preprocessing else None
+    specs = input_specs(meta.raw_features)
+    return {
+        name: {
+            **signature[name].to_dict(),
+            **({"value_range": list(spec.value_range)} if spec.value_range is not None else {}),
+            "kind": input_kind(signature[name], first),
+        }
+        for name, spec in specs.items()
+    }
+
+
+def model_card(
+    trained: TrainedModel,
+    name: str,
+    signatures: Mapping[str, Mapping[str, Mapping[str, TensorInfo]]],
+    files: list[str],
+    run: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The model card of a bundle.
+
+    Args:
+        trained: the trained model being exported.
+        name: the model's served name.
+        signatures: inputs and outputs of each SavedModel signature.
+        files: the bundle's files, relative to it.
+        run: the run that trained the model (``run_id``, ``pipeline``), if any.
+    """
+    meta = trained.metadata
+    default = signatures[DEFAULT_SIGNATURE]
+    history = list(trained.history)
+    return {
+        "format": BUNDLE_FORMAT,
+        "name": name,
+        "model": trained.name,
+        "dataset": meta.name,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "task": "classification" if meta.label_names is not None else "regression",
+        "inputs": _inputs(trained, default["inputs"]),
+        "outputs": {k: v.to_dict() for k, v in default["outputs"].items()},
+        "labels": None if meta.label_names is None else list(meta.label_names),
+        "preprocessing": [{"name": s.name, **s.to_config()} for s in meta.preprocessing],
+        "metrics": metric_summary(trained.metrics),
+        "training": {"epochs": len(history), "final": dict(history[-1]) if history else {}},
+        "saved_model": {
+            "path": SAVED_MODEL_VERSION,
+            "signatures": {
+                sig: {
+                    part: {k: v.to_dict() for k, v in infos.items()} for part, infos in io.items()
+                }
+                for sig, io in signatures.items()
+            },
+        },
+        "run": dict(run) if run else None,
+        "files": sorted(files),
+    }

@@ -1,0 +1,133 @@
+"""The serving functions of a bundle: raw input → recorded preprocessing → model → outputs.
+
+Two endpoints, both with TensorFlow ops only, so the SavedModel needs nothing else:
+
+- ``serving_default`` takes raw features exactly as the data was collected (one tensor
+  named ``features``, or one tensor per named feature for tabular rows; strings for
+  text) and answers ``scores`` (and ``class_ids`` for classifiers).
+- ``serving_images`` (image models only) takes encoded images (PNG, JPEG, GIF or BMP, any
+  size), decodes them, converts them to the raw feature spec (see
+  :func:`image_to_raw`) and then does what ``serving_default`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rxpipe.batch import FeatureSpec
+from rxpipe.preprocessing import Preprocessor
+from rxpipe.serving.bundle import DEFAULT_SIGNATURE, IMAGE_INPUT, IMAGE_SIGNATURE, SINGLE_INPUT
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+_STRING_DTYPES = frozenset({"str", "object", "bytes"})
+
+
+def input_specs(raw: FeatureSpec | Mapping[str, FeatureSpec]) -> dict[str, FeatureSpec]:
+    """The raw inputs by signature input name: ``{"features": spec}`` for one array."""
+    return {SINGLE_INPUT: raw} if isinstance(raw, FeatureSpec) else dict(raw)
+
+
+def tf_dtype(dtype: str) -> tf.DType:
+    """The TensorFlow dtype of a numpy dtype name; ``tf.string`` for text."""
+    import tensorflow as tf
+
+    return tf.string if dtype in _STRING_DTYPES else tf.as_dtype(dtype)
+
+
+def is_image(raw: FeatureSpec | Mapping[str, FeatureSpec]) -> bool:
+    """True for one numeric feature shaped (height, width) or (height, width, 1 or 3)."""
+    if not isinstance(raw, FeatureSpec) or raw.dtype in _STRING_DTYPES or raw.dtype == "bool":
+        return False
+    shape = raw.shape
+    return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))
+
+
+def image_to_raw(image: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """Convert one decoded uint8 image (h, w, c) to a raw sample of ``spec``.
+
+    The image is resized (bilinear) to the spec's height and width unless it already
+    has them, and its 0–255 pixel values are mapped linearly onto the spec's value range
+    (for the digits data set, 0–16), or kept as they are when the spec declares none.
+    Integer specs are rounded.
+    """
+    import tensorflow as tf
+
+    height, width = spec.shape[0], spec.shape[1]
+    x = tf.cast(image, tf.float32)
+    same_size = tf.logical_and(tf.shape(x)[0] == height, tf.shape(x)[1] == width)
+    x = tf.cond(
+        same_size,
+        lambda: x,
+        lambda: tf.image.resize(x, (height, width), method="bilinear", antialias=True),
+    )
+    x = tf.ensure_shape(x, (height, width, None))
+    if spec.value_range is not None:
+        low, high = spec.value_range
+        x = x * ((high - low) / 255.0) + low
+    if len(spec.shape) == 2:
+        x = tf.squeeze(x, axis=-1)
+    dtype = tf.as_dtype(spec.dtype)
+    if dtype.is_integer:
+        return tf.saturate_cast(tf.round(x), dtype)
+    return tf.cast(x, dtype)
+
+
+def build_endpoints(
+    model: keras.Model,
+    raw: FeatureSpec | Mapping[str, FeatureSpec],
+    steps: Sequence[Preprocessor],
+    classify: bool,
+) -> dict[str, tuple[Callable[..., dict[str, tf.Tensor]], list[Any]]]:
+    """The endpoints to export, by name: ``(function, input_signature)``.
+
+    Args:
+        model: the trained Keras model (takes preprocessed features).
+        raw: the spec of raw input.
+        steps: the preprocessing to apply before the model, in order.
+        classify: also answer ``class_ids`` (the arg-max of the scores).
+    """
+    import tensorflow as tf
+
+    def predict(features: Any) -> dict[str, tf.Tensor]:
+        x = features
+        for step in steps:
+            x = step.apply_tf(x)
+        scores = model(x, training=False)
+        out = {"scores": scores}
+        if classify:
+            out["class_ids"] = tf.argmax(scores, axis=-1)
+        return out
+
+    specs = input_specs(raw)
+    signature: Any
+    if isinstance(raw, FeatureSpec):
+        signature = tf.TensorSpec((None, *raw.shape), tf_dtype(raw.dtype), name=SINGLE_INPUT)
+    else:
+        signature = {
+            name: tf.TensorSpec((None, *spec.shape), tf_dtype(spec.dtype), name=name)
+            for name, spec in specs.items()
+        }
+    endpoints: dict[str, tuple[Callable[..., dict[str, tf.Tensor]], list[Any]]] = {
+        DEFAULT_SIGNATURE: (predict, [signature])
+    }
+    if isinstance(raw, FeatureSpec) and is_image(raw):
+        image_spec = raw
+        channels = 1 if len(raw.shape) == 2 else raw.shape[2]
+        raw_tensor = tf.TensorSpec(raw.shape, tf.as_dtype(raw.dtype))
+
+        def decode(data: tf.Tensor) -> tf.Tensor:
+            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+            return image_to_raw(image, image_spec)
+
+        def predict_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            return predict(tf.map_fn(decode, images, fn_output_signature=raw_tensor))
+
+        endpoints[IMAGE_SIGNATURE] = (
+            predict_images,
+            [tf.TensorSpec((None,), tf.string, name=IMAGE_INPUT)],
+        )
+    return endpoints

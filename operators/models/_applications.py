@@ -1,0 +1,169 @@
+"""models.mobilenet_v2 and models.resnet50: keras.applications networks, never downloaded.
+
+The networks are built with random weights (``weights=None``), or with weights from a
+local file (for example ImageNet weights you copied to the machine, "no top" variant).
+Nothing is ever fetched from the internet. The network sees the features as they
+arrive: normalize them as the weights expect (MobileNetV2: [-1, 1], e.g.
+``process.normalize(scale=0.00784313725490196, offset=-1.0)`` on 0–255 pixels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rxpipe.batch import Batch, DatasetMetadata
+from rxpipe.errors import BatchError, ConfigError
+from rxpipe.model import ModelPlan
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._checks import fraction
+from ._heads import check_head, plan
+
+MIN_SIZE = 32
+
+
+def _weights(plugin_name: str, weights: str | None) -> str | None:
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        hint = (
+            " (rxpipe never downloads weights: copy the file to this machine and pass its path)"
+            if weights in ("imagenet",) or "://" in weights
+            else ""
+        )
+        raise ConfigError(
+            f"expected None or the path of a local weights file. Received: {weights!r}, "
+            f"which is not a file{hint}",
+            f"{plugin_name}.weights",
+        )
+    return str(path)
+
+
+def application_body(
+    plugin_name: str,
+    meta: DatasetMetadata,
+    network: str,
+    weights: str | None,
+    freeze_base: bool,
+    dropout: float,
+    alpha: float = 1.0,
+) -> tuple[Any, Any]:
+    """Input → keras.applications network (no top, average pooling) → dropout."""
+    import keras
+
+    spec = meta.feature_spec
+    if len(spec.shape) != 3 or min(spec.shape[:2]) < MIN_SIZE:
+        raise BatchError(
+            f"{plugin_name}: expected images of shape (height, width, channels), at least "
+            f"{MIN_SIZE}×{MIN_SIZE}. Received: samples of shape {spec.shape} (resize them with "
+            "process.resize or process.decode_image(size=...))"
+        )
+    if weights is not None and spec.shape[2] != 3:
+        raise BatchError(
+            f"{plugin_name}: expected 3-channel images for pretrained weights. Received: "
+            f"{spec.shape[2]} channel(s)"
+        )
+    inputs = keras.Input(spec.shape, name="features")
+    options: dict[str, Any] = {
+        "include_top": False,
+        "weights": None,
+        "input_shape": spec.shape,
+        "pooling": "avg",
+    }
+    if network == "mobilenet_v2":
+        base = keras.applications.MobileNetV2(alpha=alpha, **options)
+    else:
+        base = keras.applications.ResNet50(**options)
+    if weights is not None:
+        base.load_weights(weights)
+    base.trainable = not freeze_base
+    x = base(inputs, training=False if freeze_base else None)
+    if dropout:
+        x = keras.layers.Dropout(dropout)(x)
+    return inputs, x
+
+
+@plugin("models.mobilenet_v2")
+def mobilenet_v2(
+    weights: str | None = None,
+    alpha: float = 1.0,
+    freeze_base: bool = False,
+    dropout: float = 0.2,
+    head: str = "auto",
+) -> Operator[Batch, ModelPlan]:
+    """MobileNetV2 (keras.applications) with a new head; random or local-file weights.
+
+    Args:
+        weights: ``None`` (random) or the path of a local weights file for the network
+            without its top (never downloaded).
+        alpha: width multiplier (0.35, 0.5, 0.75, 1.0, 1.3 or 1.4).
+        freeze_base: train only the head (the network's weights stay as loaded).
+        dropout: dropout rate before the head.
+        head: ``"auto"``, ``"classification"`` or ``"regression"``.
+
+    Example:
+        >>> mobilenet_v2(alpha=0.35).params["weights"] is None
+        True
+    """
+    path = _weights("models.mobilenet_v2", weights)
+    if alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+        raise ConfigError(
+            f"expected one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4. Received: {alpha!r}",
+            "models.mobilenet_v2.alpha",
+        )
+    fraction("models.mobilenet_v2", "dropout", dropout, upper_open=True)
+    check_head("models.mobilenet_v2", head)
+    if freeze_base and path is None:
+        raise ConfigError(
+            "expected weights to freeze. Received: freeze_base with random weights",
+            "models.mobilenet_v2.freeze_base",
+        )
+    return plan(
+        "mobilenet_v2",
+        head,
+        lambda meta: application_body(
+            "models.mobilenet_v2", meta, "mobilenet_v2", path, freeze_base, dropout, alpha
+        ),
+    )
+
+
+@plugin("models.resnet50")
+def resnet50(
+    weights: str | None = None,
+    freeze_base: bool = False,
+    dropout: float = 0.2,
+    head: str = "auto",
+) -> Operator[Batch, ModelPlan]:
+    """ResNet50 (keras.applications) with a new head; random or local-file weights.
+
+    Args:
+        weights: ``None`` (random) or the path of a local weights file for the network
+            without its top (never downloaded).
+        freeze_base: train only the head.
+        dropout: dropout rate before the head.
+        head: ``"auto"``, ``"classification"`` or ``"regression"``.
+
+    Example:
+        >>> resnet50(weights="imagenet")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: models.resnet50.weights: expected None or the path ...
+    """
+    path = _weights("models.resnet50", weights)
+    fraction("models.resnet50", "dropout", dropout, upper_open=True)
+    check_head("models.resnet50", head)
+    if freeze_base and path is None:
+        raise ConfigError(
+            "expected weights to freeze. Received: freeze_base with random weights",
+            "models.resnet50.freeze_base",
+        )
+    return plan(
+        "resnet50",
+        head,
+        lambda meta: application_body(
+            "models.resnet50", meta, "resnet50", path, freeze_base, dropout
+        ),
+    )

@@ -1,0 +1,158 @@
+"""process.fill_missing: replace missing values, with statistics of the training split."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rxpipe.batch import Batch
+from rxpipe.errors import BatchError, ConfigError
+from rxpipe.flow import map_batches
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._checks import names, one_of
+from .._fitting import fitted
+from ._recording import Recorded
+from ._standardize import Moments
+from ._tables import columns_of, is_table, kind_of, matrix
+from ._tabular_steps import FillMissing, category_keys
+
+STRATEGIES = ("mean", "most_frequent", "constant")
+
+
+class _Fit:
+    """Per column: the mean (numbers, with ``"mean"``) or the most frequent value."""
+
+    def __init__(self, strategy: str, columns: tuple[str, ...] | None) -> None:
+        self.strategy = strategy
+        self.columns = columns
+        self.moments = Moments()
+        self.counts: dict[Any, Counter[Any]] = {}
+        self.text: dict[str, bool] = {}
+
+    def _count(self, key: Any, values: list[Any]) -> None:
+        self.counts.setdefault(key, Counter()).update(v for v in values if v is not None)
+
+    def update(self, batch: Batch) -> None:
+        if is_table(batch.features):
+            features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
+            self.columns = columns_of("process.fill_missing", batch, self.columns)
+            for column in self.columns:
+                array = np.asarray(features[column])
+                self.text[column] = kind_of(array) == "text"
+                if self.text[column] or self.strategy == "most_frequent":
+                    self._count(column, category_keys(array))
+            if self.strategy == "mean":
+                numeric = [c for c in self.columns if not self.text[c]]
+                if numeric:
+                    self.moments.add(np.stack([features[c] for c in numeric], axis=1))
+            return
+        x = matrix("process.fill_missing", batch)
+        if self.strategy == "mean":
+            self.moments.add(x)
+        else:
+            for index in range(x.shape[1]):
+                self._count(index, category_keys(x[:, index]))
+
+    def _frequent(self, key: Any, fallback: Any) -> Any:
+        counts = self.counts.get(key)
+        if not counts:
+            return fallback
+        return min(counts, key=lambda v: (-counts[v], str(v)))
+
+    def result(self) -> FillMissing:
+        means = np.atleast_1d(self.moments.mean).tolist()
+        if self.columns is None:
+            if self.strategy == "mean":
+                return FillMissing(values=means)
+            width = len(self.counts)
+            return FillMissing(values=[self._frequent(i, 0.0) for i in range(width)])
+        values: list[Any] = []
+        numeric = iter(means)
+        for column in self.columns:
+            if self.text[column]:
+                values.append(self._frequent(column, ""))
+            elif self.strategy == "mean":
+                values.append(next(numeric))
+            else:
+                values.append(self._frequent(column, 0.0))
+        return FillMissing(values=values, columns=self.columns)
+
+
+@plugin("process.fill_missing")
+def fill_missing(
+    strategy: str = "mean",
+    value: float | str | None = None,
+    columns: Sequence[str] | None = None,
+) -> Operator[Batch, Batch]:
+    """Fill missing values (NaN in numbers, ``None`` in text) per column; recorded for serving.
+
+    ``"mean"`` fills numbers with their training-split mean (text columns with their
+    most frequent value); ``"most_frequent"`` fills every column with its most frequent
+    training value; ``"constant"`` fills with ``value``. Works on a numeric matrix or on
+    named columns (``columns``, default every numeric and text column).
+
+    Args:
+        strategy: ``"mean"``, ``"most_frequent"`` or ``"constant"``.
+        value: the fill value, for ``"constant"``.
+        columns: the named columns to fill (named features only).
+
+    Example:
+        >>> from rxpipe.testing import collect, from_arrays
+        >>> x = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 8.0]], "float32")
+        >>> [b] = collect(from_arrays(x, split="train").pipe(fill_missing()))
+        >>> b.features.tolist()
+        [[1.0, 6.0], [3.0, 4.0], [2.0, 8.0]]
+    """
+    one_of("process.fill_missing", "strategy", strategy, STRATEGIES)
+    wanted = names("process.fill_missing", "columns", columns)
+    if (strategy == "constant") != (value is not None):
+        raise ConfigError(
+            f"expected a value exactly with strategy 'constant'. Received: value={value!r} "
+            f"with strategy {strategy!r}",
+            "process.fill_missing.value",
+        )
+    if strategy == "constant":
+        return _constant(value, wanted)
+
+    def make_apply(step: FillMissing) -> Callable[[Batch], Batch]:
+        return Recorded(step)
+
+    return fitted("process.fill_missing", lambda: _Fit(strategy, wanted), make_apply)
+
+
+def _constant(value: Any, wanted: tuple[str, ...] | None) -> Operator[Batch, Batch]:
+    recorders: dict[tuple[str, ...] | None, Recorded] = {}
+
+    def apply(batch: Batch) -> Batch:
+        if is_table(batch.features):
+            chosen = columns_of("process.fill_missing", batch, wanted)
+            features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
+            for column in chosen:
+                text = kind_of(np.asarray(features[column])) == "text"
+                if text != isinstance(value, str):
+                    raise BatchError(
+                        f"process.fill_missing: column {column!r}: expected a "
+                        f"{'text' if text else 'number'} fill value. Received: {value!r}"
+                    )
+            key: tuple[str, ...] | None = chosen
+            step = FillMissing(values=[value] * len(chosen), columns=chosen)
+        else:
+            x = matrix("process.fill_missing", batch)
+            if isinstance(value, str):
+                raise BatchError(
+                    f"process.fill_missing: expected a number for a numeric matrix. "
+                    f"Received: {value!r}"
+                )
+            key = None
+            step = FillMissing(values=[float(value)] * x.shape[1])
+        record = recorders.get(key)
+        if record is None:
+            record = recorders[key] = Recorded(step)
+        return record(batch)
+
+    return map_batches("process.fill_missing", apply)

@@ -1,0 +1,181 @@
+"""process.decode_image, process.resize, process.grayscale: image steps recorded for serving."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+import numpy as np
+
+from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
+from rxpipe.errors import BatchError
+from rxpipe.flow import OnError, map_batches
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+
+from .._bad_records import check_on_error
+from .._checks import one_of, positive_int, size2
+from ._image_steps import DecodeImage, Grayscale, Resize
+from ._recording import Recorded
+
+METHODS = ("bilinear", "nearest")
+
+
+def _image_spec(meta: DatasetMetadata, where: str) -> FeatureSpec:
+    spec = meta.feature_spec
+    if len(spec.shape) not in (2, 3) or spec.dtype == "object":
+        raise BatchError(
+            f"{where}: expected decoded images of shape (height, width[, channels]). "
+            f"Received: samples of shape {spec.shape}, dtype {spec.dtype}"
+            f"{' (decode them first with process.decode_image)' if spec.dtype == 'object' else ''}"
+        )
+    return spec
+
+
+@plugin("process.decode_image")
+def decode_image(
+    channels: int = 3,
+    size: Sequence[int] | None = None,
+    method: str = "bilinear",
+    on_error: str = "raise",
+    max_skipped: int | None = None,
+    workers: int = 1,
+) -> Operator[Batch, Batch]:
+    """Decode PNG, JPEG, BMP or GIF bytes to uint8 images, resized to ``size`` if given.
+
+    Recorded for serving: the exported model takes raw image bytes. Without ``size``
+    every image must have the same size. A sample that is not a readable image fails
+    the run, naming the sample (the file, for ``collect.image_folder``), or with
+    ``on_error="skip"`` is skipped and reported.
+
+    Args:
+        channels: 3 (RGB) or 1 (grayscale, ITU-R BT.601 weights).
+        size: ``[height, width]`` to resize to (half-pixel bilinear, as ``tf.image.resize``).
+        method: ``"bilinear"`` or ``"nearest"``.
+        on_error: ``"raise"`` or ``"skip"`` for undecodable samples.
+        max_skipped: with ``"skip"``, fail after this many bad samples in a pass.
+        workers: decode this many batches at once on threads (Pillow releases the GIL).
+
+    Example:
+        >>> import io, reactivex
+        >>> from PIL import Image
+        >>> from rxpipe.testing import collect, from_arrays
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (6, 4)).save(buffer, "PNG")
+        >>> raw = np.array([buffer.getvalue()], dtype=object)
+        >>> [b] = collect(from_arrays(raw).pipe(decode_image(size=[2, 3])))
+        >>> b.features.shape, b.metadata.feature_spec.value_range
+        ((1, 2, 3, 3), (0.0, 255.0))
+    """
+    one_of("process.decode_image", "channels", channels, (1, 3))
+    one_of("process.decode_image", "method", method, METHODS)
+    shape = None if size is None else size2("process.decode_image", "size", size)
+    check_on_error("process.decode_image", on_error, max_skipped)
+    positive_int("process.decode_image", "workers", workers)
+    step = DecodeImage(channels=channels, size=shape, method=method)
+
+    def spec(meta: DatasetMetadata, features: Features) -> FeatureSpec:
+        return FeatureSpec(np.asarray(features).shape[1:], "uint8", (0.0, 255.0))
+
+    record = Recorded(step, spec)
+
+    def decode(batch: Batch) -> Batch:
+        if not isinstance(batch.features, np.ndarray) or batch.features.dtype != object:
+            raise BatchError(
+                "process.decode_image: expected encoded image bytes (an object array, e.g. "
+                "from collect.image_folder). Received: "
+                + (
+                    f"named features {sorted(batch.features)}"
+                    if not isinstance(batch.features, np.ndarray)
+                    else f"an array of dtype {batch.features.dtype.name}"
+                )
+            )
+        images = []
+        for sample_id, data in zip(batch.ids.tolist(), batch.features.tolist(), strict=True):
+            try:
+                images.append(step.decode(data))
+            except ValueError as error:
+                raise ValueError(f"cannot decode sample {sample_id!r}: {error}") from None
+        sizes = {image.shape for image in images}
+        if len(sizes) > 1:
+            raise BatchError(
+                "process.decode_image: expected images of one size (or set size=[h, w]). "
+                f"Received: sizes {sorted(s[:2] for s in sizes)} in samples "
+                f"{batch.ids[:4].tolist()}..."
+            )
+        features = np.stack(images)
+        return batch.evolve(features=features, metadata=record.metadata(batch.metadata, features))
+
+    return map_batches(
+        "process.decode_image",
+        decode,
+        on_error=cast(OnError, on_error),
+        max_skipped=max_skipped,
+        workers=workers,
+    )
+
+
+@plugin("process.resize")
+def resize(size: Sequence[int], method: str = "bilinear") -> Operator[Batch, Batch]:
+    """Resize decoded images to ``[height, width]``; recorded for serving.
+
+    Integer images stay integers (rounded); float images stay floats. Resizing follows
+    ``tf.image.resize`` (half-pixel centres), on numpy here and in TF when serving.
+
+    Args:
+        size: ``[height, width]``.
+        method: ``"bilinear"`` or ``"nearest"``.
+
+    Example:
+        >>> from rxpipe.testing import collect, from_arrays
+        >>> [b] = collect(from_arrays(np.zeros((2, 8, 8, 1), "uint8")).pipe(resize([4, 4])))
+        >>> b.features.shape
+        (2, 4, 4, 1)
+    """
+    shape = size2("process.resize", "size", size)
+    one_of("process.resize", "method", method, METHODS)
+
+    def spec(meta: DatasetMetadata, features: Features) -> FeatureSpec:
+        value_range = _image_spec(meta, "process.resize").value_range
+        return FeatureSpec(
+            np.asarray(features).shape[1:], np.asarray(features).dtype.name, value_range
+        )
+
+    record = Recorded(Resize(shape, method), spec)
+
+    def apply(batch: Batch) -> Batch:
+        _image_spec(batch.metadata, "process.resize")
+        return record(batch)
+
+    return map_batches("process.resize", apply)
+
+
+@plugin("process.grayscale")
+def grayscale() -> Operator[Batch, Batch]:
+    """RGB images (h, w, 3) → grayscale (h, w, 1) with ITU-R BT.601 weights; recorded.
+
+    Example:
+        >>> from rxpipe.testing import collect, from_arrays
+        >>> [b] = collect(from_arrays(np.zeros((2, 4, 4, 3), "uint8")).pipe(grayscale()))
+        >>> b.features.shape
+        (2, 4, 4, 1)
+    """
+
+    def spec(meta: DatasetMetadata, features: Features) -> FeatureSpec:
+        value_range = _image_spec(meta, "process.grayscale").value_range
+        return FeatureSpec(
+            np.asarray(features).shape[1:], np.asarray(features).dtype.name, value_range
+        )
+
+    record = Recorded(Grayscale(), spec)
+
+    def apply(batch: Batch) -> Batch:
+        spec = _image_spec(batch.metadata, "process.grayscale")
+        if spec.shape[-1:] != (3,):
+            raise BatchError(
+                "process.grayscale: expected RGB images of shape (height, width, 3). "
+                f"Received: samples of shape {spec.shape}"
+            )
+        return record(batch)
+
+    return map_batches("process.grayscale", apply)

@@ -1,0 +1,223 @@
+"""Tabular preprocessors: standardize, fill missing values, one-hot, join columns.
+
+Tables flow as one float matrix (n, d) or as named columns (a mapping of column name to
+a 1-D array: float32 with NaN for missing values, int64, or object with ``None`` for
+missing strings). On the TensorFlow side, string columns are ``tf.string`` tensors and a
+missing string is ``""``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+__all__ = ["ConcatColumns", "FillMissing", "OneHot", "Standardize"]
+
+
+def _floats(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def _items(values: Any) -> tuple[Any, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class Standardize:
+    """``(x - mean) / std`` in float32, per matrix column or per named column.
+
+    Example:
+        >>> Standardize(mean=(1.0, 10.0), std=(2.0, 5.0)).apply(np.array([[3.0, 0.0]])).tolist()
+        [[1.0, -2.0]]
+    """
+
+    mean: tuple[float, ...] = attrs.field(converter=_floats)
+    std: tuple[float, ...] = attrs.field(converter=_floats)
+    columns: tuple[str, ...] | None = None
+    name: str = "standardize"
+
+    def _one(self, x: Any, i: Any) -> Any:
+        mean = np.asarray(self.mean, np.float32)[i]
+        std = np.asarray(self.std, np.float32)[i]
+        return (np.asarray(x).astype(np.float32) - mean) / std
+
+    def apply(self, features: Any) -> Any:
+        if self.columns is None:
+            return self._one(features, slice(None))
+        out = dict(features)
+        for i, column in enumerate(self.columns):
+            out[column] = self._one(features[column], i)
+        return out
+
+    def apply_tf(self, features: Any) -> Any:
+        import tensorflow as tf
+
+        def one(x: Any, mean: Any, std: Any) -> Any:
+            return (tf.cast(x, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(
+                std, tf.float32
+            )
+
+        if self.columns is None:
+            return one(features, self.mean, self.std)
+        out = dict(features)
+        for i, column in enumerate(self.columns):
+            out[column] = one(features[column], self.mean[i], self.std[i])
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "columns": self.columns}
+
+
+def _fill_array(x: Any, value: Any) -> Any:
+    array = np.asarray(x)
+    if array.dtype == object:
+        out = array.copy()
+        out[[v is None for v in out.tolist()]] = value
+        return out
+    if np.issubdtype(array.dtype, np.floating):
+        return np.where(np.isnan(array), np.asarray(value, array.dtype), array)
+    return array
+
+
+@attrs.frozen
+class FillMissing:
+    """Replace missing values (NaN, ``None``) by fitted or given values.
+
+    For a matrix, ``values`` holds one number per column; for named columns, one value
+    per listed column.
+
+    Example:
+        >>> FillMissing(values=(0.5, 2.0)).apply(np.array([[np.nan, 1.0]])).tolist()
+        [[0.5, 1.0]]
+    """
+
+    values: tuple[Any, ...] = attrs.field(converter=_items)
+    columns: tuple[str, ...] | None = None
+    name: str = "fill_missing"
+
+    def apply(self, features: Any) -> Any:
+        if self.columns is None:
+            array = np.asarray(features)
+            fill = np.broadcast_to(np.asarray(self.values, array.dtype), array.shape)
+            return np.where(np.isnan(array), fill, array)
+        out = dict(features)
+        for column, value in zip(self.columns, self.values, strict=True):
+            out[column] = _fill_array(features[column], value)
+        return out
+
+    def apply_tf(self, features: Any) -> Any:
+        import tensorflow as tf
+
+        def one(x: Any, value: Any) -> Any:
+            if x.dtype == tf.string:
+                return tf.where(tf.equal(x, ""), tf.constant(str(value)), x)
+            if x.dtype.is_floating:
+                return tf.where(tf.math.is_nan(x), tf.cast(value, x.dtype), x)
+            return x
+
+        if self.columns is None:
+            return one(features, tf.constant(self.values, features.dtype))
+        out = dict(features)
+        for column, value in zip(self.columns, self.values, strict=True):
+            out[column] = one(features[column], value)
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        return {"values": list(self.values), "columns": self.columns}
+
+
+def category_keys(values: Any) -> list[Any]:
+    """Hashable category keys of a column: strings stay strings, numbers become floats."""
+    array = np.asarray(values)
+    if array.dtype == object:
+        return [v if v is None or isinstance(v, str) else str(v) for v in array.tolist()]
+    return [None if np.isnan(v) else float(v) for v in array.astype(np.float64).tolist()]
+
+
+@attrs.frozen
+class OneHot:
+    """Named categorical columns → float32 one-hot vectors (unknown or missing: all zeros).
+
+    Example:
+        >>> step = OneHot(columns=("color",), categories=(("blue", "red"),))
+        >>> step.apply({"color": np.array(["red", None, "green"], dtype=object)})["color"].tolist()
+        [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    """
+
+    columns: tuple[str, ...]
+    categories: tuple[tuple[Any, ...], ...]
+    name: str = "one_hot"
+
+    def apply(self, features: Any) -> Any:
+        out = dict(features)
+        for column, categories in zip(self.columns, self.categories, strict=True):
+            index = {c: i for i, c in enumerate(categories)}
+            keys = category_keys(features[column])
+            vectors = np.zeros((len(keys), len(categories)), dtype=np.float32)
+            for row, key in enumerate(keys):
+                position = index.get(key)
+                if position is not None:
+                    vectors[row, position] = 1.0
+            out[column] = vectors
+        return out
+
+    def apply_tf(self, features: Any) -> Any:
+        import tensorflow as tf
+
+        out = dict(features)
+        for column, categories in zip(self.columns, self.categories, strict=True):
+            x = features[column]
+            if x.dtype == tf.string:
+                table = tf.constant([str(c) for c in categories], tf.string)
+            else:
+                x = tf.cast(x, tf.float64)
+                table = tf.constant([float(c) for c in categories], tf.float64)
+            out[column] = tf.cast(tf.equal(x[:, tf.newaxis], table[tf.newaxis, :]), tf.float32)
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "categories": [list(c) for c in self.categories]}
+
+
+@attrs.frozen
+class ConcatColumns:
+    """Named columns → one float32 matrix, columns in the given order (vectors flattened).
+
+    Example:
+        >>> step = ConcatColumns(columns=("a", "b"), widths=(1, 2))
+        >>> step.apply({"a": np.array([1.0]), "b": np.array([[2.0, 3.0]])}).tolist()
+        [[1.0, 2.0, 3.0]]
+    """
+
+    columns: tuple[str, ...]
+    widths: tuple[int, ...]
+    name: str = "concat_columns"
+
+    def apply(self, features: Any) -> Any:
+        if not isinstance(features, Mapping):
+            raise ValueError("concat_columns: expected named columns. Received: one array")
+        parts = []
+        for column, width in zip(self.columns, self.widths, strict=True):
+            array = np.asarray(features[column])
+            if array.dtype == object:
+                raise ValueError(
+                    f"concat_columns: column {column!r}: expected numbers. Received: objects "
+                    "(one-hot encode or drop text columns first)"
+                )
+            parts.append(array.astype(np.float32, copy=False).reshape(len(array), width))
+        return np.concatenate(parts, axis=1)
+
+    def apply_tf(self, features: Any) -> Any:
+        import tensorflow as tf
+
+        parts = [
+            tf.reshape(tf.cast(features[column], tf.float32), [-1, width])
+            for column, width in zip(self.columns, self.widths, strict=True)
+        ]
+        return tf.concat(parts, axis=1)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "widths": list(self.widths)}

@@ -1,0 +1,381 @@
+"""The prediction server's ASGI application (Starlette).
+
+Routes:
+
+- ``GET /v1/models/NAME[/versions/V]``: TensorFlow Serving's model status.
+- ``GET /v1/models/NAME[/versions/V]/metadata``: its signature definitions.
+- ``POST /v1/models/NAME[/versions/V]:predict``: ``{"instances": [...]}`` (rows) answers
+  ``{"predictions": [...]}``, ``{"inputs": ...}`` (columns) answers ``{"outputs": ...}``;
+  an optional ``"signature_name"`` picks ``serving_images`` (base64 images).
+- ``POST /predict`` (Pipcook style): an uploaded image (multipart, field ``image``),
+  ``{"input": sample}``, ``{"instances": [...]}`` or a text body; ``GET /predict?input=``
+  for text models. Answers the top ``k`` (``?top_k=``) ``[{"label", "score"}]`` of one
+  sample, or a list of those for several.
+- ``GET /healthz``; ``GET /stats`` (requests, samples, model calls, batch sizes).
+
+Every error is ``{"error": "..."}`` with a 4xx code saying whose fault it is: 400 for
+malformed JSON, a wrong shape or dtype (naming expected and received), both
+``instances`` and ``inputs``, or a file that is not an image; 404 for an unknown model,
+version or route; 405 for a wrong method; 413 for a body over the size limit; 503 for a
+request that arrives while the server shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from rxpipe.errors import PredictionInputError
+from rxpipe.serving.batcher import BatcherClosedError, ModelBatcher
+from rxpipe.serving.bundle import DEFAULT_SIGNATURE, Bundle, TensorInfo, top_k
+from rxpipe.serving.images import check_image
+from rxpipe.serving.inputs import parse_request, to_array
+from rxpipe.serving.limits import BodyLimit
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServingApp", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+_TF_DTYPES = {
+    "string": "DT_STRING",
+    "float16": "DT_HALF",
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+}  # TensorFlow Serving's names; the others are DT_ + the upper-case numpy name
+_MODEL_PATH = re.compile(
+    r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?:/(?P<tail>[^/:]+)|:(?P<verb>\w+))?"
+)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _plain(value: np.ndarray[Any, Any]) -> Any:
+    if value.dtype.kind in "OSa":
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
+    return value.tolist()
+
+
+class ServingApp:
+    """The handlers of the prediction server, around one bundle and its batcher.
+
+    Args:
+        bundle: the loaded model bundle.
+        batcher: runs predictions in micro-batches.
+        name: the model's name in TensorFlow Serving's URLs.
+        max_body_bytes: the largest request body accepted (413 past it).
+        default_top_k: labels answered by ``/predict`` unless ``?top_k=`` says otherwise.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        batcher: ModelBatcher,
+        name: str,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        default_top_k: int = 5,
+    ) -> None:
+        self.bundle = bundle
+        self.batcher = batcher
+        self.name = name
+        self.max_body_bytes = max_body_bytes
+        self.default_top_k = default_top_k
+
+    # -- TensorFlow Serving's REST API ---------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        """Dispatch ``/v1/models/...`` to status, metadata or predict."""
+        path = request.path_params["path"]
+        match = _MODEL_PATH.fullmatch(path)
+        if match is None:
+            return _error(404, f"/v1/models/{path}: expected /v1/models/NAME[:predict]")
+        name, version, tail, verb = match.group("name", "version", "tail", "verb")
+        if name != self.name:
+            return _error(
+                404, f"model {name!r}: not found; expected {self.name!r} (the model served)"
+            )
+        if version is not None and version != self.bundle.version:
+            return _error(
+                404,
+                f"model {name!r} version {version!r}: not found; expected {self.bundle.version!r}",
+            )
+        if verb is not None:
+            if verb != "predict":
+                return _error(404, f":{verb}: expected :predict (the only method served)")
+            if request.method != "POST":
+                return _error(405, f":predict: expected POST. Received: {request.method}")
+            return await self.tf_predict(request)
+        if request.method != "GET":
+            return _error(405, f"/v1/models/{path}: expected GET. Received: {request.method}")
+        if tail is None:
+            return JSONResponse(self.status())
+        if tail == "metadata":
+            return JSONResponse(self.metadata())
+        return _error(404, f"/v1/models/{path}: expected .../metadata or ...:predict")
+
+    def status(self) -> dict[str, Any]:
+        """TensorFlow Serving's model status answer."""
+        return {
+            "model_version_status": [
+                {
+                    "version": self.bundle.version,
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        """TensorFlow Serving's metadata answer (signature definitions), plus the model card."""
+
+        def tensor(info: TensorInfo, prefix: str) -> dict[str, Any]:
+            return {
+                "dtype": _TF_DTYPES.get(info.dtype, f"DT_{info.dtype.upper()}"),
+                "tensor_shape": {
+                    "dim": [{"size": str(-1 if d is None else d), "name": ""} for d in info.shape],
+                    "unknown_rank": False,
+                },
+                "name": f"{prefix}_{info.name}:0",
+            }
+
+        signature_def = {
+            sig: {
+                "inputs": {n: tensor(i, sig) for n, i in io["inputs"].items()},
+                "outputs": {
+                    n: tensor(i, "StatefulPartitionedCall") for n, i in io["outputs"].items()
+                },
+                "method_name": "tensorflow/serving/predict",
+            }
+            for sig, io in self.bundle.signatures.items()
+        }
+        return {
+            "model_spec": {"name": self.name, "signature_name": "", "version": self.bundle.version},
+            "metadata": {"signature_def": {"signature_def": signature_def}},
+            "rxpipe": {"model_card": self.bundle.card, "batching": self.batching()},
+        }
+
+    async def tf_predict(self, request: Request) -> Response:
+        """``:predict`` in row (``instances``) or columnar (``inputs``) format."""
+        body = await self._json(request)
+        signature = DEFAULT_SIGNATURE
+        if isinstance(body, Mapping) and "signature_name" in body:
+            signature = str(body["signature_name"])
+            if signature not in self.bundle.signatures:
+                raise PredictionInputError(
+                    f"signature_name: expected one of {sorted(self.bundle.signatures)}. "
+                    f"Received: {signature!r}"
+                )
+            body = {k: v for k, v in body.items() if k != "signature_name"}
+        batch, rows = parse_request(body, self.bundle.signatures[signature]["inputs"])
+        image_input = self.bundle.image_input
+        if image_input is not None and image_input[0] == signature:
+            for index, image in enumerate(batch[image_input[1]].ravel()):
+                check_image(image, f"{image_input[1]}[{index}]")
+        outputs = await self.batcher.predict(signature, batch)
+        if rows:
+            if len(outputs) == 1:
+                return JSONResponse({"predictions": _plain(next(iter(outputs.values())))})
+            names = sorted(outputs)
+            columns = [_plain(outputs[n]) for n in names]
+            rows_out = [
+                dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
+            ]
+            return JSONResponse({"predictions": rows_out})
+        if len(outputs) == 1:
+            return JSONResponse({"outputs": _plain(next(iter(outputs.values())))})
+        return JSONResponse({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
+
+    # -- Pipcook-style /predict ----------------------------------------------------------
+
+    async def predict(self, request: Request) -> Response:
+        """Top-k labels for an uploaded image, a JSON sample or samples, or a text."""
+        k = self._top_k(request)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "GET":
+            text = request.query_params.get("input")
+            if text is None:
+                raise PredictionInputError("GET /predict: expected ?input=TEXT. Received: no input")
+            return await self._predict_samples(self._text_batch([text]), True, k)
+        if content_type == "multipart/form-data":
+            return await self._predict_images(request, k)
+        if content_type.startswith("text/"):
+            text = (await request.body()).decode("utf-8", "replace")
+            return await self._predict_samples(self._text_batch([text]), True, k)
+        body = await self._json(request)
+        if not isinstance(body, Mapping) or len({"input", "instances"} & set(body)) != 1:
+            got = f"keys {sorted(body)}" if isinstance(body, Mapping) else "JSON that is no object"
+            raise PredictionInputError(
+                "POST /predict: expected an image upload (multipart field 'image'), a text "
+                "body, or a JSON object with one of 'input' (one sample) or 'instances' "
+                f"(a list). Received: {got}"
+            )
+        single = "input" in body
+        rows = [body["input"]] if single else body["instances"]
+        batch, _ = parse_request({"instances": rows}, self.bundle.inputs)
+        return await self._predict_samples(batch, single, k)
+
+    async def _predict_images(self, request: Request, k: int) -> Response:
+        target = self.bundle.image_input
+        if target is None:
+            raise PredictionInputError(
+                f"POST /predict: expected JSON or text for model {self.name!r}, which takes "
+                f"{self.bundle.describe_inputs()}. Received: a file upload"
+            )
+        limit = self.max_body_bytes
+        async with request.form(max_part_size=limit, max_files=256) as form:
+            uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not uploads:
+                raise PredictionInputError(
+                    "POST /predict: expected an image file in the multipart field 'image'. "
+                    f"Received: fields {sorted(form.keys())} without a file"
+                )
+            images = [await upload.read() for upload in uploads]
+            names = [upload.filename or f"file {i}" for i, upload in enumerate(uploads)]
+        for image, filename in zip(images, names, strict=True):
+            check_image(image, filename)
+        column = np.empty(len(images), dtype=object)
+        column[:] = images
+        outputs = await self.batcher.predict(target[0], {target[1]: column})
+        return self._top_k_response(outputs, len(images) == 1, k)
+
+    async def _predict_samples(self, batch: dict[str, Any], single: bool, k: int) -> Response:
+        outputs = await self.batcher.predict(DEFAULT_SIGNATURE, batch)
+        return self._top_k_response(outputs, single, k)
+
+    def _top_k_response(self, outputs: Mapping[str, Any], single: bool, k: int) -> Response:
+        best = top_k(outputs["scores"], self.bundle.labels, k)
+        return JSONResponse(best[0] if single else best)
+
+    def _text_batch(self, texts: list[str]) -> dict[str, Any]:
+        if not self.bundle.accepts_text:
+            raise PredictionInputError(
+                f"text input: expected JSON for model {self.name!r}, which takes "
+                f"{self.bundle.describe_inputs()}. Received: text"
+            )
+        name, spec = next(iter(self.bundle.inputs.items()))
+        return {name: to_array(texts, spec, "input")}
+
+    def _top_k(self, request: Request) -> int:
+        value = request.query_params.get("top_k")
+        if value is None:
+            return self.default_top_k
+        if not value.isdigit() or int(value) < 1:
+            raise PredictionInputError(f"top_k: expected an int >= 1. Received: {value!r}")
+        return int(value)
+
+    async def _json(self, request: Request) -> Any:
+        raw = await request.body()
+        try:
+            return json.loads(raw)
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+            raise PredictionInputError(f"request body: expected JSON. Received: {error}") from None
+
+    # -- health and counters -------------------------------------------------------------
+
+    def batching(self) -> dict[str, Any]:
+        """The batcher's settings and counters."""
+        return {
+            "max_batch_size": self.batcher.max_batch_size,
+            "max_wait_ms": self.batcher.max_wait_ms,
+            **self.batcher.stats.to_dict(),
+        }
+
+    async def healthz(self, request: Request) -> Response:
+        """200 while the model answers."""
+        if self.batcher.error is not None:
+            return _error(503, f"the model batcher stopped: {self.batcher.error}")
+        return JSONResponse({"status": "ok", "model": self.name, "version": self.bundle.version})
+
+    async def stats(self, request: Request) -> Response:
+        """Batching counters: requests, samples, model calls, largest and mean batch."""
+        return JSONResponse(self.batching())
+
+
+async def _input_error(request: Request, error: Exception) -> Response:
+    return _error(400, str(error))
+
+
+async def _closed(request: Request, error: Exception) -> Response:
+    return _error(503, str(error))
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    return _error(500, f"internal error: {type(error).__name__}: {error}")
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    detail = error.detail
+    if error.status_code == 404:
+        detail = (
+            f"{request.url.path}: no such route; expected /v1/models/NAME..., /predict, /healthz"
+        )
+    elif error.status_code == 405:
+        detail = f"{request.url.path}: method {request.method} not allowed"
+    return _error(error.status_code, detail)
+
+
+def create_app(
+    bundle: Bundle,
+    *,
+    name: str | None = None,
+    max_batch_size: int = 32,
+    max_wait_ms: float = 2.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    default_top_k: int = 5,
+) -> tuple[ASGIApp, ServingApp]:
+    """The ASGI application serving ``bundle``, and its handlers (for counters and flush).
+
+    Args:
+        bundle: the loaded bundle.
+        name: the model's name in URLs (default: the bundle's).
+        max_batch_size: the most samples per model call (1: batching off).
+        max_wait_ms: the longest a request waits for its batch to fill.
+        max_body_bytes: the largest request body (413 past it).
+        default_top_k: labels answered by ``/predict`` by default.
+
+    Example:
+        >>> app, handlers = create_app(Bundle.load("runs/digits/latest"))  # doctest: +SKIP
+    """
+
+    def predict(signature: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return bundle.predict(inputs, signature)
+
+    batcher = ModelBatcher(predict, max_batch_size, max_wait_ms)
+    handlers = ServingApp(bundle, batcher, name or bundle.name, max_body_bytes, default_top_k)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            batcher.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models/{path:path}", handlers.models, methods=["GET", "POST"]),
+            Route("/predict", handlers.predict, methods=["GET", "POST"]),
+            Route("/healthz", handlers.healthz, methods=["GET"]),
+            Route("/stats", handlers.stats, methods=["GET"]),
+        ],
+        exception_handlers={
+            PredictionInputError: _input_error,
+            BatcherClosedError: _closed,
+            HTTPException: _http_error,
+            Exception: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    return BodyLimit(app, max_body_bytes), handlers

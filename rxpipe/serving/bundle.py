@@ -1,0 +1,323 @@
+"""The model bundle: what ``deploy.export`` writes and what ``predict`` and ``serve`` read.
+
+Layout of a bundle directory (``<run dir>/model/`` by default)::
+
+    1/                  SavedModel in TensorFlow Serving's versioned layout; signatures
+                        ``serving_default`` (raw features → ``scores``, ``class_ids``) and,
+                        for image models, ``serving_images`` (encoded image bytes → same)
+    model.keras         the Keras model (takes preprocessed features)
+    labels.json         class index → name (classifiers)
+    preprocessing.json  the transforms the SavedModel applies to raw input
+    model_card.json     inputs, outputs, labels, metrics, creation time, versions
+    pipeline.toml       the resolved pipeline that trained the model (when run by one)
+    metrics.json        evaluation metrics by split
+
+The SavedModel is all a consumer needs: ``tf.saved_model.load("model/1")`` answers
+predictions for raw input without rxpipe installed. :class:`Bundle` adds the card, the
+labels and checked conversion of JSON rows and arrays.
+
+Example:
+    >>> find_bundle("runs/digits/20260101T000000Z-abc123")  # doctest: +SKIP
+    PosixPath('runs/digits/20260101T000000Z-abc123/model')
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from rxpipe.batch import FeatureSpec
+from rxpipe.errors import BundleError, PredictionInputError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "CARD_FILE",
+    "DEFAULT_SIGNATURE",
+    "IMAGE_INPUT",
+    "IMAGE_SIGNATURE",
+    "SAVED_MODEL_VERSION",
+    "SINGLE_INPUT",
+    "Bundle",
+    "TensorInfo",
+    "find_bundle",
+    "top_k",
+]
+
+BUNDLE_FORMAT = "rxpipe.bundle/1"
+SAVED_MODEL_VERSION = "1"
+CARD_FILE = "model_card.json"
+LABELS_FILE = "labels.json"
+KERAS_FILE = "model.keras"
+PREPROCESSING_FILE = "preprocessing.json"
+PIPELINE_FILE = "pipeline.toml"
+METRICS_FILE = "metrics.json"
+DEFAULT_SIGNATURE = "serving_default"
+IMAGE_SIGNATURE = "serving_images"
+IMAGE_INPUT = "images"
+SINGLE_INPUT = "features"
+
+
+def find_bundle(path: str | Path) -> Path:
+    """The bundle directory for ``path``: a bundle itself, or a run directory holding one.
+
+    Raises:
+        BundleError: if neither ``path`` nor ``path/model`` holds a model card.
+    """
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / CARD_FILE).is_file():
+            return candidate
+    raise BundleError(
+        f"{path}: expected a run directory with a model bundle (model/{CARD_FILE}) or a "
+        f"bundle directory ({CARD_FILE}). Received: neither exists (did the pipeline end "
+        "with deploy.export?)"
+    )
+
+
+@attrs.frozen
+class TensorInfo:
+    """One input or output of a signature.
+
+    Attributes:
+        name: the signature's name for it (e.g. ``features``, ``scores``).
+        dtype: numpy dtype name (``"string"`` for text and encoded images).
+        shape: with the batch axis first; ``None`` for an unknown size.
+        value_range: raw inputs' (low, high) range, where the data set declared one.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    value_range: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (``value_range`` only when known)."""
+        out: dict[str, Any] = {"dtype": self.dtype, "shape": list(self.shape)}
+        if self.value_range is not None:
+            out["value_range"] = list(self.value_range)
+        return out
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> TensorInfo:
+        """Read :meth:`to_dict`'s output."""
+        value_range = data.get("value_range")
+        return cls(
+            name,
+            str(data["dtype"]),
+            tuple(None if d is None else int(d) for d in data["shape"]),
+            None if value_range is None else (float(value_range[0]), float(value_range[1])),
+        )
+
+    @property
+    def sample_shape(self) -> tuple[int | None, ...]:
+        """The shape of one sample (without the batch axis)."""
+        return self.shape[1:]
+
+    def feature_spec(self) -> FeatureSpec:
+        """The raw input as a :class:`FeatureSpec` (``"object"`` dtype for strings)."""
+        dtype = "object" if self.dtype == "string" else self.dtype
+        return FeatureSpec(tuple(d or 0 for d in self.sample_shape), dtype, self.value_range)
+
+
+def describe_spec(name: str, spec: Any) -> TensorInfo:
+    """A :class:`TensorInfo` for a ``tf.TensorSpec`` (``"string"`` for ``tf.string``)."""
+    dtype = "string" if spec.dtype.name == "string" else spec.dtype.as_numpy_dtype().dtype.name
+    shape = tuple(spec.shape.as_list()) if spec.shape.rank is not None else ()
+    return TensorInfo(name, dtype, shape)
+
+
+def describe_signature(function: Any) -> dict[str, dict[str, TensorInfo]]:
+    """Inputs and outputs of a concrete TF function or a loaded signature."""
+    args, kwargs = function.structured_input_signature
+    specs = dict(kwargs)
+    for arg in args:  # a concrete function before saving takes positional specs
+        if isinstance(arg, Mapping):
+            specs.update(arg)
+        else:
+            specs[arg.name] = arg
+    outputs = function.structured_outputs
+    return {
+        "inputs": {name: describe_spec(name, s) for name, s in sorted(specs.items())},
+        "outputs": {name: describe_spec(name, s) for name, s in sorted(outputs.items())},
+    }
+
+
+def top_k(
+    scores: np.ndarray[Any, Any], labels: Sequence[str] | None, k: int
+) -> list[list[dict[str, Any]]]:
+    """The ``k`` best ``{"label", "score"}`` of each row of ``scores``, best first.
+
+    Without label names, a class is named by its index.
+
+    Example:
+        >>> top_k(np.array([[0.1, 0.7, 0.2]]), ["a", "b", "c"], 2)
+        [[{'label': 'b', 'score': 0.7}, {'label': 'c', 'score': 0.2}]]
+    """
+    scores = np.asarray(scores)
+    if scores.ndim == 1:
+        scores = scores[:, np.newaxis]
+    k = max(1, min(k, scores.shape[-1]))
+    order = np.argsort(-scores, axis=-1, kind="stable")[:, :k]
+    return [
+        [
+            {"label": labels[i] if labels is not None else str(i), "score": float(row[i])}
+            for i in index
+        ]
+        for row, index in zip(scores, order, strict=True)
+    ]
+
+
+class Bundle:
+    """A loaded model bundle: its card, labels and SavedModel signatures.
+
+    Calling :meth:`predict` runs a signature of the SavedModel (TensorFlow releases the
+    GIL while it computes). Loading imports TensorFlow.
+
+    Attributes:
+        path: the bundle directory.
+        card: the parsed model card.
+        name: the model's name (the pipeline's, by default the served model name).
+        labels: class names, or ``None`` for a model without label names.
+        signatures: inputs and outputs of each signature, by signature name.
+
+    Example:
+        >>> bundle = Bundle.load("runs/digits/latest")  # doctest: +SKIP
+        >>> bundle.predict({"features": digits})["class_ids"]  # doctest: +SKIP
+        array([0, 1, 2])
+    """
+
+    def __init__(self, path: Path, card: Mapping[str, Any], saved_model: Any) -> None:
+        self.path = path
+        self.card = card
+        self.name = str(card.get("name") or path.parent.name)
+        labels = card.get("labels")
+        self.labels: tuple[str, ...] | None = None if labels is None else tuple(labels)
+        self._saved_model = saved_model
+        self._functions = {name: saved_model.signatures[name] for name in saved_model.signatures}
+        self.signatures = {name: describe_signature(f) for name, f in self._functions.items()}
+        card_inputs = card.get("inputs", {})
+        ranges = {name: spec.get("value_range") for name, spec in card_inputs.items()}
+        self.input_kinds = {name: str(spec.get("kind", "")) for name, spec in card_inputs.items()}
+        for info in self.signatures.values():
+            info["inputs"] = {
+                name: attrs.evolve(
+                    spec,
+                    value_range=None if ranges.get(name) is None else tuple(ranges[name]),
+                )
+                for name, spec in info["inputs"].items()
+            }
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        """Load the bundle at ``path`` (a bundle directory or a run directory).
+
+        Raises:
+            BundleError: if the bundle is missing or its files are unreadable.
+        """
+        import tensorflow as tf
+
+        directory = find_bundle(path)
+        try:
+            card = json.loads((directory / CARD_FILE).read_text())
+        except (OSError, ValueError) as error:
+            raise BundleError(
+                f"{directory / CARD_FILE}: expected a JSON model card. Received: {error}"
+            ) from error
+        if card.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{directory / CARD_FILE}: expected format {BUNDLE_FORMAT!r}. "
+                f"Received: {card.get('format')!r}"
+            )
+        saved = directory / str(card.get("saved_model", {}).get("path", SAVED_MODEL_VERSION))
+        try:
+            saved_model = tf.saved_model.load(str(saved))
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            raise BundleError(
+                f"{saved}: expected a SavedModel. Received: {type(error).__name__}: {error}"
+            ) from error
+        return cls(directory, card, saved_model)
+
+    @property
+    def version(self) -> str:
+        """The SavedModel's version (its directory name)."""
+        return str(self.card.get("saved_model", {}).get("path", SAVED_MODEL_VERSION))
+
+    @property
+    def inputs(self) -> dict[str, TensorInfo]:
+        """The raw inputs of ``serving_default``, by name."""
+        return self.signatures[DEFAULT_SIGNATURE]["inputs"]
+
+    @property
+    def image_input(self) -> tuple[str, str] | None:
+        """``(signature, input name)`` that takes encoded images, or ``None``.
+
+        ``serving_images`` for a model on raw pixel arrays; ``serving_default`` itself
+        for a model whose raw input is encoded images (decoded by its preprocessing).
+        """
+        if IMAGE_SIGNATURE in self.signatures:
+            return IMAGE_SIGNATURE, IMAGE_INPUT
+        inputs = self.inputs
+        if len(inputs) == 1:
+            name, info = next(iter(inputs.items()))
+            if info.dtype == "string" and self.input_kinds.get(name) == "image":
+                return DEFAULT_SIGNATURE, name
+        return None
+
+    @property
+    def accepts_images(self) -> bool:
+        """True if the model answers for encoded images (PNG, JPEG, GIF, BMP)."""
+        return self.image_input is not None
+
+    @property
+    def accepts_text(self) -> bool:
+        """True if the model's one input takes raw text."""
+        inputs = self.inputs
+        if len(inputs) != 1:
+            return False
+        name, info = next(iter(inputs.items()))
+        return info.dtype == "string" and self.input_kinds.get(name) != "image"
+
+    def predict(
+        self, inputs: Mapping[str, Any], signature: str = DEFAULT_SIGNATURE
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Run ``signature`` on a batch of (already checked) inputs; numpy outputs by name."""
+        import tensorflow as tf
+
+        function = self._functions[signature]
+        try:
+            outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+        except tf.errors.InvalidArgumentError as error:
+            message = error.message.strip().splitlines()[0] if error.message else str(error)
+            raise PredictionInputError(
+                f"{signature}: expected input the model can compute on. Received: input it "
+                f"rejected ({message})"
+            ) from None
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def predict_images(self, images: Sequence[bytes]) -> dict[str, np.ndarray[Any, Any]]:
+        """Predict encoded images (PNG, JPEG, GIF or BMP) through :attr:`image_input`.
+
+        Raises:
+            PredictionInputError: if the model does not take images.
+        """
+        target = self.image_input
+        if target is None:
+            raise PredictionInputError(
+                f"model {self.name!r}: expected an image model to predict from image files. "
+                f"Received: a model whose input is {self.describe_inputs()}"
+            )
+        signature, name = target
+        batch = np.empty(len(images), dtype=object)
+        batch[:] = list(images)
+        return self.predict({name: batch}, signature)
+
+    def describe_inputs(self) -> str:
+        """The inputs in words, for error messages: ``features uint8[8, 8, 1]``."""
+        return ", ".join(
+            f"{name} {info.dtype}{list(info.sample_shape)}" for name, info in self.inputs.items()
+        )

@@ -1,0 +1,56 @@
+"""Per-epoch checkpoints: model, optimizer, epoch and history, for resuming a killed run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rxpipe.context import atomic_write
+
+__all__ = ["EpochCheckpoints"]
+
+
+class EpochCheckpoints:
+    """Saves a checkpoint after every completed epoch under ``directory``.
+
+    A checkpoint holds the model's and the optimizer's variables, the epoch, and the
+    seed; the data order needs nothing more, since seeded stages draw it from (seed,
+    epoch). ``state.json`` (epoch, seed, history) is written last and atomically, so it
+    only ever names a checkpoint that is complete; a run killed mid-save resumes from the
+    previous one.
+
+    Args:
+        directory: where checkpoints go (``<run dir>/checkpoints``).
+        model: the Keras model.
+        optimizer: its optimizer.
+        keep: how many checkpoints to keep.
+    """
+
+    def __init__(self, directory: Path, model: Any, optimizer: Any, keep: int = 2) -> None:
+        import tensorflow as tf
+
+        self.directory = directory
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, str(directory), keep)
+
+    @property
+    def state_file(self) -> Path:
+        """The file naming the last complete checkpoint."""
+        return self.directory / "state.json"
+
+    def save(self, epoch: int, seed: int, history: list[dict[str, float]]) -> str:
+        """Save the checkpoint of a completed ``epoch``; return its path prefix."""
+        path: str = self._manager.save(checkpoint_number=epoch)
+        state = {"epoch": epoch, "seed": seed, "checkpoint": Path(path).name, "history": history}
+        with atomic_write(self.state_file) as tmp:
+            tmp.write_text(json.dumps(state, indent=2))
+        return path
+
+    def restore(self) -> dict[str, Any] | None:
+        """Restore the last complete checkpoint; return its state, or ``None`` if there is none."""
+        if not self.state_file.exists():
+            return None
+        state: dict[str, Any] = json.loads(self.state_file.read_text())
+        self._checkpoint.restore(str(self.directory / state["checkpoint"])).expect_partial()
+        return state

@@ -1,0 +1,78 @@
+"""Device set-up for training: placement, GPU memory growth, precision policy, determinism."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["choose_device", "dtype_policy", "op_determinism", "set_memory_growth"]
+
+
+def set_memory_growth() -> list[str]:
+    """Let TensorFlow grow GPU memory as needed instead of taking it all at start.
+
+    Must run before the GPUs are initialised; GPUs already initialised keep their mode.
+
+    Returns:
+        The GPUs switched to memory growth (empty on a machine without GPUs).
+    """
+    import tensorflow as tf
+
+    switched = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+            switched.append(gpu.name)
+        except RuntimeError:  # already initialised: the setting can no longer change
+            pass
+    return switched
+
+
+def choose_device(requested: str | None) -> str:
+    """The device to train on: ``requested``, else the first GPU, else the CPU.
+
+    Example:
+        >>> choose_device("/CPU:0")
+        '/CPU:0'
+    """
+    if requested is not None:
+        return requested
+    import tensorflow as tf
+
+    return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
+
+
+@contextmanager
+def dtype_policy(precision: str | None) -> Iterator[None]:
+    """Build models under a mixed-precision policy, restoring the global policy afterwards."""
+    if precision is None:
+        yield
+        return
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@contextmanager
+def op_determinism(enabled: bool) -> Iterator[None]:
+    """Run with TensorFlow's deterministic op implementations (slower; same results)."""
+    if not enabled:
+        yield
+        return
+    # The public API can only switch determinism on; the framework module can also tell
+    # whether it is on and switch it back off, so one deterministic run leaves no trace.
+    from tensorflow.python.framework import config as framework_config
+
+    was_enabled: Any = framework_config.is_op_determinism_enabled()
+    framework_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            framework_config.disable_op_determinism()

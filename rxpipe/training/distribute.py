@@ -1,0 +1,99 @@
+"""tf.distribute for the training loop: strategies and feeding per-replica batches.
+
+- ``strategy = "mirrored"``: ``tf.distribute.MirroredStrategy`` over the devices of one host
+  (all GPUs, or the logical CPUs configured before TensorFlow starts).
+- ``strategy = "multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` across
+  processes or hosts described by the ``TF_CONFIG`` environment variable. Each worker trains
+  on its own shard of the training split (samples assigned by a seeded hash of their id).
+
+Batch size: the batch size of the stream (``access.batch`` or ``train.fit``'s ``batch_size``)
+is the *global* batch of one step, as on one device. Every worker reads the stream and keeps its
+shard of each batch (about ``batch / workers`` samples, chosen by a seeded hash of the sample
+ids), which it splits evenly across its local replicas. Losses are summed over the global batch
+and divided by its size, so the learning rate means the same as on one device: two workers
+training a batch of 32 compute exactly the gradient one device computes for those 32 samples.
+Sources still read all data on every worker; to read only a worker's files, shard at the source.
+
+Workers may hold shards of slightly different sizes: before every step the workers agree
+(with one small all-reduce) whether all of them still have a batch, and the epoch ends for
+all at the first step where one has run out, so collective operations never wait forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from rxpipe.errors import ConfigError
+
+__all__ = ["distributed_feed", "make_strategy"]
+
+
+def make_strategy(name: str | None) -> Any:
+    """The ``tf.distribute`` strategy for ``name`` (``None`` for one device)."""
+    if name is None:
+        return None
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        import os
+
+        if "TF_CONFIG" not in os.environ:
+            raise ConfigError(
+                "strategy: expected the TF_CONFIG environment variable to describe the cluster "
+                "for 'multi_worker'. Received: no TF_CONFIG"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"strategy: expected 'mirrored' or 'multi_worker'. Received: {name!r}")
+
+
+def _split_for_replicas(strategy: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    import tensorflow as tf
+
+    local = len(strategy.extended.worker_devices)
+
+    def part(tensor: Any, ctx: Any) -> Any:
+        index = ctx.replica_id_in_sync_group % local
+        size = tf.shape(tensor)[0]
+        start = size * index // local
+        end = size * (index + 1) // local
+        return tensor[start:end]
+
+    return (
+        strategy.experimental_distribute_values_from_function(lambda ctx: part(x, ctx)),
+        strategy.experimental_distribute_values_from_function(lambda ctx: part(y, ctx)),
+    )
+
+
+def _all_workers_have_data(strategy: Any, has_data: bool) -> bool:
+    import tensorflow as tf
+
+    # ReduceOp has no MIN: count the replicas that ran out instead.
+    missing = strategy.run(lambda: tf.constant(0.0 if has_data else 1.0))
+    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, missing, axis=None).numpy() == 0)
+
+
+def distributed_feed(
+    strategy: Any, feed: Iterator[tuple[Any, Any, int]], multi_worker: bool
+) -> Iterator[tuple[Any, Any, int]]:
+    """Per-replica (features, labels) for each local batch of ``feed``.
+
+    With several workers, iteration stops for every worker as soon as one runs out.
+    """
+    iterator = iter(feed)
+    try:
+        while True:
+            item = next(iterator, None)
+            if multi_worker and not _all_workers_have_data(strategy, item is not None):
+                return
+            if item is None:
+                return
+            x, y, size = item
+            xs, ys = _split_for_replicas(strategy, x, y)
+            yield xs, ys, size
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,71 @@
+"""Tests of collect.numpy: arrays in memory, .npy (memory-mapped) and .npz (streamed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reactivex
+
+from rxpipe import ConfigError
+from rxpipe.operators import collect
+from rxpipe.testing import collect as run
+
+X = np.arange(60, dtype=np.float32).reshape(10, 3, 2)
+Y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+
+
+def rows(stage: object) -> tuple[np.ndarray, np.ndarray, list[int]]:  # type: ignore[type-arg]
+    """Features, labels and batch sizes the stage emits."""
+    batches = run(reactivex.empty().pipe(stage))  # type: ignore[arg-type]
+    return (
+        np.concatenate([b.features for b in batches]),
+        np.concatenate([b.labels for b in batches]),
+        [b.size for b in batches],
+    )
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_members_are_read_in_chunks(tmp_path: Path, save: object) -> None:
+    """An .npz archive (plain or compressed) gives back its arrays, chunk_size rows at a time."""
+    path = tmp_path / "data.npz"
+    save(path, x=X, y=Y)  # type: ignore[operator]
+    features, labels, sizes = rows(collect.numpy(path=str(path), chunk_size=4))
+    assert sizes == [4, 4, 2]
+    np.testing.assert_array_equal(features, X)
+    np.testing.assert_array_equal(labels, Y)
+
+
+def test_npy_files_and_label_names(tmp_path: Path) -> None:
+    """A .npy features file and a .npy labels file; integer labels name classes 0..max."""
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", Y)
+    stage = collect.numpy(path=str(tmp_path / "x.npy"), labels_path=str(tmp_path / "y.npy"))
+    [batch] = run(reactivex.empty().pipe(stage))
+    np.testing.assert_array_equal(batch.features, X)
+    assert batch.metadata.label_names == ("0", "1", "2")
+    assert batch.metadata.name == "x"
+
+
+def test_arrays_from_python_and_limit() -> None:
+    """In-memory arrays work the same; limit keeps the first rows."""
+    features, labels, sizes = rows(collect.numpy(arrays={"x": X, "y": Y}, limit=5, chunk_size=2))
+    assert sizes == [2, 2, 1]
+    np.testing.assert_array_equal(features, X[:5])
+    np.testing.assert_array_equal(labels, Y[:5])
+
+
+def test_errors_name_the_file_and_the_keys(tmp_path: Path) -> None:
+    """Missing arrays, mismatched lengths and bad files are config errors."""
+    path = tmp_path / "data.npz"
+    np.savez(path, features=X, y=Y[:4])
+    with pytest.raises(ConfigError, match=r"expected arrays \['x'\].*Received: arrays"):
+        collect.numpy(path=str(path))
+    with pytest.raises(ConfigError, match=r"collect\.numpy\.labels: expected as many labels"):
+        collect.numpy(path=str(path), features="features")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="expected a readable numpy file"):
+        collect.numpy(path=str(tmp_path / "bad.npz"))
+    with pytest.raises(ConfigError, match="exactly one of path and arrays"):
+        collect.numpy()

@@ -1,0 +1,247 @@
+"""deploy.export: the self-contained bundle, its model card, and its atomic write."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import keras
+import numpy as np
+import pytest
+import reactivex
+import tensorflow as tf
+
+import rxpipe
+from rxpipe.batch import DatasetMetadata, FeatureSpec
+from rxpipe.context import atomic_write
+from rxpipe.errors import StageError
+from rxpipe.model import TrainedModel
+from rxpipe.operators import deploy
+from rxpipe.serving import Bundle
+from rxpipe.serving.inputs import rows_to_batch
+from rxpipe.testing import collect
+
+pytestmark = pytest.mark.slow
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def reference(trained: TrainedModel, raw: Any) -> np.ndarray[Any, Any]:
+    """The trained Keras model's scores on raw input, preprocessed with numpy."""
+    x = raw
+    for step in trained.metadata.preprocessing:
+        x = step.apply(x)
+    return np.asarray(trained.model(x, training=False))
+
+
+def png(image: np.ndarray[Any, Any], size: int | None = None, mode: str = "L") -> bytes:
+    """A raw digit (values 0–16) as a PNG (0–255), optionally enlarged and in colour."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.round(image[..., 0] * (255 / 16)).astype(np.uint8))
+    if size is not None:
+        picture = picture.resize((size, size)).convert(mode)
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_bundle_holds_everything_listed_in_its_card(digits_export: rxpipe.RunResult) -> None:
+    """SavedModel (model/1), .keras, labels, preprocessing, pipeline, metrics and the card."""
+    bundle = Path(digits_export.artifacts["model"])
+    card = json.loads((bundle / "model_card.json").read_text())
+    expected = {
+        "1",
+        "labels.json",
+        "metrics.json",
+        "model.keras",
+        "model_card.json",
+        "pipeline.toml",
+        "preprocessing.json",
+    }
+    assert {p.name for p in bundle.iterdir()} == expected
+    assert set(card["files"]) == expected
+    assert (bundle / "1" / "saved_model.pb").is_file()
+    assert json.loads((bundle / "labels.json").read_text()) == [str(d) for d in range(10)]
+    pipeline = tomllib.loads((bundle / "pipeline.toml").read_text())
+    assert pipeline["plugins"][-1]["use"] == "deploy.export"
+    assert json.loads((bundle / "metrics.json").read_text()) == json.loads(
+        json.dumps(digits_export.metrics)
+    )
+
+
+def test_the_model_card_describes_inputs_outputs_metrics_and_versions(
+    digits_export: rxpipe.RunResult,
+) -> None:
+    """Card: raw input, outputs, labels, test metrics, creation time, rxpipe and TF versions."""
+    card = json.loads((Path(digits_export.artifacts["model"]) / "model_card.json").read_text())
+    assert card["format"] == "rxpipe.bundle/1"
+    assert (card["name"], card["model"], card["task"]) == ("digits", "cnn", "classification")
+    assert card["inputs"] == {
+        "features": {
+            "dtype": "uint8",
+            "shape": [None, 8, 8, 1],
+            "value_range": [0.0, 16.0],
+            "kind": "array",
+        }
+    }
+    assert card["outputs"]["scores"] == {"dtype": "float32", "shape": [None, 10]}
+    assert card["outputs"]["class_ids"] == {"dtype": "int64", "shape": [None]}
+    assert card["labels"] == [str(d) for d in range(10)]
+    assert card["metrics"]["test"]["accuracy"] == digits_export.metrics["test"]["accuracy"]
+    assert "per_class" not in card["metrics"]["test"]
+    assert card["preprocessing"][0]["name"] == "rescale"
+    assert set(card["saved_model"]["signatures"]) == {"serving_default", "serving_images"}
+    assert card["versions"]["rxpipe"] == rxpipe.__version__
+    assert card["versions"]["tensorflow"] == tf.__version__
+    created = dt.datetime.fromisoformat(card["created"])
+    assert abs(dt.datetime.now(dt.UTC) - created) < dt.timedelta(hours=1)
+    assert card["run"] == {"run_id": digits_export.run_id, "pipeline": "digits"}
+    assert card["training"]["epochs"] == 2
+
+
+FRESH_PROCESS = """
+import sys
+import numpy as np
+import tensorflow as tf
+
+bundle, raw_path, out_path, *images = sys.argv[1:]
+model = tf.saved_model.load(bundle + "/1")
+raw = np.load(raw_path)
+default = model.signatures["serving_default"](features=tf.constant(raw))
+encoded = [open(path, "rb").read() for path in images]
+decoded = model.signatures["serving_images"](images=tf.constant(encoded))
+np.savez(
+    out_path,
+    scores=default["scores"].numpy(),
+    class_ids=default["class_ids"].numpy(),
+    image_scores=decoded["scores"].numpy(),
+)
+print(sorted({m.split(".")[0] for m in sys.modules} & {"rxpipe", "attrs", "reactivex"}))
+"""
+
+
+def test_plain_tensorflow_in_a_fresh_process_gives_the_trained_models_predictions(
+    digits_export: rxpipe.RunResult, raw_digits: np.ndarray[Any, Any], tmp_path: Path
+) -> None:
+    """tf.saved_model.load alone (no rxpipe imported) answers raw digits and PNGs like the model."""
+    trained = digits_export.trained
+    assert trained is not None
+    np.save(tmp_path / "raw.npy", raw_digits)
+    images = []
+    for index, (size, mode) in enumerate([(None, "L"), (None, "L"), (32, "RGB")]):
+        path = tmp_path / f"digit{index}.png"
+        path.write_bytes(png(raw_digits[index], size, mode))
+        images.append(str(path))
+    bundle = digits_export.artifacts["model"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS,
+            bundle,
+            str(tmp_path / "raw.npy"),
+            str(tmp_path / "out.npz"),
+            *images,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"  # nothing of rxpipe was imported
+    answers = np.load(tmp_path / "out.npz")
+    expected = reference(trained, raw_digits)
+    np.testing.assert_allclose(answers["scores"], expected, **TOLERANCE)
+    assert answers["class_ids"].tolist() == expected.argmax(-1).tolist()
+    # 8×8 gray PNGs decode back to the very same raw digits.
+    np.testing.assert_allclose(answers["image_scores"][:2], expected[:2], **TOLERANCE)
+    # A 32×32 colour image is resized and converted: it still gets a distribution.
+    assert answers["image_scores"][2].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bundle_loader_answers_like_the_trained_model(
+    digits_export: rxpipe.RunResult, raw_digits: np.ndarray[Any, Any]
+) -> None:
+    """Bundle.load reads the card and runs the SavedModel on checked JSON rows."""
+    trained = digits_export.trained
+    assert trained is not None
+    bundle = Bundle.load(Path(digits_export.artifacts["model"]).parent)
+    assert (bundle.name, bundle.version, bundle.labels) == (
+        "digits",
+        "1",
+        tuple(str(d) for d in range(10)),
+    )
+    assert bundle.accepts_images
+    assert not bundle.accepts_text
+    batch = rows_to_batch(raw_digits[:5].tolist(), bundle.inputs)
+    np.testing.assert_allclose(
+        bundle.predict(batch)["scores"], reference(trained, raw_digits[:5]), **TOLERANCE
+    )
+    scores = bundle.predict_images([png(raw_digits[0])])["scores"]
+    np.testing.assert_allclose(scores, reference(trained, raw_digits[:1]), **TOLERANCE)
+
+
+@attrs.frozen
+class Exploding:
+    """A preprocessing step whose TensorFlow side cannot be traced."""
+
+    name: str = "exploding"
+
+    def apply(self, features: Any) -> Any:
+        return features
+
+    def apply_tf(self, features: Any) -> Any:
+        raise RuntimeError("no TensorFlow version of this step")
+
+    def to_config(self) -> dict[str, Any]:
+        return {}
+
+
+def _tiny(meta: DatasetMetadata) -> TrainedModel:
+    inputs = keras.Input((3,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    return TrainedModel("tiny", model, reactivex.empty(), meta)
+
+
+def test_a_failed_export_leaves_the_previous_bundle_whole(tmp_path: Path) -> None:
+    """An export that fails midway leaves no partial directory and the old bundle intact."""
+    target = tmp_path / "bundle"
+    meta = DatasetMetadata("toy", FeatureSpec((3,), "float32"), ("a", "b"))
+    good = _tiny(meta)
+    collect(reactivex.just(good).pipe(deploy.export(path=str(target))))
+    before = sorted(p.name for p in target.iterdir())
+    bad = _tiny(meta.evolve(preprocessing=(Exploding(),)))
+    with pytest.raises(StageError, match="no TensorFlow version of this step"):
+        collect(reactivex.just(bad).pipe(deploy.export(path=str(target))))
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no .partial left behind
+
+
+def test_named_tabular_inputs_become_named_signature_inputs(tmp_path: Path) -> None:
+    """Raw tabular rows (one spec per column) are served as named inputs."""
+    columns = {"age": keras.Input((1,), name="age"), "income": keras.Input((1,), name="income")}
+    joined = keras.layers.Concatenate()([columns["age"], columns["income"]])
+    model = keras.Model(columns, keras.layers.Dense(3, activation="softmax")(joined))
+    meta = DatasetMetadata(
+        "table",
+        {"age": FeatureSpec((1,), "float32"), "income": FeatureSpec((1,), "float32")},
+        ("low", "mid", "high"),
+    )
+    trained = TrainedModel("table", model, reactivex.empty(), meta)
+    with atomic_write(tmp_path / "model") as target:
+        deploy.write_bundle(trained, target, name="table")
+    bundle = Bundle.load(tmp_path)
+    assert set(bundle.inputs) == {"age", "income"}
+    rows = [{"age": [30.0], "income": [1.5]}, {"age": [62.0], "income": [0.2]}]
+    batch = rows_to_batch(rows, bundle.inputs)
+    expected = model({k: np.asarray(v, "float32") for k, v in batch.items()}, training=False)
+    np.testing.assert_allclose(bundle.predict(batch)["scores"], expected, **TOLERANCE)
+    assert bundle.card["inputs"]["age"]["kind"] == "array"
+    assert not bundle.accepts_images

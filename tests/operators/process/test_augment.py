@@ -1,0 +1,71 @@
+"""Tests of process.augment: random, seeded, for the training split only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rxpipe import ConfigError, DatasetMetadata, FeatureSpec, Split
+from rxpipe.context import in_epoch
+from rxpipe.operators import process
+from rxpipe.testing import collect, from_arrays
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 1), dtype=np.uint8)
+
+
+def augmented(split: str, epoch: int = 1, **options: object) -> np.ndarray:  # type: ignore[type-arg]
+    """The images after process.augment on one split, in one epoch."""
+    stage = process.augment(seed=5, **options)  # type: ignore[arg-type]
+    with in_epoch(epoch):
+        batches = collect(from_arrays(IMAGES, split=split, batch_size=5).pipe(stage))
+    return np.concatenate([b.features for b in batches])
+
+
+def test_only_the_training_split_changes() -> None:
+    """Validation and test images pass unchanged; training images change."""
+    options = {"flip": "both", "rotation": 20.0, "crop_padding": 2, "brightness": 0.2}
+    np.testing.assert_array_equal(augmented("validation", **options), IMAGES)
+    np.testing.assert_array_equal(augmented("test", **options), IMAGES)
+    out = augmented("train", **options)
+    assert out.shape == IMAGES.shape
+    assert out.dtype == np.uint8
+    assert not np.array_equal(out, IMAGES)
+
+
+def test_draws_depend_on_seed_and_epoch() -> None:
+    """The same epoch repeats the same draws; another epoch draws new ones."""
+    options = {"rotation": 15.0, "brightness": 0.1}
+    np.testing.assert_array_equal(
+        augmented("train", 1, **options), augmented("train", 1, **options)
+    )
+    assert not np.array_equal(augmented("train", 1, **options), augmented("train", 2, **options))
+
+
+def test_flips_only_mirror() -> None:
+    """A horizontal flip mirrors each image or leaves it as it was."""
+    out = augmented("train", flip="horizontal")
+    for before, after in zip(IMAGES, out, strict=True):
+        assert np.array_equal(after, before) or np.array_equal(after, before[:, ::-1])
+
+
+def test_brightness_stays_in_the_value_range() -> None:
+    """Float images with a declared value range are clipped to it."""
+    x = np.random.default_rng(1).random((6, 4, 4, 1)).astype("float32")
+    meta = DatasetMetadata("t", FeatureSpec((4, 4, 1), "float32", (0.0, 1.0)))
+    source = from_arrays(x, split=Split.TRAIN, metadata=meta)
+    out = np.concatenate(
+        [b.features for b in collect(source.pipe(process.augment(brightness=0.5)))]
+    )
+    assert out.min() >= 0.0
+    assert out.max() <= 1.0
+    assert not np.array_equal(out, x)
+
+
+def test_bad_parameters() -> None:
+    """Flip modes and ranges are checked at construction."""
+    with pytest.raises(ConfigError, match=r"process\.augment\.flip: expected one of"):
+        process.augment(flip="diagonal")
+    with pytest.raises(ConfigError, match=r"process\.augment\.rotation"):
+        process.augment(rotation=400.0)
+    with pytest.raises(ConfigError, match=r"process\.augment\.brightness"):
+        process.augment(brightness=2.0)

@@ -1,0 +1,57 @@
+"""Tests of process.label_encode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reactivex
+
+from rxpipe import Batch, StageError
+from rxpipe.flow._tally import Tally, tallying
+from rxpipe.operators import process
+from rxpipe.testing import collect, make_metadata
+
+
+def batches(train: list[object], test: list[object]) -> reactivex.Observable[Batch]:
+    """A train batch and a test batch with the given labels."""
+    meta = make_metadata(np.zeros((1, 1)))
+    x = np.zeros((len(train) + len(test), 1))
+    return reactivex.of(
+        Batch(x[: len(train)], np.array(train, dtype=object), np.arange(len(train)), meta, "train"),
+        Batch(
+            x[len(train) :],
+            np.array(test, dtype=object),
+            np.arange(len(train), len(x)),
+            meta,
+            "test",
+        ),
+    )
+
+
+def test_classes_are_learned_from_the_training_split() -> None:
+    """Sorted training labels become the label names; every split is encoded with them."""
+    train, test = collect(batches(["dog", "cat", "dog"], ["cat"]).pipe(process.label_encode()))
+    assert train.labels.tolist() == [1, 0, 1]
+    assert test.labels.tolist() == [0]
+    assert train.metadata.label_names == ("cat", "dog")
+    assert train.metadata is test.metadata
+
+
+def test_numbers_sort_numerically_and_given_names_win() -> None:
+    """Numeric labels sort as numbers; label_names fixes the order."""
+    [train, _] = collect(batches([10, 9, 100], [9]).pipe(process.label_encode()))
+    assert train.metadata.label_names == ("9", "10", "100")
+    [train, _] = collect(batches(["b", "a"], ["a"]).pipe(process.label_encode(["b", "a"])))
+    assert train.labels.tolist() == [0, 1]
+
+
+def test_an_unknown_label_fails_naming_the_sample_or_is_skipped() -> None:
+    """A test label unseen in training names the sample; under skip it is reported."""
+    with pytest.raises(StageError, match=r"sample 2: expected a label among \['a', 'b'\]"):
+        collect(batches(["a", "b"], ["z"]).pipe(process.label_encode()))
+    tally = Tally("process.label_encode")
+    with tallying(tally):
+        stage = process.label_encode(on_error="skip")
+        out = collect(batches(["a", "b"], ["a", "z"]).pipe(stage))
+    assert [b.ids.tolist() for b in out] == [[0, 1], [2]]
+    assert [s.sample_id for s in tally.skipped] == [3]

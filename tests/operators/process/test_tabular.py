@@ -1,0 +1,143 @@
+"""Tests of the tabular processors: standardize, fill_missing, one_hot, concat_columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reactivex
+
+from rxpipe import Batch, ConfigError, DatasetMetadata, FeatureSpec, StageError
+from rxpipe.operators import access, collect, process
+from rxpipe.operators.process._tabular_steps import (
+    ConcatColumns,
+    FillMissing,
+    OneHot,
+    Standardize,
+)
+from rxpipe.testing import collect as run
+from rxpipe.testing import from_arrays
+
+
+def test_standardize_learns_from_the_training_split_only() -> None:
+    """Mean and std are the training split's; other splits use them as they are."""
+    train = np.random.default_rng(0).normal(5.0, 2.0, (200, 3)).astype("float32")
+    test = train[:10] + 100.0
+    meta = DatasetMetadata("t", FeatureSpec((3,), "float32"))
+    stream = reactivex.concat(
+        from_arrays(train, split="train", batch_size=33, metadata=meta),
+        from_arrays(test, split="test", metadata=meta),
+    )
+    out = run(stream.pipe(process.standardize()))
+    trained = np.concatenate([b.features for b in out if b.split.value == "train"])
+    np.testing.assert_allclose(trained.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(trained.std(axis=0), 1.0, atol=1e-4)
+    [step] = out[0].metadata.preprocessing
+    assert isinstance(step, Standardize)
+    np.testing.assert_allclose(step.mean, train.mean(axis=0), rtol=1e-5)
+
+
+def test_fill_missing_uses_training_statistics() -> None:
+    """Means for numbers and the most frequent value for text, from the training split."""
+    meta = DatasetMetadata(
+        "t", {"age": FeatureSpec((), "float32"), "city": FeatureSpec((), "object")}
+    )
+    columns = {
+        "age": np.array([20.0, np.nan, 40.0], "float32"),
+        "city": np.array(["rome", "oslo", None], dtype=object),
+    }
+    extra = {"age": np.array([0.0], "float32"), "city": np.array(["rome"], dtype=object)}
+    batches = reactivex.of(
+        Batch(columns, None, np.arange(3), meta, "train"),
+        Batch(extra, None, np.arange(3, 4), meta, "train"),
+    )
+    [first, _] = run(batches.pipe(process.fill_missing()))
+    assert first.features["age"].tolist() == [20.0, 20.0, 40.0]  # mean of 20, 40, 0
+    assert first.features["city"].tolist() == ["rome", "oslo", "rome"]
+
+
+def test_fill_missing_constant_needs_a_matching_value() -> None:
+    """A constant fill value must suit the column: numbers for numbers."""
+    x = np.array([[1.0, np.nan]], "float32")
+    [batch] = run(from_arrays(x).pipe(process.fill_missing("constant", value=-1.0)))
+    assert batch.features.tolist() == [[1.0, -1.0]]
+    with pytest.raises(ConfigError, match=r"process\.fill_missing\.value"):
+        process.fill_missing("constant")
+    with pytest.raises(StageError, match="expected a number for a numeric matrix"):
+        run(from_arrays(x).pipe(process.fill_missing("constant", value="zero")))
+
+
+CSV = """size,color,shape,price
+1.0,red,round,10
+2.0,blue,square,20
+,red,round,15
+4.0,green,,40
+3.0,red,square,30
+"""
+
+
+def test_a_csv_table_becomes_one_matrix(tmp_path: Path) -> None:
+    """fill_missing → one_hot → standardize → concat_columns gives the model's matrix."""
+    path = tmp_path / "shop.csv"
+    path.write_text(CSV)
+    stages = [
+        collect.csv(str(path), label="price", chunk_size=2),
+        access.split(1.0, 0.0, 0.0),
+        process.fill_missing(),
+        process.one_hot(["color", "shape"]),
+        process.standardize(columns=["size"]),
+        process.concat_columns(),
+    ]
+    batches = run(reactivex.empty().pipe(*stages))
+    matrix = np.concatenate([b.features for b in batches])
+    meta = batches[0].metadata
+    assert matrix.shape == (5, 1 + 3 + 2)
+    assert meta.feature_spec.shape == (6,)
+    assert [s.name for s in meta.preprocessing] == [
+        "fill_missing",
+        "one_hot",
+        "standardize",
+        "concat_columns",
+    ]
+    assert sorted(meta.raw_features) == ["color", "shape", "size"]  # type: ignore[arg-type]
+    np.testing.assert_allclose(matrix[:, 0].mean(), 0.0, atol=1e-6)
+    assert matrix[:, 1:4].sum(axis=1).tolist() == [1.0] * 5  # blue, green, red
+
+
+def test_concat_columns_rejects_text_columns() -> None:
+    """Text columns must be encoded first; the error says how."""
+    meta = DatasetMetadata("t", {"a": FeatureSpec((), "float32"), "b": FeatureSpec((), "object")})
+    batch = Batch(
+        {"a": np.zeros(1, "float32"), "b": np.array(["x"], dtype=object)}, None, [0], meta
+    )
+    with pytest.raises(StageError, match=r"text columns \['b'\].*process\.one_hot"):
+        run(reactivex.of(batch).pipe(process.concat_columns()))
+
+
+def test_one_hot_unknown_and_missing_values_are_zero() -> None:
+    """Categories seen only outside training, and missing values, encode as all zeros."""
+    step = OneHot(("c", "n"), (("a", "b"), (1.0, 2.0)))
+    out = step.apply({"c": np.array(["b", "z", None], dtype=object), "n": np.array([2, 7, 1])})
+    assert out["c"].tolist() == [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    assert out["n"].tolist() == [[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+
+
+def test_tabular_steps_equal_their_tf_twins() -> None:
+    """Each tabular step computes the same in numpy and in TF (strings: '' is missing)."""
+    import tensorflow as tf
+
+    x = np.array([[1.0, np.nan], [np.nan, 4.0]], "float32")
+    for step in (FillMissing((0.5, 2.0)), Standardize((1.0, 2.0), (2.0, 4.0))):
+        np.testing.assert_allclose(step.apply(x), step.apply_tf(tf.constant(x)).numpy())
+    columns = {"c": np.array(["b", "z", None], dtype=object), "n": np.array([2.0, 7.0, 1.0])}
+    tf_columns = {"c": tf.constant(["b", "z", ""]), "n": tf.constant([2.0, 7.0, 1.0])}
+    steps = [
+        FillMissing(("b",), columns=("c",)),
+        OneHot(("c", "n"), (("a", "b"), (1.0, 2.0))),
+        ConcatColumns(("c", "n"), (2, 2)),
+    ]
+    mine, theirs = columns, tf_columns
+    for step in steps:
+        mine, theirs = step.apply(mine), step.apply_tf(theirs)
+    np.testing.assert_array_equal(mine, theirs.numpy())

@@ -1,0 +1,171 @@
+"""ModelBatcher: requests in, micro-batched calls on the model thread, answers routed back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rxpipe.serving.batcher import BatcherClosedError, ModelBatcher
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+class Doubler:
+    """A model that doubles its input, records its calls, and can be held busy."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, signature: str, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+        self.release.wait(30)
+        x = inputs["x"]
+        if (x < 0).any():
+            raise ValueError(f"negative input in a batch of {len(x)}")
+        self.calls.append(len(x))
+        return {"y": x * 2, "signature": np.array([signature] * len(x))}
+
+
+def rows(*values: float) -> dict[str, np.ndarray[Any, Any]]:
+    """A batch of one-feature rows."""
+    return {"x": np.array(values, dtype=np.float32)[:, np.newaxis]}
+
+
+async def wait_until(predicate: Any) -> None:
+    """Poll ``predicate`` from the event loop (the loop must keep running meanwhile)."""
+    for _ in range(3000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 30 s")
+
+
+def test_requests_queued_while_the_model_is_busy_go_in_one_call(no_thread_leak: None) -> None:
+    """While the first call runs, nine more requests gather and run as one call."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=64, max_wait_ms=0.0)
+
+    async def scenario() -> list[Arrays]:
+        model.release.clear()
+        first = asyncio.ensure_future(batcher.predict("sig", rows(0)))
+        await wait_until(lambda: batcher.stats.pending == 1)
+        rest = [asyncio.ensure_future(batcher.predict("sig", rows(i))) for i in range(1, 10)]
+        await wait_until(lambda: batcher.stats.pending == 10)
+        model.release.set()
+        return await asyncio.gather(first, *rest)
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert [float(a["y"][0, 0]) for a in answers] == [2.0 * i for i in range(10)]
+    assert model.calls == [1, 9]
+    assert (batcher.stats.model_calls, batcher.stats.largest_batch) == (2, 9)
+
+
+def test_each_request_gets_its_own_rows_back(no_thread_leak: None) -> None:
+    """Requests of different sizes share a call; each receives exactly its slice."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=6, max_wait_ms=60_000)
+
+    async def scenario() -> list[Arrays]:
+        return await asyncio.gather(
+            batcher.predict("sig", rows(1)),
+            batcher.predict("sig", rows(2, 3)),
+            batcher.predict("sig", rows(4, 5, 6)),
+        )
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert [a["y"].ravel().tolist() for a in answers] == [[2.0], [4.0, 6.0], [8.0, 10.0, 12.0]]
+    assert model.calls == [6]
+
+
+def test_signatures_are_batched_apart(no_thread_leak: None) -> None:
+    """Requests for different signatures never share a model call."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=4, max_wait_ms=60_000)
+
+    async def scenario() -> list[Arrays]:
+        return await asyncio.gather(
+            *(batcher.predict(sig, rows(1, 2)) for sig in ("a", "b", "a", "b"))
+        )
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert [a["signature"].tolist() for a in answers] == [["a", "a"], ["b", "b"]] * 2
+    assert model.calls == [4, 4]
+
+
+def test_a_bad_request_fails_alone(no_thread_leak: None) -> None:
+    """A request the model rejects gets the error; the others in its batch still succeed."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=3, max_wait_ms=60_000)
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(
+            batcher.predict("sig", rows(1)),
+            batcher.predict("sig", rows(-1)),
+            batcher.predict("sig", rows(3)),
+            return_exceptions=True,
+        )
+
+    try:
+        good, bad, other = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert isinstance(bad, ValueError)
+    assert "negative input in a batch of 1" in str(bad)
+    assert (good["y"].item(), other["y"].item()) == (2.0, 6.0)
+    assert (batcher.stats.failed, batcher.stats.requests, batcher.stats.pending) == (1, 3, 0)
+
+
+def test_flush_answers_waiting_requests_now(no_thread_leak: None) -> None:
+    """flush() runs what waits without waiting for max_wait (as on SIGTERM)."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=64, max_wait_ms=600_000)
+
+    async def scenario() -> Arrays:
+        waiting = asyncio.ensure_future(batcher.predict("sig", rows(7)))
+        await wait_until(lambda: batcher.stats.pending == 1)
+        batcher.flush()
+        return await waiting
+
+    try:
+        answer = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert answer["y"].item() == 14.0
+
+
+def test_batching_off_makes_one_call_per_request(no_thread_leak: None) -> None:
+    """max_batch_size 1: every request is its own call, even when they queue up."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=1, max_wait_ms=10.0)
+
+    async def scenario() -> None:
+        await asyncio.gather(*(batcher.predict("sig", rows(i)) for i in range(5)))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert model.calls == [1] * 5
+
+
+def test_a_closed_batcher_refuses_requests(no_thread_leak: None) -> None:
+    """After close() the model thread is gone and predict raises RuntimeError."""
+    batcher = ModelBatcher(Doubler(), max_batch_size=4, max_wait_ms=1.0)
+    batcher.close()
+    with pytest.raises(BatcherClosedError, match="closed"):
+        asyncio.run(batcher.predict("sig", rows(1)))

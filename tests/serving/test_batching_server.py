@@ -1,0 +1,87 @@
+"""Micro-batching and graceful shutdown of the real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from rxpipe.testing import wait_for
+
+pytestmark = pytest.mark.slow
+
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+
+async def _predict_all(url: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=120) as client:
+        return await asyncio.gather(
+            *(client.post(f"{url}/v1/models/digits:predict", json=body) for body in bodies)
+        )
+
+
+def delta(after: dict[str, Any], before: dict[str, Any], *keys: str) -> tuple[int, ...]:
+    """How much each counter grew."""
+    return tuple(after[k] - before[k] for k in keys)
+
+
+def test_concurrent_requests_share_one_model_call(batching_server: Any, digits_bundle: Any) -> None:
+    """Eight concurrent one-digit requests make one model call; each gets its own answer."""
+    images = digits_bundle.images[:8]
+    # The batch can only close by filling up: max wait is far longer than the test.
+    before = batching_server.stats()
+    bodies = [{"instances": [image.tolist()]} for image in images]
+    answers = asyncio.run(_predict_all(batching_server.url, bodies))
+    stats = batching_server.stats()
+    assert [a.status_code for a in answers] == [200] * 8
+    for index, answer in enumerate(answers):
+        [prediction] = answer.json()["predictions"]
+        np.testing.assert_allclose(prediction["scores"], digits_bundle.scores[index], **TOLERANCE)
+    assert delta(stats, before, "model_calls", "requests", "samples") == (1, 8, 8)
+    assert stats["largest_batch"] == 8
+
+
+def test_requests_of_several_rows_are_batched_and_split_back(
+    batching_server: Any, digits_bundle: Any
+) -> None:
+    """Requests of 1, 3 and 4 rows fill one batch of 8 and each gets back its own rows."""
+    bounds = list(itertools.pairwise(np.cumsum([0, 1, 3, 4]).tolist()))
+    before = batching_server.stats()
+    bodies = [{"inputs": digits_bundle.images[a:b].tolist()} for a, b in bounds]
+    answers = asyncio.run(_predict_all(batching_server.url, bodies))
+    stats = batching_server.stats()
+    for answer, (a, b) in zip(answers, bounds, strict=True):
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(
+            answer.json()["outputs"]["scores"], digits_bundle.scores[a:b], **TOLERANCE
+        )
+    assert delta(stats, before, "model_calls", "samples") == (1, 8)
+
+
+def test_sigterm_lets_the_request_in_flight_complete(start_server: Any, digits_bundle: Any) -> None:
+    """SIGTERM while a request waits in a batch: it is answered at once and the server exits 0."""
+    with start_server("--max-batch-size", "64", "--max-wait-ms", "600000") as server:
+        answers: list[httpx.Response] = []
+        body = {"instances": [digits_bundle.images[3].tolist()]}
+
+        def call() -> None:
+            answers.append(
+                httpx.post(f"{server.url}/v1/models/digits:predict", json=body, timeout=120)
+            )
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert wait_for(lambda: server.stats()["pending"] == 1, timeout=60)
+        exit_code = server.stop()
+        caller.join(60)
+    assert exit_code == 0
+    [answer] = answers
+    assert answer.status_code == 200
+    np.testing.assert_allclose(
+        answer.json()["predictions"][0]["scores"], digits_bundle.scores[3], **TOLERANCE
+    )

@@ -1,0 +1,114 @@
+"""Prediction input checked against a model's inputs, with errors naming expected and received."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rxpipe.errors import PredictionInputError
+from rxpipe.serving.bundle import TensorInfo
+from rxpipe.serving.inputs import columns_to_batch, parse_request, rows_to_batch, to_array
+
+DIGIT = TensorInfo("features", "uint8", (None, 2, 2))
+TABLE = {
+    "age": TensorInfo("age", "float32", (None,)),
+    "city": TensorInfo("city", "string", (None,)),
+}
+
+
+def test_rows_become_one_batch_in_the_inputs_dtype() -> None:
+    """instances of a single-input model stack into one array of its dtype."""
+    batch = rows_to_batch([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], {"features": DIGIT})
+    assert batch["features"].dtype == np.uint8
+    assert batch["features"].shape == (2, 2, 2)
+
+
+def test_integral_floats_are_accepted_for_integer_inputs() -> None:
+    """3.0 is a fine uint8 value; 3.5 is not."""
+    assert to_array([[[3.0, 0], [1, 2]]], DIGIT, "x").dtype == np.uint8
+    with pytest.raises(PredictionInputError, match=r"expected uint8 values .* Received: numbers"):
+        to_array([[[3.5, 0], [1, 2]]], DIGIT, "x")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            [[1, 2, 3]],
+            r"x: expected uint8 values of shape \(2, 2\) per sample. Received: integers ",
+        ),
+        ([[[1, 2], [3]]], r"x: expected .* Received: ragged nested lists"),
+        (
+            [[[-1, 2], [3, 4]]],
+            r"x: expected uint8 values in \[0, 255\]. Received: values in \[-1, 4\]",
+        ),
+        ([[["a", "b"], ["c", "d"]]], r"Received: strings of shape \(2, 2\)"),
+        ([], r"x: expected a batch of at least one sample .* Received: no samples"),
+        (7, r"Received: a single value"),
+        ([[[True, False], [True, True]]], r"Received: booleans"),
+    ],
+)
+def test_bad_values_name_expected_and_received(value: object, message: str) -> None:
+    """Each kind of bad value raises PredictionInputError saying what was wanted and got."""
+    with pytest.raises(PredictionInputError, match=message):
+        to_array(value, DIGIT, "x")
+
+
+def test_named_inputs_take_objects_per_row_and_strings() -> None:
+    """A model with several inputs takes {name: value} rows; text may come as b64 bytes."""
+    batch = rows_to_batch(
+        [{"age": 30, "city": "Oslo"}, {"age": 41.5, "city": {"b64": "TGltYQ=="}}], TABLE
+    )
+    assert batch["age"].tolist() == [30.0, 41.5]
+    assert batch["city"].tolist() == ["Oslo", b"Lima"]
+
+
+def test_rows_missing_an_input_are_refused() -> None:
+    """A row without every named input names the row and the inputs expected."""
+    with pytest.raises(
+        PredictionInputError,
+        match=r"instances\[1\]: expected an object with the inputs \['age', 'city'\]. "
+        r"Received: \['age'\]",
+    ):
+        rows_to_batch([{"age": 1, "city": "a"}, {"age": 2}], TABLE)
+
+
+def test_columns_must_hold_as_many_samples_each() -> None:
+    """Columnar inputs of different lengths are refused with the sizes."""
+    with pytest.raises(
+        PredictionInputError, match=r"same number of samples .* \{'age': 2, 'city': 1\}"
+    ):
+        columns_to_batch({"age": [1, 2], "city": ["a"]}, TABLE)
+
+
+def test_text_inputs_refuse_numbers_and_bad_base64() -> None:
+    """Strings only; {"b64": ...} must be valid base64."""
+    with pytest.raises(PredictionInputError, match="expected strings"):
+        to_array([1, 2], TABLE["city"], "city")
+    with pytest.raises(PredictionInputError, match="valid base64"):
+        to_array([{"b64": "!!!"}], TABLE["city"], "city")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"instances": [[[0, 0], [0, 0]]], "inputs": [[[0, 0], [0, 0]]]}, "Received: both"),
+        ({"rows": []}, r"Received: neither \(keys \['rows'\]\)"),
+        ([1], "expected a JSON object with 'instances' or 'inputs'. Received: a list"),
+        (
+            {"instances": "text"},
+            "instances: expected a non-empty list of samples. Received: a string",
+        ),
+    ],
+)
+def test_request_bodies_need_exactly_one_format(body: object, message: str) -> None:
+    """A :predict body needs one of instances or inputs, as TensorFlow Serving says."""
+    with pytest.raises(PredictionInputError, match=message):
+        parse_request(body, {"features": DIGIT})
+
+
+def test_request_reports_its_format() -> None:
+    """parse_request says whether the body used rows (instances) or columns (inputs)."""
+    sample = [[0, 1], [2, 3]]
+    assert parse_request({"instances": [sample]}, {"features": DIGIT})[1] is True
+    assert parse_request({"inputs": [sample]}, {"features": DIGIT})[1] is False

@@ -1,0 +1,43 @@
+"""Tests for the structlog event logger."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from rxpipe.events import EpochEnded, EventBus, RunFailed, TrainProgress
+from rxpipe.subscribers import EventLogger
+
+
+def test_json_lines_are_valid_json_with_event_names() -> None:
+    """--log-format json writes one parseable JSON object per event."""
+    stream = io.StringIO()
+    bus = EventBus("r")
+    bus.events.subscribe(EventLogger("json", stream))
+    bus.publish(
+        EpochEnded, epoch=1, epochs=2, logs={"loss": 0.123456}, duration_s=1.0, samples_per_s=5.0
+    )
+    bus.publish(RunFailed, error_type="StageError", message="boom", stage="s")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["epoch_ended", "run_failed"]
+    assert lines[0]["logs"] == {"loss": 0.1235}
+    assert lines[1]["level"] == "error"
+
+
+def test_train_progress_is_not_logged() -> None:
+    """High-rate progress events stay out of the log."""
+    stream = io.StringIO()
+    EventLogger("console", stream)(
+        TrainProgress(
+            run_id="r", seq=0, time=0.0, epoch=1, epochs=1, step=1, steps=None, samples=1, loss=1.0
+        )
+    )
+    assert stream.getvalue() == ""
+
+
+def test_unknown_format_is_rejected() -> None:
+    """Only console and json formats exist."""
+    with pytest.raises(ValueError, match="log_format: expected one of"):
+        EventLogger("xml")

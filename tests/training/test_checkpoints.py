@@ -1,0 +1,137 @@
+"""Checkpoints and resume, in process and after a real SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import rxpipe
+from rxpipe.testing import EventRecorder
+
+pytestmark = pytest.mark.slow
+
+
+def test_each_epoch_is_checkpointed(small_digits: Any) -> None:
+    """After a run, state.json names the last epoch's checkpoint and holds the history."""
+    result = small_digits(epochs=2).run(progress=False)
+    state = json.loads((result.run_dir / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 2
+    assert state["history"] == list(result.history)
+    assert (result.run_dir / "checkpoints" / f"{state['checkpoint']}.index").exists()
+
+
+def test_resume_continues_after_the_last_checkpoint(small_digits: Any) -> None:
+    """Resuming with more epochs trains only the missing ones, from the saved weights."""
+    first = small_digits(epochs=2).run(progress=False)
+    recorder = EventRecorder()
+    resumed = rxpipe.Pipeline.resume(
+        first.run_dir, ["train.fit.epochs=4"], progress=False, subscribers=[recorder]
+    )
+    assert resumed.run_dir == first.run_dir
+    assert [e.epoch for e in recorder.of_type(rxpipe.EpochEnded)] == [3, 4]
+    assert len(resumed.history) == 4
+    assert resumed.history[:2] == first.history
+    assert resumed.history[3]["loss"] < first.history[0]["loss"]
+
+
+def test_resume_of_a_finished_run_trains_nothing_more(small_digits: Any) -> None:
+    """A run that already finished all its epochs resumes to the same model."""
+    first = small_digits(epochs=1).run(progress=False)
+    again = rxpipe.Pipeline.resume(first.run_dir, progress=False)
+    assert again.history == first.history
+    for a, b in zip(first.model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_needs_a_run_directory(tmp_path: Path) -> None:
+    """Resuming something that is not a run directory is a config error."""
+    with pytest.raises(rxpipe.ConfigError, match="expected a run directory holding"):
+        rxpipe.Pipeline.resume(tmp_path)
+
+
+SLOW_PIPELINE = """
+[pipeline]
+name = "killme"
+seed = 0
+
+[[plugins]]
+use = "collect.digits"
+
+[[plugins]]
+use = "access.split"
+
+[[plugins]]
+use = "access.batch"
+size = 8
+
+[[plugins]]
+use = "process.normalize"
+
+[[plugins]]
+use = "models.cnn"
+filters = [16]
+dense = 32
+
+[[plugins]]
+use = "train.fit"
+epochs = 6
+learning_rate = 0.005
+"""
+
+
+def _epochs_in(events: Path) -> list[int]:
+    if not events.exists():
+        return []
+    lines = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    return [e["epoch"] for e in lines if e["event"] == "epoch_ended"]
+
+
+def test_sigkilled_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
+    """A run killed with SIGKILL mid-training resumes and ends with all requested epochs."""
+    path = tmp_path / "slow.toml"
+    path.write_text(SLOW_PIPELINE)
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "rxpipe", "run", "--no-progress"]
+    process = subprocess.Popen(
+        [*command, str(path), "--runs-dir", str(runs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        run_dir = None
+        while time.monotonic() < deadline and process.poll() is None:
+            found = list((runs / "killme").glob("*/checkpoints/state.json"))
+            if found and json.loads(found[0].read_text())["epoch"] >= 2:
+                run_dir = found[0].parent.parent
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert run_dir is not None
+    killed_at = json.loads((run_dir / "checkpoints" / "state.json").read_text())["epoch"]
+    assert 2 <= killed_at < 6
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+
+    resumed = subprocess.run(
+        [*command, "--resume", str(run_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs = _epochs_in(run_dir / "events.jsonl")
+    assert epochs[-(6 - killed_at) :] == list(range(killed_at + 1, 7))
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 6
+    assert len(state["history"]) == 6
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
