@@ -216,14 +216,22 @@ class Batch:
         return attrs.evolve(self, **changes)
 
     def select(self, index: np.ndarray[Any, Any] | slice) -> Batch:
-        """Return the samples at ``index`` (a slice, an index array or a boolean mask)."""
+        """Return the samples at ``index`` (a slice, an index array or a boolean mask).
+
+        A slice shares memory with this batch; an index array or mask copies the rows.
+        """
+        pick: Any
+        if isinstance(index, np.ndarray) and np.issubdtype(index.dtype, np.integer):
+            pick = lambda a: np.take(a, index, axis=0)  # noqa: E731  (about 2x faster than a[index])
+        else:
+            pick = lambda a: a[index]  # noqa: E731
         features: Features
         if isinstance(self.features, np.ndarray):
-            features = self.features[index]
+            features = pick(self.features)
         else:
-            features = {k: v[index] for k, v in self.features.items()}
-        labels = None if self.labels is None else self.labels[index]
-        return attrs.evolve(self, features=features, labels=labels, ids=self.ids[index])
+            features = {k: pick(v) for k, v in self.features.items()}
+        labels = None if self.labels is None else pick(self.labels)
+        return attrs.evolve(self, features=features, labels=labels, ids=pick(self.ids))
 
     @staticmethod
     def concat(batches: list[Batch]) -> Batch:
