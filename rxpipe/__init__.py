@@ -43,6 +43,7 @@ from rxpipe.events import (
     SamplesSkipped,
     StageCompleted,
     StageStarted,
+    ThroughputSnapshot,
     TrainProgress,
 )
 from rxpipe.model import ModelPlan, TrainedModel
@@ -91,6 +92,7 @@ __all__ = [
     "StageCounts",
     "StageError",
     "StageStarted",
+    "ThroughputSnapshot",
     "TrainProgress",
     "TrainedModel",
     "TrainingError",

@@ -1,4 +1,4 @@
-"""The ``rxpipe`` command line: ``run`` a pipeline file, list ``plugins``, ``predict``, ``serve``.
+"""The ``rxpipe`` command line: ``run``, ``bench``, ``plugins``, ``predict``, ``serve``.
 
 Importing this module is cheap (argparse only); TensorFlow is imported by the plugins
 that need it, when a pipeline runs.
@@ -55,10 +55,68 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
+    _add_bench_command(commands)
+
     plugins = commands.add_parser("plugins", help="list the registered plugins, or show one")
     plugins.add_argument("name", nargs="?", help="a plugin name, e.g. train.fit")
     _add_serving_commands(commands)
     return parser
+
+
+def _add_bench_command(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure each stage's throughput and name the bottleneck stage"
+    )
+    bench.add_argument("pipeline", metavar="PIPELINE_FILE", help="the pipeline file")
+    bench.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="TARGET.PARAM=VALUE",
+        help="override a parameter, e.g. --set access.batch.size=64 (repeatable)",
+    )
+    bench.add_argument(
+        "--train-steps",
+        type=int,
+        metavar="N",
+        help="also run N training steps, against the model's compute-only bound",
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--plot", metavar="OUT_PNG", help="chart each stage's samples/s over time")
+    bench.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="seconds between throughput snapshots (default 1)",
+    )
+    bench.add_argument("--runs-dir", help="where the bench run goes (default: the file's)")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import json
+
+    from rxpipe.bench import bench, plot_report
+    from rxpipe.pipeline import Pipeline
+
+    if args.interval <= 0:
+        raise _usage(f"--interval: expected a number > 0. Received: {args.interval}")
+    pipeline = Pipeline.from_file(args.pipeline, args.overrides)
+    report = bench(
+        pipeline, args.train_steps, snapshot_interval=args.interval, runs_dir=args.runs_dir
+    )
+    if args.plot:
+        plot_report(report, args.plot)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return EXIT_OK
+    from rich.console import Console
+
+    Console().print(report.table())
+    if args.plot:
+        print(f"plot saved to: {args.plot}")
+    return EXIT_OK
 
 
 def _add_serving_commands(commands: Any) -> None:
@@ -254,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "bench":
+            return _bench(args)
         return _plugins(args)
     except ConfigError as error:
         print(f"rxpipe: configuration error: {error}", file=sys.stderr)

@@ -68,6 +68,13 @@ class StageCounts:
     (no batches in) and sinks (non-batch items out) are not checked.
 
     Attributes:
+        duration_s: wall time of the stage's passes (subscription to end).
+        busy_s: time spent in the stage's own work: between taking an item and emitting
+            its results, not counting the time downstream stages took with them (for a
+            source, its pass time minus that). Work a stage hands to its own threads
+            (``workers`` > 1) is not seen, so its busy time is a lower bound.
+        buffer_empty: times the stage's bounded buffers were found empty by the consumer.
+        buffer_full: times they were found full by the producer.
         skipped: the samples skipped as bad records (once per sample id).
     """
 
@@ -85,7 +92,25 @@ class StageCounts:
     samples_failed: int = 0
     samples_unfinished: int = 0
     samples_unaccounted: int = 0
+    busy_s: float = 0.0
+    buffer_empty: int = 0
+    buffer_full: int = 0
     skipped: list[SkippedSample] = attrs.Factory(list)
+
+    @property
+    def samples_per_s(self) -> float:
+        """Samples out per second of the stage's passes (0 before any pass ended)."""
+        return self.samples_out / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def batches_per_s(self) -> float:
+        """Batches out per second of the stage's passes (0 before any pass ended)."""
+        return self.batches_out / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def busy_share(self) -> float:
+        """Share of the stage's pass time spent in its own work (not waiting downstream)."""
+        return min(1.0, self.busy_s / self.duration_s) if self.duration_s > 0 else 0.0
 
     @property
     def balanced(self) -> bool:

@@ -38,7 +38,9 @@ __all__ = [
     "RunStarted",
     "SamplesSkipped",
     "StageCompleted",
+    "StageRate",
     "StageStarted",
+    "ThroughputSnapshot",
     "TrainProgress",
 ]
 
@@ -111,7 +113,12 @@ class StageStarted(Event):
 
 @attrs.frozen(kw_only=True)
 class StageCompleted(Event):
-    """A stage finished one pass over the data, with its counts for that pass."""
+    """A stage finished one pass over the data, with its counts for that pass.
+
+    ``busy_s`` is the time spent in the stage's own work (see
+    :class:`~rxpipe.context.StageCounts`); ``buffer_empty``/``buffer_full`` how often its
+    bounded buffers were found empty or full.
+    """
 
     stage: str
     pass_index: int
@@ -124,6 +131,59 @@ class StageCompleted(Event):
     samples_dropped: int = 0
     batches_failed: int = 0
     samples_failed: int = 0
+    busy_s: float = 0.0
+    batches_per_s: float = 0.0
+    samples_per_s: float = 0.0
+    buffer_empty: int = 0
+    buffer_full: int = 0
+
+
+@attrs.frozen
+class StageRate:
+    """One stage's throughput in a :class:`ThroughputSnapshot`.
+
+    Attributes:
+        stage: the stage's name.
+        batches: batches it emitted so far in the run.
+        samples: samples it emitted so far in the run.
+        batches_per_s: batches emitted per second since the previous snapshot.
+        samples_per_s: samples emitted per second since the previous snapshot.
+        busy_share: share of that interval spent in its own work.
+        buffer_fill: share of its bounded buffers' capacity held now (``None``: none).
+    """
+
+    stage: str
+    batches: int
+    samples: int
+    batches_per_s: float
+    samples_per_s: float
+    busy_share: float
+    buffer_fill: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ThroughputSnapshot(Event):
+    """Published every few seconds while a pipeline runs: each active stage's throughput.
+
+    Attributes:
+        elapsed_s: seconds since the run started.
+        interval_s: seconds since the previous snapshot.
+        stages: one :class:`StageRate` per stage that has started, in pipeline order.
+    """
+
+    elapsed_s: float
+    interval_s: float
+    stages: tuple[StageRate, ...] = ()
+
+    def summary(self) -> str:
+        """One line: ``stage 1,234/s (busy 71%, buffer 50%) · ...``."""
+        parts = []
+        for rate in self.stages:
+            text = f"{rate.stage} {rate.samples_per_s:,.0f}/s (busy {rate.busy_share:.0%}"
+            if rate.buffer_fill is not None:
+                text += f", buffer {rate.buffer_fill:.0%}"
+            parts.append(text + ")")
+        return " · ".join(parts)
 
 
 @attrs.frozen(kw_only=True)

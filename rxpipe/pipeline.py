@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import reactivex
 import tomli_w
@@ -25,6 +25,9 @@ from rxpipe.flow import check_accounting, instrument
 from rxpipe.registry import registry
 from rxpipe.result import RunResult
 from rxpipe.stage import Operator, Stage
+
+if TYPE_CHECKING:
+    from rxpipe.bench import BenchReport
 
 __all__ = ["Pipeline"]
 
@@ -92,6 +95,7 @@ class Pipeline:
         self.runs_dir = Path(runs_dir)
         self.source = source if source is not None else reactivex.empty()
         self._config = config
+        self._bench_mode = False  # bench: keep no outputs; a last snapshot at the end
         self._events: Subject[Event] = Subject()
         names: list[tuple[str, str]] = []
         for index, op in enumerate(stages):
@@ -177,6 +181,28 @@ class Pipeline:
 
         return collect(self(self.source))
 
+    def bench(
+        self, train_steps: int | None = None, *, snapshot_interval: float = 1.0
+    ) -> BenchReport:
+        """Measure the throughput of each data stage (and, optionally, of training).
+
+        Runs the stages before the ``models.*`` stage for one pass over the data (with
+        ``train_steps``, the pipeline up to ``train.*`` for that many training steps) and
+        reports per stage batches/s, samples/s, busy share and buffer counts, and names
+        the bottleneck stage with a hint. See :func:`rxpipe.bench.bench`.
+
+        Example:
+            >>> import tempfile
+            >>> from rxpipe.operators import access, collect
+            >>> p = Pipeline(collect.digits(), access.batch(500), runs_dir=tempfile.mkdtemp())
+            >>> report = p.bench()
+            >>> report.stages[-1].samples
+            1797
+        """
+        from rxpipe.bench import bench
+
+        return bench(self, train_steps, snapshot_interval=snapshot_interval)
+
     def _new_run_dir(self) -> tuple[str, Path]:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         run_id = f"{stamp}-{secrets.token_hex(3)}"
@@ -192,6 +218,7 @@ class Pipeline:
         subscribers: Sequence[Callable[[Event], None]] = (),
         tensorboard: bool = False,
         resume_from: str | Path | None = None,
+        snapshot_interval: float | None = None,
     ) -> RunResult:
         """Run the pipeline to completion.
 
@@ -207,6 +234,8 @@ class Pipeline:
                 ``<run dir>/tensorboard``.
             resume_from: an earlier run directory of this pipeline to continue in: training
                 restarts after its last checkpointed epoch (see :meth:`resume`).
+            snapshot_interval: seconds between :class:`~rxpipe.events.ThroughputSnapshot`
+                events (default 5; 0: none).
 
         Returns:
             The run's result.
@@ -215,7 +244,10 @@ class Pipeline:
             StageError: when a stage fails (naming the stage and the sample ids).
             PipelineCancelled: when interrupted.
         """
+        from rxpipe.snapshots import DEFAULT_INTERVAL_S, snapshot_timer
         from rxpipe.subscribers import attach_subscribers
+
+        interval = DEFAULT_INTERVAL_S if snapshot_interval is None else snapshot_interval
 
         if resume_from is None:
             run_id, run_dir = self._new_run_dir()
@@ -246,7 +278,8 @@ class Pipeline:
         try:
             with running(context):
                 bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
-                self._execute(outputs)
+                with snapshot_timer(context, self.stage_names, interval, self._bench_mode):
+                    self._execute(outputs)
                 check_accounting(context.counts)
         except BaseException as error:
             failure = _as_run_error(error)
@@ -285,7 +318,8 @@ class Pipeline:
             errors.append(error)
             done.set()
 
-        subscription = self._instrumented().subscribe(outputs.append, on_error, done.set)
+        keep = outputs.append if not self._bench_mode else lambda _: None
+        subscription = self._instrumented().subscribe(keep, on_error, done.set)
         try:
             while not done.wait(_POLL_S):
                 pass

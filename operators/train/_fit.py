@@ -34,6 +34,7 @@ def fit(
     deterministic: bool = False,
     strategy: str | None = None,
     callbacks: Sequence[Any] = (),
+    steps_per_epoch: int | None = None,
 ) -> Operator[ModelPlan, TrainedModel]:
     """Train the planned model with compiled steps, validating after every epoch.
 
@@ -69,6 +70,8 @@ def fit(
         strategy: ``"mirrored"`` (all devices of this host) or ``"multi_worker"``
             (processes or hosts described by ``TF_CONFIG``); see :mod:`rxpipe.training.distribute`.
         callbacks: ``keras.callbacks.Callback`` objects (Python only).
+        steps_per_epoch: end each epoch after at most this many steps (``None``: a
+            full pass; ``rxpipe bench --train-steps`` uses it).
 
     Example:
         >>> stage = fit(epochs=3, learning_rate=0.01)
@@ -96,5 +99,6 @@ def fit(
         deterministic=deterministic,
         strategy=strategy,
         callbacks=tuple(callbacks),
+        steps_per_epoch=steps_per_epoch,
     )
     return map_batches("train.fit", lambda plan: train(plan, options))

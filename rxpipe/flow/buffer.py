@@ -20,6 +20,8 @@ scheduled on it), one item at a time, in order.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, TypeVar, get_args
 
@@ -34,7 +36,7 @@ from rxpipe.flow._channel import END, ITEM, Channel
 from rxpipe.flow._tally import Tally, current_tally
 from rxpipe.flow._threads import join_all, start_thread
 
-__all__ = ["Overflow", "bounded_buffer", "subscribe_on_trampoline"]
+__all__ = ["BufferStats", "Overflow", "bounded_buffer", "buffer_stats", "subscribe_on_trampoline"]
 
 T = TypeVar("T")
 
@@ -63,6 +65,50 @@ def subscribe_on_trampoline(
         upstream.disposable = source.subscribe(on_next, on_error, on_completed)
 
     CurrentThreadScheduler.singleton().schedule(start)
+
+
+class BufferStats:
+    """How often the bounded buffers of one pass of a stage were found empty or full.
+
+    ``empty``: times the consumer found nothing to take (it waited for upstream);
+    ``full``: times the producer found no room (upstream waited for downstream);
+    ``blocked_s``: how long the producer waited for room.
+    Counted without locks (approximate under races, cheap per batch).
+
+    Example:
+        >>> stats = BufferStats()
+        >>> stats.empty, stats.full, stats.fill()
+        (0, 0, None)
+    """
+
+    def __init__(self) -> None:
+        self.empty = 0
+        self.full = 0
+        self.blocked_s = 0.0
+        self.channels: list[tuple[Channel, int]] = []
+
+    def fill(self) -> float | None:
+        """Share of the buffers' capacity held now (``None``: no buffer)."""
+        capacity = sum(c for _, c in self.channels)
+        return sum(len(ch) for ch, _ in self.channels) / capacity if capacity else None
+
+
+_STATS: weakref.WeakKeyDictionary[Tally, BufferStats] = weakref.WeakKeyDictionary()
+_STATS_LOCK = threading.Lock()
+
+
+def buffer_stats(tally: Tally) -> BufferStats | None:
+    """The buffer counters reported to ``tally`` (one pass of a stage), if any."""
+    with _STATS_LOCK:
+        return _STATS.get(tally)
+
+
+def _stats_of(tally: Tally) -> BufferStats:
+    with _STATS_LOCK:
+        stats = _STATS.get(tally)
+        if stats is None:
+            stats = _STATS[tally] = BufferStats()
+        return stats
 
 
 def _validate(capacity: int, max_bytes: int | None, overflow: str) -> None:
@@ -108,13 +154,23 @@ class _BufferRun:
         self._draining = False
         self._scheduled = SerialDisposable()
         self._reason = f"overflow: {overflow}"
+        self.stats = _stats_of(self.tally)
+        self.stats.channels.append((self.channel, capacity))
 
     # -- producer side (upstream notifications) --------------------------------------
 
     def on_next(self, item: Any) -> None:
         overflow = self.overflow
+        full = len(self.channel) >= self.capacity
+        if full:
+            self.stats.full += 1
         if overflow == "block":
-            self.channel.put(item)
+            if full:
+                before = time.perf_counter()
+                self.channel.put(item)
+                self.stats.blocked_s += time.perf_counter() - before
+            else:
+                self.channel.put(item)
         elif overflow == "drop_newest":
             if not self.channel.offer(item) and not self.channel.closed:
                 self.tally.drop(item, self._reason)
@@ -171,9 +227,13 @@ class _BufferRun:
         return False
 
     def drain_forever(self) -> None:
-        get, deliver = self.channel.get, self.deliver
-        while deliver(*get()):
-            pass
+        channel, stats = self.channel, self.stats
+        get, deliver = channel.get, self.deliver
+        while True:
+            if not channel.ready:
+                stats.empty += 1
+            if not deliver(*get()):
+                return
 
     def on_readable(self) -> None:
         with self._lock:
@@ -191,6 +251,7 @@ class _BufferRun:
                 with self._lock:
                     if channel.ready:
                         continue
+                    self.stats.empty += 1
                     self._draining = False
                     return
             if not self.deliver(*entry):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,17 +13,23 @@ from reactivex import abc
 from reactivex.disposable import CompositeDisposable, Disposable
 
 from rxpipe.batch import Batch
-from rxpipe.context import StageCounts, current_run
+from rxpipe.context import RunContext, StageCounts, current_run
 from rxpipe.errors import AccountingError, StageError
 from rxpipe.events import StageCompleted, StageStarted
 from rxpipe.flow._tally import Tally, tallying
+from rxpipe.flow.buffer import buffer_stats
 from rxpipe.flow.transform import as_stage_error
 
 Operator = Callable[[reactivex.Observable[Any]], reactivex.Observable[Any]]
 
-__all__ = ["StageCounts", "check_accounting", "instrument"]
+__all__ = ["LiveStage", "StageCounts", "check_accounting", "instrument", "live_stages"]
 
 _merge_lock = threading.Lock()
+_perf = time.perf_counter
+_ident = threading.get_ident
+
+# The passes of each run that have not ended yet, by stage (for live throughput).
+_LIVE: weakref.WeakKeyDictionary[RunContext, dict[str, list[_Pass]]] = weakref.WeakKeyDictionary()
 
 # Stages whose output need not balance their input: a collect stage passes its input on and
 # adds its own samples; a custom stage (any operator, e.g. ops.filter) may remove samples
@@ -40,6 +47,21 @@ class _Pass:
         self.batches_out = self.samples_out = 0
         self.other_out = 0
         self.ended = False
+        self.started = _perf()
+        self.inside = 0  # the thread id while the stage handles an input item, else 0
+        self.own_s = 0.0  # time handling input items (and their completion)
+        self.nested_s = 0.0  # ... of which downstream stages took this long
+        self.outside_s = 0.0  # time downstream took with items emitted on their own
+
+    def busy(self, now: float | None = None) -> float:
+        """Time spent in the stage's own work so far (see StageCounts.busy_s)."""
+        stats = buffer_stats(self.tally)
+        blocked = 0.0 if stats is None else stats.blocked_s  # a full buffer's producer waits
+        own = self.own_s - self.nested_s - blocked
+        if not self.batches_in:  # a source: its time minus downstream's
+            elapsed = (now if now is not None else _perf()) - self.started
+            own = max(own, elapsed - self.outside_s - self.nested_s - blocked)
+        return max(0.0, own)
 
     def residual(self) -> int:
         tally = self.tally
@@ -49,6 +71,8 @@ class _Pass:
         """Add this pass to ``total``: ``outcome`` is "completed", "failed" or "disposed"."""
         tally = self.tally
         tally.flush()
+        busy = min(self.busy(self.started + duration), duration)
+        stats = buffer_stats(tally)
         residual = self.residual()
         failed = tally.samples_failed
         unfinished = unaccounted = 0
@@ -71,6 +95,10 @@ class _Pass:
             total.samples_unfinished += unfinished
             total.samples_unaccounted += unaccounted
             total.duration_s += duration
+            total.busy_s += busy
+            if stats is not None:
+                total.buffer_empty += stats.empty
+                total.buffer_full += stats.full
             seen = {s.sample_id for s in total.skipped}
             total.skipped.extend(s for s in tally.skipped if s.sample_id not in seen)
 
@@ -104,6 +132,8 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                 total.passes += 1
             started = time.perf_counter()
             counts = _Pass(Tally(name, run), balanced=kind not in _UNBALANCED_KINDS)
+            with _merge_lock:
+                _LIVE.setdefault(run, {}).setdefault(name, []).append(counts)
             end_lock = threading.Lock()
             upstream_errors: set[int] = set()
             last_input: list[Any] = [None]
@@ -115,6 +145,10 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                         return False
                     counts.ended = True
                 counts.merge(total, time.perf_counter() - started, outcome, failed_ids)
+                with _merge_lock:
+                    live = _LIVE.get(run, {}).get(name, [])
+                    if counts in live:
+                        live.remove(counts)
                 return True
 
             def on_next(item: Any) -> None:
@@ -123,7 +157,12 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                     counts.samples_out += item.size
                 else:
                     counts.other_out += 1
-                observer.on_next(item)
+                before = _perf()
+                observer.on_next(item)  # if it raises, the pass ends: no timing to keep
+                if counts.inside == _ident():
+                    counts.nested_s += _perf() - before
+                else:
+                    counts.outside_s += _perf() - before
 
             def on_error(error: Exception) -> None:
                 failed_ids = 0
@@ -142,8 +181,10 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                 observer.on_error(error)
 
             def on_completed() -> None:
+                duration = time.perf_counter() - started
                 end("completed")
                 tally = counts.tally
+                stats = buffer_stats(tally)
                 run.publish(
                     StageCompleted,
                     stage=name,
@@ -152,11 +193,16 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                     batches_out=counts.batches_out,
                     samples_in=counts.samples_in,
                     samples_out=counts.samples_out,
-                    duration_s=time.perf_counter() - started,
+                    duration_s=duration,
                     batches_dropped=tally.batches_dropped,
                     samples_dropped=tally.samples_dropped,
                     batches_failed=tally.batches_failed,
                     samples_failed=tally.samples_failed,
+                    busy_s=min(counts.busy(started + duration), duration),
+                    batches_per_s=counts.batches_out / duration if duration > 0 else 0.0,
+                    samples_per_s=counts.samples_out / duration if duration > 0 else 0.0,
+                    buffer_empty=0 if stats is None else stats.empty,
+                    buffer_full=0 if stats is None else stats.full,
                 )
                 observer.on_completed()
 
@@ -168,7 +214,22 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                     if isinstance(item, Batch):
                         counts.batches_in += 1
                         counts.samples_in += item.size
-                    inner.on_next(item)
+                    before = _perf()
+                    counts.inside = _ident()
+                    try:
+                        inner.on_next(item)
+                    finally:
+                        counts.inside = 0
+                        counts.own_s += _perf() - before
+
+                def forward_completed() -> None:
+                    before = _perf()
+                    counts.inside = _ident()
+                    try:
+                        inner.on_completed()
+                    finally:
+                        counts.inside = 0
+                        counts.own_s += _perf() - before
 
                 def forward_error(error: Exception) -> None:
                     upstream_errors.add(id(error))
@@ -176,7 +237,7 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
 
                 with tallying(None):  # the stages before this one report to their own
                     return source.subscribe(
-                        forward, forward_error, inner.on_completed, scheduler=sch
+                        forward, forward_error, forward_completed, scheduler=sch
                     )
 
             with tallying(counts.tally):
@@ -192,6 +253,46 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
         return reactivex.create(subscribe)
 
     return instrumented
+
+
+class LiveStage:
+    """A stage's counts so far in a running run: ended passes plus the ones under way."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.batches_out = 0
+        self.samples_out = 0
+        self.busy_s = 0.0
+        self.buffer_fill: float | None = None
+        self.active = False
+
+
+def live_stages(run: RunContext) -> dict[str, LiveStage]:
+    """The counts of each stage of ``run`` that has started, including passes under way.
+
+    Used by the throughput snapshots; consistent with the run's :class:`StageCounts`
+    (a pass is counted either live or merged, never both).
+    """
+    now = _perf()
+    result: dict[str, LiveStage] = {}
+    with _merge_lock:
+        live = _LIVE.get(run, {})
+        for name, total in list(run.counts.items()):
+            stage = result[name] = LiveStage(name)
+            stage.batches_out, stage.samples_out = total.batches_out, total.samples_out
+            stage.busy_s = total.busy_s
+            fills = []
+            for p in live.get(name, []):
+                stage.active = True
+                stage.batches_out += p.batches_out
+                stage.samples_out += p.samples_out
+                stage.busy_s += p.busy(now)
+                stats = buffer_stats(p.tally)
+                fill = None if stats is None else stats.fill()
+                if fill is not None:
+                    fills.append(fill)
+            stage.buffer_fill = sum(fills) / len(fills) if fills else None
+    return result
 
 
 def check_accounting(counts: Mapping[str, StageCounts]) -> None:

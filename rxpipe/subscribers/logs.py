@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from rxpipe.events import Event, StageCompleted, StageStarted, TrainProgress
+from rxpipe.events import Event, StageCompleted, StageStarted, ThroughputSnapshot, TrainProgress
 
 _QUIET = (TrainProgress, StageStarted, StageCompleted)
 _FORMATS = ("console", "json")
@@ -58,6 +58,9 @@ class EventLogger:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, _QUIET):
+            return
+        if isinstance(event, ThroughputSnapshot):  # one readable line, not a tuple of records
+            self._log.info(event.kind, run_id=event.run_id, seq=event.seq, stages=event.summary())
             return
         fields = {key: _compact(value) for key, value in event.to_dict().items()}
         del fields["event"], fields["time"]

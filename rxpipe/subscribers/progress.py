@@ -11,6 +11,7 @@ from rxpipe.events import (
     Event,
     RunCompleted,
     RunFailed,
+    ThroughputSnapshot,
     TrainProgress,
 )
 
@@ -50,6 +51,7 @@ class ProgressBar:
         )
         self._task: Any = None
         self._overall: Any = None
+        self._stages: Any = None
         self._epoch = -1
 
     def _start(self, epochs: int) -> None:
@@ -80,6 +82,8 @@ class ProgressBar:
                 f"epoch {event.epoch}/{event.epochs}  {_format_logs(event.logs)}  "
                 f"({event.samples_per_s:,.0f} samples/s)"
             )
+        elif isinstance(event, ThroughputSnapshot):
+            self.show_throughput(event)
         elif isinstance(event, EvaluationCompleted):
             shown = {k: v for k, v in event.metrics.items() if isinstance(v, float)}
             self._console.print(f"evaluation on {event.split}: {_format_logs(shown)}")
@@ -87,6 +91,15 @@ class ProgressBar:
             self._console.print(f"saved {event.name}: {event.path}")
         elif isinstance(event, RunCompleted | RunFailed):
             self.close()
+
+    def show_throughput(self, event: ThroughputSnapshot) -> None:
+        """Show the snapshot as a one-line stage summary below the bars."""
+        if not event.stages:
+            return
+        if self._stages is None:
+            self._progress.start()
+            self._stages = self._progress.add_task("stages", total=None, loss="")
+        self._progress.update(self._stages, loss=event.summary())
 
     def close(self) -> None:
         """Stop the live display (and its refresh thread)."""

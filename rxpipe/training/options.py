@@ -62,6 +62,7 @@ class TrainOptions:
     memory_growth: bool = False
     deterministic: bool = False
     strategy: str | None = attrs.field(default=None, validator=_one_of("strategy", STRATEGIES))
+    steps_per_epoch: int | None = attrs.field(default=None, validator=_positive("steps_per_epoch"))
 
     def __attrs_post_init__(self) -> None:
         if not self.learning_rate > 0:

@@ -232,6 +232,9 @@ class _Trainer:
                 samples += size
                 if batch_hooks:
                     callbacks.on_train_batch_end(step - 1, {"loss": float(loss)})
+                if step == options.steps_per_epoch:
+                    getattr(feed_iter, "close", lambda: None)()  # stop the feed's thread
+                    break
                 now = time.perf_counter()
                 if now - last_report >= options.progress_every_s:
                     last_report = now

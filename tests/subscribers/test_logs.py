@@ -41,3 +41,23 @@ def test_unknown_format_is_rejected() -> None:
     """Only console and json formats exist."""
     with pytest.raises(ValueError, match="log_format: expected one of"):
         EventLogger("xml")
+
+
+def test_throughput_snapshots_are_logged_as_one_summary() -> None:
+    """A snapshot becomes one line naming each stage's rate."""
+    from rxpipe.events import StageRate, ThroughputSnapshot
+
+    stream = io.StringIO()
+    bus = EventBus("r")
+    bus.events.subscribe(EventLogger("json", stream))
+    rate = StageRate(
+        stage="process.resize",
+        batches=3,
+        samples=96,
+        batches_per_s=1.0,
+        samples_per_s=32.0,
+        busy_share=0.71,
+    )
+    bus.publish(ThroughputSnapshot, elapsed_s=5.0, interval_s=5.0, stages=(rate,))
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["stages"] == "process.resize 32/s (busy 71%)"

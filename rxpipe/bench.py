@@ -1,0 +1,426 @@
+"""``Pipeline.bench`` / ``rxpipe bench``: each stage's throughput and the bottleneck.
+
+Runs the data part of a pipeline (the stages before its ``models.*`` stage) for one
+pass over the data through :meth:`Pipeline.run <rxpipe.Pipeline.run>`, so every stage
+is instrumented as in a real run, and turns the run's accounting
+(:class:`~rxpipe.context.StageCounts`) into a :class:`BenchReport`: per stage batches/s,
+samples/s, the share of the wall time it was busy with its own work, how often its
+bounded buffers were found empty or full, and which stage is the bottleneck, with a
+hint. Throughput snapshots taken during the run give each stage's rate over time
+(for ``--plot``).
+
+Example:
+    >>> import tempfile
+    >>> from rxpipe import Pipeline
+    >>> from rxpipe.operators import access, collect
+    >>> runs = tempfile.mkdtemp()
+    >>> report = Pipeline(collect.digits(), access.batch(500), runs_dir=runs).bench()
+    >>> [s.stage for s in report.stages]
+    ['collect.digits', 'access.batch']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from rxpipe.events import Event, ThroughputSnapshot
+
+if TYPE_CHECKING:
+    from rxpipe.pipeline import Pipeline
+
+__all__ = [
+    "BenchReport",
+    "StageBench",
+    "TrainingBench",
+    "bench",
+    "bottleneck_hint",
+    "plot_report",
+]
+
+_DATA_KINDS = frozenset({"collect", "access", "process", "custom"})
+
+
+@attrs.frozen
+class StageBench:
+    """One stage's throughput in a :class:`BenchReport`.
+
+    Attributes:
+        stage: the stage's name in the pipeline.
+        kind: its plugin kind (``"custom"`` for plain operators).
+        batches: batches it emitted.
+        samples: samples it emitted.
+        batches_per_s: batches emitted per second of the run's wall time.
+        samples_per_s: samples emitted per second of the run's wall time.
+        busy_s: time spent in its own work (see :class:`~rxpipe.context.StageCounts`).
+        busy_share: ``busy_s`` as a share of the run's wall time.
+        buffer_empty: times its bounded buffer was found empty (it waited for upstream).
+        buffer_full: times its bounded buffer was found full (upstream waited for it).
+        samples_in: samples it took in.
+        samples_dropped: samples it dropped.
+        samples_failed: samples that failed in it.
+    """
+
+    stage: str
+    kind: str
+    batches: int
+    samples: int
+    batches_per_s: float
+    samples_per_s: float
+    busy_s: float
+    busy_share: float
+    buffer_empty: int = 0
+    buffer_full: int = 0
+    samples_in: int = 0
+    samples_dropped: int = 0
+    samples_failed: int = 0
+
+
+@attrs.frozen
+class TrainingBench:
+    """End-to-end training throughput in a :class:`BenchReport`.
+
+    Attributes:
+        steps: training steps run (after the first, which traces the step).
+        samples_per_s: training samples per second fed by the pipeline.
+        compute_bound_samples_per_s: the same steps on one cached batch repeated (the
+            model's compute-only bound: no data work at all).
+        ratio: ``samples_per_s / compute_bound_samples_per_s`` (1: the data keeps up).
+        data_wait_share: share of the step time the trainer waited for data.
+    """
+
+    steps: int
+    samples_per_s: float
+    compute_bound_samples_per_s: float
+    ratio: float
+    data_wait_share: float
+
+
+@attrs.frozen
+class BenchReport:
+    """What :meth:`Pipeline.bench <rxpipe.Pipeline.bench>` measured.
+
+    Attributes:
+        pipeline: the pipeline's name.
+        run_dir: the bench run's directory (events.jsonl holds the snapshots).
+        wall_s: wall time of the measured pass.
+        stages: per-stage throughput, in pipeline order.
+        bottleneck: the stage busy the largest share of the wall time (``None``: none).
+        hint: what to try about it, e.g. ``"process.resize is the bottleneck (busy 71%);
+            try workers=2"``.
+        snapshots: the run's throughput snapshots (each stage's rate over time).
+        training: with ``train_steps``, the training throughput against its bound.
+    """
+
+    pipeline: str
+    run_dir: str
+    wall_s: float
+    stages: tuple[StageBench, ...]
+    bottleneck: str | None
+    hint: str
+    snapshots: tuple[ThroughputSnapshot, ...] = ()
+    training: TrainingBench | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field; snapshots as ``{elapsed_s, stages: {name: rate}}``."""
+        return {
+            "pipeline": self.pipeline,
+            "run_dir": self.run_dir,
+            "wall_s": self.wall_s,
+            "bottleneck": self.bottleneck,
+            "hint": self.hint,
+            "stages": [attrs.asdict(s) for s in self.stages],
+            "training": None if self.training is None else attrs.asdict(self.training),
+            "snapshots": [
+                {
+                    "elapsed_s": snap.elapsed_s,
+                    "stages": {
+                        r.stage: {
+                            "samples_per_s": r.samples_per_s,
+                            "batches_per_s": r.batches_per_s,
+                            "busy_share": r.busy_share,
+                            "buffer_fill": r.buffer_fill,
+                        }
+                        for r in snap.stages
+                    },
+                }
+                for snap in self.snapshots
+            ],
+        }
+
+    def table(self) -> Any:
+        """A rich table of the stages, captioned with the bottleneck hint."""
+        from rich.table import Table
+
+        table = Table(title=f"rxpipe bench: {self.pipeline} ({self.wall_s:.2f} s)")
+        table.add_column("stage", no_wrap=True)
+        for column in ("batches/s", "samples/s", "busy", "buffer empty", "buffer full"):
+            table.add_column(column, justify="right")
+        for s in self.stages:
+            table.add_row(
+                s.stage + (" *" if s.stage == self.bottleneck else ""),
+                f"{s.batches_per_s:,.1f}",
+                f"{s.samples_per_s:,.0f}",
+                f"{s.busy_share:.0%}",
+                str(s.buffer_empty),
+                str(s.buffer_full),
+            )
+        caption = self.hint
+        if self.training is not None:
+            t = self.training
+            caption += (
+                f"\ntraining ({t.steps} steps): {t.samples_per_s:,.0f} samples/s, "
+                f"{t.ratio:.0%} of the compute-only bound "
+                f"({t.compute_bound_samples_per_s:,.0f} samples/s); "
+                f"waited for data {t.data_wait_share:.0%} of the step time"
+            )
+        table.caption = caption
+        return table
+
+
+def _accepts_workers(stage_name: str) -> bool:
+    from rxpipe.errors import UnknownPluginError
+    from rxpipe.registry import registry
+
+    try:
+        info = registry.get(stage_name.partition("#")[0])
+    except UnknownPluginError:
+        return False
+    return any(p.name == "workers" for p in info.params)
+
+
+def bottleneck_hint(stage: StageBench, params: dict[str, Any] | None = None) -> str:
+    """A concrete suggestion for the bottleneck ``stage`` (built with ``params``).
+
+    Example:
+        >>> s = StageBench("custom.slow", "custom", 4, 128, 2.0, 64.0, 1.8, 0.9)
+        >>> bottleneck_hint(s)
+        'custom.slow is the bottleneck (busy 90%); make it faster or run it on worker threads with rxpipe.flow.parallel_map(..., workers=2)'
+    """  # noqa: E501
+    head = f"{stage.stage} is the bottleneck (busy {stage.busy_share:.0%}); "
+    if _accepts_workers(stage.stage):
+        workers = int((params or {}).get("workers", 1) or 1)
+        return head + f"try workers={workers + 1}"
+    if stage.kind == "collect":
+        return head + (
+            "add access.cache after it (later epochs read the cache) and access.prefetch "
+            "(read ahead while the later stages work)"
+        )
+    if stage.kind == "custom":
+        return head + (
+            "make it faster or run it on worker threads with "
+            "rxpipe.flow.parallel_map(..., workers=2)"
+        )
+    return head + "add access.prefetch after it, or access.cache if its output is the same"
+
+
+def _data_stages(pipeline: Pipeline) -> int:
+    """How many leading stages are the data part (before the first models.* stage)."""
+    for index, kind in enumerate(pipeline._kinds):
+        if kind not in _DATA_KINDS:
+            return index
+    return len(pipeline.stages)
+
+
+def bench(
+    pipeline: Pipeline,
+    train_steps: int | None = None,
+    *,
+    snapshot_interval: float = 1.0,
+    runs_dir: str | Path | None = None,
+) -> BenchReport:
+    """Run ``pipeline``'s data stages for one pass and report each stage's throughput.
+
+    With ``train_steps``, also runs the pipeline up to its ``train.*`` stage for one
+    epoch of at most ``train_steps + 1`` steps, then the same on one cached batch
+    repeated: the model's compute-only bound (after a 2-step warm-up run, so neither
+    pays TensorFlow's one-time start-up; each still traces its step once, so use
+    enough steps to make that small).
+
+    Args:
+        pipeline: the pipeline to measure.
+        train_steps: also measure this many training steps.
+        snapshot_interval: seconds between throughput snapshots.
+        runs_dir: where the bench run goes (default: the pipeline's runs_dir).
+
+    Returns:
+        The report.
+
+    Raises:
+        ConfigError: if the pipeline has no data stages, or for ``train_steps``.
+    """
+    from rxpipe.errors import ConfigError
+    from rxpipe.pipeline import Pipeline as _Pipeline
+
+    if train_steps is not None and (
+        isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 1
+    ):
+        raise ConfigError(f"train_steps: expected an int >= 1. Received: {train_steps!r}")
+    count = _data_stages(pipeline)
+    if count == 0:
+        raise ConfigError(
+            "bench: expected data stages (collect, access, process) before the model. "
+            f"Received: {', '.join(pipeline.stage_names)}"
+        )
+    stages = pipeline.stages[:count]
+    data = _Pipeline(
+        *stages,
+        name=pipeline.name,
+        seed=pipeline.seed,
+        runs_dir=runs_dir if runs_dir is not None else pipeline.runs_dir,
+        source=pipeline.source,
+    )
+    data._bench_mode = True
+    snapshots: list[ThroughputSnapshot] = []
+
+    def keep(event: Event) -> None:
+        if isinstance(event, ThroughputSnapshot):
+            snapshots.append(event)
+
+    result = data.run(progress=False, subscribers=[keep], snapshot_interval=snapshot_interval)
+    wall = max(result.duration_s, 1e-9)
+    rows = []
+    for name, kind in zip(data.stage_names, data._kinds, strict=True):
+        c = result.counts[name]
+        rows.append(
+            StageBench(
+                stage=name,
+                kind=kind,
+                batches=c.batches_out,
+                samples=c.samples_out,
+                batches_per_s=c.batches_out / wall,
+                samples_per_s=c.samples_out / wall,
+                busy_s=c.busy_s,
+                busy_share=min(1.0, c.busy_s / wall),
+                buffer_empty=c.buffer_empty,
+                buffer_full=c.buffer_full,
+                samples_in=c.samples_in,
+                samples_dropped=c.samples_dropped,
+                samples_failed=c.samples_failed,
+            )
+        )
+    worst = max(rows, key=lambda r: r.busy_share)
+    worst_op = stages[rows.index(worst)]
+    hint = bottleneck_hint(worst, dict(getattr(worst_op, "params", {}) or {}))
+    training = None
+    if train_steps is not None:
+        training = _bench_training(pipeline, train_steps, runs_dir)
+    return BenchReport(
+        pipeline=pipeline.name,
+        run_dir=str(result.run_dir),
+        wall_s=result.duration_s,
+        stages=tuple(rows),
+        bottleneck=worst.stage,
+        hint=hint,
+        snapshots=tuple(snapshots),
+        training=training,
+    )
+
+
+def _cached_batch(steps: int) -> Any:
+    """A stage replacing the data by its first training batch, repeated ``steps`` times."""
+    import reactivex
+    from reactivex import operators as ops
+
+    from rxpipe.batch import Batch, Split
+
+    def cached_batch(source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
+        first = source.pipe(
+            ops.filter(lambda b: isinstance(b, Batch) and b.split is Split.TRAIN), ops.take(1)
+        )
+        return first.pipe(ops.flat_map(lambda b: reactivex.repeat_value(b, steps)))
+
+    return cached_batch
+
+
+def _bench_training(pipeline: Pipeline, steps: int, runs_dir: str | Path | None) -> TrainingBench:
+    from rxpipe.errors import ConfigError
+    from rxpipe.events import EpochEnded
+    from rxpipe.pipeline import Pipeline as _Pipeline
+    from rxpipe.registry import registry
+
+    kinds = pipeline._kinds
+    if "models" not in kinds or "train" not in kinds[kinds.index("models") :]:
+        raise ConfigError(
+            "--train-steps: expected a models.* stage followed by a train.* stage. "
+            f"Received: {', '.join(pipeline.stage_names)}"
+        )
+    model_at = kinds.index("models")
+    train_at = kinds.index("train", model_at)
+    op = pipeline.stages[train_at]
+    params = dict(getattr(op, "params", {}) or {})
+    params.update(
+        epochs=1, steps_per_epoch=steps + 1, validate=False, checkpoint=False, patience=None
+    )
+    name = pipeline.stage_names[train_at].partition("#")[0]
+    train = registry.create(name, params, f"plugins[{train_at}]")
+
+    def epoch_of(stages: Sequence[Any]) -> EpochEnded:
+        ended: list[EpochEnded] = []
+        keep = lambda e: ended.append(e) if isinstance(e, EpochEnded) else None  # noqa: E731
+        _Pipeline(
+            *stages,
+            name=pipeline.name,
+            seed=pipeline.seed,
+            runs_dir=runs_dir if runs_dir is not None else pipeline.runs_dir,
+            source=pipeline.source,
+        ).run(progress=False, subscribers=[keep], snapshot_interval=0)
+        return ended[-1]
+
+    head = list(pipeline.stages[:model_at])
+    model = list(pipeline.stages[model_at:train_at])
+    warm = dict(params, steps_per_epoch=2)  # TensorFlow's one-time start-up, untimed
+    epoch_of([*head, _cached_batch(2), *model, registry.create(name, warm, "warm-up")])
+    fed = epoch_of([*head, *model, train])
+    bound = epoch_of([*head, _cached_batch(steps + 1), *model, train])
+    rate, best = fed.samples_per_s, bound.samples_per_s
+    return TrainingBench(
+        steps=steps,
+        samples_per_s=rate,
+        compute_bound_samples_per_s=best,
+        ratio=rate / best if best > 0 else 0.0,
+        data_wait_share=fed.data_wait_share,
+    )
+
+
+def plot_report(report: BenchReport, path: str | Path) -> Path:
+    """Draw each stage's samples/s over time (from the snapshots) into a PNG at ``path``.
+
+    Needs matplotlib (``pip install rxpipe[plot]``).
+
+    Raises:
+        ConfigError: when matplotlib is not installed.
+    """
+    from rxpipe.errors import ConfigError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ConfigError(
+            f"--plot: expected matplotlib (pip install 'rxpipe[plot]'). Received: {error}"
+        ) from error
+    names: Sequence[str] = [s.stage for s in report.stages]
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for name in names:
+        xs = [snap.elapsed_s for snap in report.snapshots]
+        ys = [
+            next((r.samples_per_s for r in snap.stages if r.stage == name), 0.0)
+            for snap in report.snapshots
+        ]
+        axes.plot(xs, ys, marker="o", label=name)
+    axes.set_xlabel("seconds since the start")
+    axes.set_ylabel("samples/s")
+    axes.set_title(f"{report.pipeline}: throughput per stage")
+    axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out

@@ -1,0 +1,208 @@
+"""Tests for throughput measurement: stage timing, snapshots, Pipeline.bench and rxpipe bench."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import reactivex
+from reactivex import operators as ops
+from rich.console import Console
+
+from rxpipe import Batch, Pipeline, ThroughputSnapshot
+from rxpipe.bench import StageBench, bottleneck_hint
+from rxpipe.cli import main
+from rxpipe.events import EventBus, StageCompleted, StageRate
+from rxpipe.operators import access, process
+from rxpipe.subscribers import ProgressBar
+from rxpipe.testing import EventRecorder, from_arrays
+
+SAMPLES, BATCH = 240, 8  # 30 batches
+
+
+def sleepy(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+    """A deliberately slow stage: 10 ms per batch."""
+
+    def work(batch: Batch) -> Batch:
+        time.sleep(0.01)
+        return batch
+
+    return source.pipe(ops.map(work))
+
+
+def _source() -> reactivex.Observable[Batch]:
+    features = np.arange(SAMPLES * 4, dtype=np.float32).reshape(SAMPLES, 4)
+    return from_arrays(features, np.zeros(SAMPLES, dtype=np.int64), batch_size=BATCH)
+
+
+def _slow_pipeline(runs_dir: Path) -> Pipeline:
+    return Pipeline(
+        process.normalize(scale=0.5),
+        access.prefetch(2),
+        sleepy,
+        name="slow",
+        runs_dir=runs_dir,
+        source=_source(),
+    )
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_bench_names_the_slow_stage_as_the_bottleneck(runs_dir: Path) -> None:
+    """A stage sleeping per batch is reported as the bottleneck, with a hint."""
+    report = _slow_pipeline(runs_dir).bench(snapshot_interval=0.05)
+    assert [s.stage for s in report.stages] == [
+        "process.normalize",
+        "access.prefetch",
+        "custom.sleepy",
+    ]
+    assert report.bottleneck == "custom.sleepy"
+    assert report.hint.startswith("custom.sleepy is the bottleneck (busy ")
+    slow = report.stages[-1]
+    assert slow.busy_share > max(s.busy_share for s in report.stages[:-1])
+    assert report.stages[1].buffer_full > 0  # the prefetch waited for the slow stage
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_bench_counts_match_the_runs_accounting(runs_dir: Path) -> None:
+    """Every stage's batches and samples in the report are those of its StageCompleted event."""
+    report = _slow_pipeline(runs_dir).bench(snapshot_interval=0)
+    lines = (Path(report.run_dir) / "events.jsonl").read_text().splitlines()
+    completed = {e["stage"]: e for e in map(json.loads, lines) if e["event"] == "stage_completed"}
+    for stage in report.stages:
+        event = completed[stage.stage]
+        assert (stage.batches, stage.samples) == (event["batches_out"], event["samples_out"])
+        assert stage.samples == SAMPLES
+        assert stage.buffer_full == event["buffer_full"]
+        assert stage.busy_s == pytest.approx(event["busy_s"])
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_run_publishes_snapshots_and_stage_timing(runs_dir: Path) -> None:
+    """A run longer than the snapshot interval publishes ThroughputSnapshot events, then stops."""
+    recorder = EventRecorder()
+    result = _slow_pipeline(runs_dir).run(
+        progress=False, subscribers=[recorder], snapshot_interval=0.05
+    )
+    snapshots = [e for e in recorder.events if isinstance(e, ThroughputSnapshot)]
+    assert snapshots
+    assert {r.stage for r in snapshots[-1].stages} <= set(result.counts)
+    assert all(r.samples <= SAMPLES for s in snapshots for r in s.stages)
+    counts = result.counts["custom.sleepy"]
+    assert counts.busy_s > 0
+    assert counts.samples_per_s > 0
+    assert counts.batches_per_s > 0
+    assert 0 < counts.busy_share <= 1
+    completed = [e for e in recorder.events if isinstance(e, StageCompleted)]
+    assert all(e.samples_per_s > 0 for e in completed)
+    assert not [t for t in threading.enumerate() if t.name.startswith("rxpipe-snapshots")]
+
+
+def test_no_snapshots_when_the_interval_is_zero(runs_dir: Path) -> None:
+    """snapshot_interval=0 turns the snapshot timer off."""
+    recorder = EventRecorder()
+    _slow_pipeline(runs_dir).run(progress=False, subscribers=[recorder], snapshot_interval=0)
+    assert not [e for e in recorder.events if isinstance(e, ThroughputSnapshot)]
+
+
+def test_hint_suggests_more_workers_for_stages_that_take_workers() -> None:
+    """A bottleneck plugin with a workers parameter gets 'try workers=N+1'."""
+    stage = StageBench("process.normalize", "process", 10, 80, 5.0, 40.0, 1.5, 0.71)
+    assert bottleneck_hint(stage, {"workers": 1}) == (
+        "process.normalize is the bottleneck (busy 71%); try workers=2"
+    )
+    shuffle = StageBench("access.shuffle", "access", 10, 80, 5.0, 40.0, 1.5, 0.5)
+    assert "add access.prefetch" in bottleneck_hint(shuffle)
+
+
+def test_progress_bar_shows_a_stage_summary() -> None:
+    """The progress bar shows a throughput snapshot as one line naming each stage."""
+    output = io.StringIO()
+    bar = ProgressBar(Console(file=output, force_terminal=True, color_system=None, width=200))
+    bus = EventBus("r")
+    bus.events.subscribe(bar)
+    rate = StageRate("process.resize", 40, 320, 20.0, 160.0, 0.71, 0.5)
+    bus.publish(ThroughputSnapshot, elapsed_s=5.0, interval_s=5.0, stages=(rate,))
+    bar.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
+    assert "process.resize 160/s (busy 71%, buffer 50%)" in text
+
+
+def _write_pipeline(tmp_path: Path) -> Path:
+    path = tmp_path / "peek.toml"
+    path.write_text(
+        '[pipeline]\nname = "peek"\n\n[[plugins]]\nuse = "collect.digits"\n\n'
+        '[[plugins]]\nuse = "access.batch"\nsize = 64\n\n'
+        '[[plugins]]\nuse = "process.normalize"\n\n'
+        '[[plugins]]\nuse = "models.cnn"\n\n[[plugins]]\nuse = "train.fit"\n'
+    )
+    return path
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_cli_bench_json_is_one_complete_object(
+    tmp_path: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rxpipe bench --json --plot` prints one valid JSON object and writes the chart."""
+    plot = tmp_path / "out.png"
+    argv = [str(_write_pipeline(tmp_path)), "--json", "--plot", str(plot)]
+    code = main(["bench", *argv, "--runs-dir", str(runs_dir), "--interval", "0.05"])
+    assert code == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert set(report) == {"pipeline", "run_dir", "wall_s", "bottleneck", "hint", "stages",
+                           "snapshots", "training"}  # fmt: skip
+    assert [s["stage"] for s in report["stages"]] == [
+        "collect.digits",
+        "access.batch",
+        "process.normalize",
+    ]
+    assert all(s["samples"] == 1797 for s in report["stages"])
+    assert report["bottleneck"] in {s["stage"] for s in report["stages"]}
+    assert report["snapshots"]  # bench publishes a last snapshot at the end
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bench_table_and_unsupported_train_steps(
+    tmp_path: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --json bench prints a table naming the bottleneck; --train-steps 0 is refused."""
+    path = str(_write_pipeline(tmp_path))
+    assert main(["bench", path, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "is the bottleneck" in out
+    assert "process.normalize" in out
+    assert main(["bench", path, "--runs-dir", str(runs_dir), "--train-steps", "0"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_thread_leak")
+def test_bench_with_training_steps_reports_the_compute_bound(
+    tmp_path: Path, runs_dir: Path
+) -> None:
+    """With train_steps, bench reports training samples/s, its compute-only bound and data wait."""
+    path = _write_pipeline(tmp_path)
+    text = path.read_text().replace('use = "models.cnn"', 'use = "models.cnn"\nfilters = [4]')
+    path.write_text(text.replace('[[plugins]]\nuse = "models.cnn"', SPLIT + 'use = "models.cnn"'))
+    pipeline = Pipeline.from_file(path, [f"pipeline.runs_dir={json.dumps(str(runs_dir))}"])
+    report = pipeline.bench(train_steps=4, snapshot_interval=0)
+    training = report.training
+    assert training is not None
+    assert training.steps == 4
+    assert training.samples_per_s > 0
+    assert training.compute_bound_samples_per_s > 0
+    assert training.ratio == pytest.approx(
+        training.samples_per_s / training.compute_bound_samples_per_s
+    )
+    assert 0 <= training.data_wait_share < 1
+    assert report.to_dict()["training"]["steps"] == 4
+
+
+SPLIT = (
+    '[[plugins]]\nuse = "access.split"\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1\n\n[[plugins]]\n'
+)
