@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import rxpipe
-from rxpipe.operators import access, collect, deploy, evaluate, models, process, train
 
 STARTUP_TIMEOUT_S = 120.0
 
@@ -53,24 +52,11 @@ class DigitsBundle:
 
 
 @pytest.fixture(scope="session")
-def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> DigitsBundle:
-    """Train a tiny CNN on 600 digits for 2 epochs and export its bundle (a few seconds)."""
-    runs = tmp_path_factory.mktemp("serving-runs")
-    pipeline = rxpipe.Pipeline(
-        collect.digits(limit=600),
-        access.split(train=0.8, validation=0.1, test=0.1),
-        access.batch(64),
-        process.normalize(),
-        models.cnn(filters=(8,), dense=16, dropout=0.0),
-        train.fit(epochs=2, learning_rate=0.01),
-        evaluate.classification(),
-        deploy.export(),
-        name="digits",
-        runs_dir=runs,
-    )
-    result = pipeline.run(progress=False)
+def digits_bundle(exported_digits: rxpipe.RunResult) -> DigitsBundle:
+    """The session's tiny exported digits run, with raw samples and the model's answers."""
     from sklearn.datasets import load_digits
 
+    result = exported_digits
     images = load_digits().images[:64].astype(np.uint8)[..., np.newaxis]
     assert result.run_dir is not None
     bundle = DigitsBundle(result, result.run_dir, images, np.empty(0))

@@ -6,25 +6,12 @@ import numpy as np
 import pytest
 
 import rxpipe
-from rxpipe.operators import access, collect, deploy, evaluate, models, process, train
 
 
 @pytest.fixture(scope="session")
-def digits_export(tmp_path_factory: pytest.TempPathFactory) -> rxpipe.RunResult:
-    """Train a tiny CNN on 600 digits for 2 epochs, evaluate it, export its bundle."""
-    pipeline = rxpipe.Pipeline(
-        collect.digits(limit=600),
-        access.split(train=0.8, validation=0.1, test=0.1),
-        access.batch(64),
-        process.normalize(),
-        models.cnn(filters=(8,), dense=16, dropout=0.0),
-        train.fit(epochs=2, learning_rate=0.01),
-        evaluate.classification(),
-        deploy.export(),
-        name="digits",
-        runs_dir=tmp_path_factory.mktemp("deploy-runs"),
-    )
-    return pipeline.run(progress=False)
+def digits_export(exported_digits: rxpipe.RunResult) -> rxpipe.RunResult:
+    """The session's tiny exported digits run (see tests/conftest.py)."""
+    return exported_digits
 
 
 @pytest.fixture(scope="session")
