@@ -230,7 +230,6 @@ def bench(
     train_steps: int | None = None,
     *,
     snapshot_interval: float = 1.0,
-    runs_dir: str | Path | None = None,
 ) -> BenchReport:
     """Run ``pipeline``'s data stages for one pass and report each stage's throughput.
 
@@ -244,7 +243,6 @@ def bench(
         pipeline: the pipeline to measure.
         train_steps: also measure this many training steps.
         snapshot_interval: seconds between throughput snapshots.
-        runs_dir: where the bench run goes (default: the pipeline's runs_dir).
 
     Returns:
         The report.
@@ -253,7 +251,6 @@ def bench(
         ConfigError: if the pipeline has no data stages, or for ``train_steps``.
     """
     from rxpipe.errors import ConfigError
-    from rxpipe.pipeline import Pipeline as _Pipeline
 
     if train_steps is not None and (
         isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 1
@@ -266,13 +263,7 @@ def bench(
             f"Received: {', '.join(pipeline.stage_names)}"
         )
     stages = pipeline.stages[:count]
-    data = _Pipeline(
-        *stages,
-        name=pipeline.name,
-        seed=pipeline.seed,
-        runs_dir=runs_dir if runs_dir is not None else pipeline.runs_dir,
-        source=pipeline.source,
-    )
+    data = _sub_pipeline(pipeline, stages)
     data._bench_mode = True
     snapshots: list[ThroughputSnapshot] = []
 
@@ -307,7 +298,7 @@ def bench(
     hint = bottleneck_hint(worst, dict(getattr(worst_op, "params", {}) or {}))
     training = None
     if train_steps is not None:
-        training = _bench_training(pipeline, train_steps, runs_dir)
+        training = _bench_training(pipeline, train_steps)
     return BenchReport(
         pipeline=pipeline.name,
         run_dir=str(result.run_dir),
@@ -317,6 +308,19 @@ def bench(
         hint=hint,
         snapshots=tuple(snapshots),
         training=training,
+    )
+
+
+def _sub_pipeline(pipeline: Pipeline, stages: Sequence[Any]) -> Pipeline:
+    """A pipeline of ``stages`` with ``pipeline``'s name, seed, runs directory and source."""
+    from rxpipe.pipeline import Pipeline as _Pipeline
+
+    return _Pipeline(
+        *stages,
+        name=pipeline.name,
+        seed=pipeline.seed,
+        runs_dir=pipeline.runs_dir,
+        source=pipeline.source,
     )
 
 
@@ -336,10 +340,9 @@ def _cached_batch(steps: int) -> Any:
     return cached_batch
 
 
-def _bench_training(pipeline: Pipeline, steps: int, runs_dir: str | Path | None) -> TrainingBench:
+def _bench_training(pipeline: Pipeline, steps: int) -> TrainingBench:
     from rxpipe.errors import ConfigError
     from rxpipe.events import EpochEnded
-    from rxpipe.pipeline import Pipeline as _Pipeline
     from rxpipe.registry import registry
 
     kinds = pipeline._kinds
@@ -361,13 +364,7 @@ def _bench_training(pipeline: Pipeline, steps: int, runs_dir: str | Path | None)
     def epoch_of(stages: Sequence[Any]) -> EpochEnded:
         ended: list[EpochEnded] = []
         keep = lambda e: ended.append(e) if isinstance(e, EpochEnded) else None  # noqa: E731
-        _Pipeline(
-            *stages,
-            name=pipeline.name,
-            seed=pipeline.seed,
-            runs_dir=runs_dir if runs_dir is not None else pipeline.runs_dir,
-            source=pipeline.source,
-        ).run(progress=False, subscribers=[keep], snapshot_interval=0)
+        _sub_pipeline(pipeline, stages).run(progress=False, subscribers=[keep], snapshot_interval=0)
         return ended[-1]
 
     head = list(pipeline.stages[:model_at])

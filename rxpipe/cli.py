@@ -10,7 +10,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rxpipe.pipeline import Pipeline
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -25,9 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run a pipeline file (TOML or JSON)")
-    run.add_argument(
-        "pipeline", metavar="PIPELINE_FILE", nargs="?", help="the pipeline file (TOML or JSON)"
-    )
+    _add_pipeline_arguments(run, optional=True)
     run.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -38,15 +39,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write TensorBoard scalars under RUN_DIR/tensorboard",
     )
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="TARGET.PARAM=VALUE",
-        help="override a parameter, e.g. --set train.fit.epochs=3 (repeatable)",
-    )
-    run.add_argument("--runs-dir", help="where run directories go (default: the file's runs_dir)")
     run.add_argument(
         "--log-format",
         choices=("console", "json"),
@@ -63,19 +55,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_bench_command(commands: Any) -> None:
-    bench = commands.add_parser(
-        "bench", help="measure each stage's throughput and name the bottleneck stage"
+def _add_pipeline_arguments(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    """PIPELINE_FILE, --set and --runs-dir, shared by `run` and `bench`."""
+    parser.add_argument(
+        "pipeline",
+        metavar="PIPELINE_FILE",
+        nargs="?" if optional else None,
+        help="the pipeline file (TOML or JSON)",
     )
-    bench.add_argument("pipeline", metavar="PIPELINE_FILE", help="the pipeline file")
-    bench.add_argument(
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="TARGET.PARAM=VALUE",
-        help="override a parameter, e.g. --set access.batch.size=64 (repeatable)",
+        help="override a parameter, e.g. --set train.fit.epochs=3 (repeatable)",
     )
+    parser.add_argument(
+        "--runs-dir", help="where run directories go (default: the file's runs_dir)"
+    )
+
+
+def _load_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The pipeline of ``args.pipeline`` with the --set overrides and --runs-dir applied."""
+    import json
+
+    from rxpipe.config import apply_overrides, load_config
+    from rxpipe.pipeline import Pipeline
+
+    overrides = list(args.overrides)
+    if args.runs_dir:
+        overrides.append(f"pipeline.runs_dir={json.dumps(args.runs_dir)}")
+    return Pipeline.from_config(apply_overrides(load_config(args.pipeline), overrides))
+
+
+def _add_bench_command(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure each stage's throughput and name the bottleneck stage"
+    )
+    _add_pipeline_arguments(bench)
     bench.add_argument(
         "--train-steps",
         type=int,
@@ -90,7 +108,6 @@ def _add_bench_command(commands: Any) -> None:
         default=1.0,
         help="seconds between throughput snapshots (default 1)",
     )
-    bench.add_argument("--runs-dir", help="where the bench run goes (default: the file's)")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -98,14 +115,10 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from rxpipe.bench import bench, plot_report
-    from rxpipe.pipeline import Pipeline
 
     if args.interval <= 0:
         raise _usage(f"--interval: expected a number > 0. Received: {args.interval}")
-    pipeline = Pipeline.from_file(args.pipeline, args.overrides)
-    report = bench(
-        pipeline, args.train_steps, snapshot_interval=args.interval, runs_dir=args.runs_dir
-    )
+    report = bench(_load_pipeline(args), args.train_steps, snapshot_interval=args.interval)
     if args.plot:
         plot_report(report, args.plot)
     if args.json:
@@ -172,7 +185,6 @@ def _version() -> str:
 
 def _run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner lines
-    from rxpipe.config import apply_overrides, load_config
     from rxpipe.errors import ConfigError
     from rxpipe.pipeline import Pipeline
 
@@ -191,10 +203,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         result = Pipeline.resume(args.resume, args.overrides, **options)
     else:
-        config = apply_overrides(load_config(args.pipeline), args.overrides)
-        if args.runs_dir:
-            config = apply_overrides(config, [f"pipeline.runs_dir={_quote(args.runs_dir)}"])
-        result = Pipeline.from_config(config).run(**options)
+        result = _load_pipeline(args).run(**options)
     for split, metrics in result.metrics.items():
         samples = f" ({metrics['samples']} samples)" if "samples" in metrics else ""
         for name in ("accuracy", "mae", "rmse", "r2"):
@@ -253,12 +262,6 @@ def _usage(message: str) -> Exception:
     from rxpipe.errors import ConfigError
 
     return ConfigError(message)
-
-
-def _quote(text: str) -> str:
-    import json
-
-    return json.dumps(text)
 
 
 def _plugins(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -100,11 +101,12 @@ def classification(
             return batch.split is which
 
         data = trained.data.pipe(ops.filter(wanted))
-        for batch in iterate(data, prefetch, name="rxpipe-evaluate-feed"):
-            if predict is None:
-                predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
-            predicted = np.asarray(predict(batch.features)).argmax(axis=-1)
-            np.add.at(confusion, (np.asarray(batch.labels), predicted), 1)
+        with closing(iterate(data, prefetch, name="rxpipe-evaluate-feed")) as batches:
+            for batch in batches:
+                if predict is None:
+                    predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
+                predicted = np.asarray(predict(batch.features)).argmax(axis=-1)
+                np.add.at(confusion, (np.asarray(batch.labels), predicted), 1)
         if predict is None:
             raise BatchError(
                 f"evaluate.classification: expected batches with split {split!r}. "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -126,15 +127,16 @@ def regression(
             return batch.split is which
 
         data = trained.data.pipe(ops.filter(wanted))
-        for batch in iterate(data, prefetch, name="rxpipe-evaluate-feed"):
-            if batch.labels is None:
-                raise BatchError(
-                    "evaluate.regression: expected labelled samples. Received: no labels "
-                    f"(samples {batch.ids[:4].tolist()}...)"
-                )
-            if predict is None:
-                predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
-            totals.add(batch.labels, np.asarray(predict(batch.features)))
+        with closing(iterate(data, prefetch, name="rxpipe-evaluate-feed")) as batches:
+            for batch in batches:
+                if batch.labels is None:
+                    raise BatchError(
+                        "evaluate.regression: expected labelled samples. Received: no labels "
+                        f"(samples {batch.ids[:4].tolist()}...)"
+                    )
+                if predict is None:
+                    predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
+                totals.add(batch.labels, np.asarray(predict(batch.features)))
         if predict is None:
             raise BatchError(
                 f"evaluate.regression: expected batches with split {split!r}. "

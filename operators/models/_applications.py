@@ -86,6 +86,31 @@ def application_body(
     return inputs, x
 
 
+def _application(
+    network: str,
+    weights: str | None,
+    freeze_base: bool,
+    dropout: float,
+    head: str,
+    *extra: Any,
+) -> Operator[Batch, ModelPlan]:
+    """Check the parameters shared by the keras.applications plugins and plan the model."""
+    name = f"models.{network}"
+    path = _weights(name, weights)
+    fraction(name, "dropout", dropout, upper_open=True)
+    check_head(name, head)
+    if freeze_base and path is None:
+        raise ConfigError(
+            "expected weights to freeze. Received: freeze_base with random weights",
+            f"{name}.freeze_base",
+        )
+    return plan(
+        network,
+        head,
+        lambda meta: application_body(name, meta, network, path, freeze_base, dropout, *extra),
+    )
+
+
 @plugin("models.mobilenet_v2")
 def mobilenet_v2(
     weights: str | None = None,
@@ -108,26 +133,12 @@ def mobilenet_v2(
         >>> mobilenet_v2(alpha=0.35).params["weights"] is None
         True
     """
-    path = _weights("models.mobilenet_v2", weights)
     if alpha not in (0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
         raise ConfigError(
             f"expected one of 0.35, 0.5, 0.75, 1.0, 1.3, 1.4. Received: {alpha!r}",
             "models.mobilenet_v2.alpha",
         )
-    fraction("models.mobilenet_v2", "dropout", dropout, upper_open=True)
-    check_head("models.mobilenet_v2", head)
-    if freeze_base and path is None:
-        raise ConfigError(
-            "expected weights to freeze. Received: freeze_base with random weights",
-            "models.mobilenet_v2.freeze_base",
-        )
-    return plan(
-        "mobilenet_v2",
-        head,
-        lambda meta: application_body(
-            "models.mobilenet_v2", meta, "mobilenet_v2", path, freeze_base, dropout, alpha
-        ),
-    )
+    return _application("mobilenet_v2", weights, freeze_base, dropout, head, alpha)
 
 
 @plugin("models.resnet50")
@@ -152,18 +163,4 @@ def resnet50(
         ...
         rxpipe.errors.ConfigError: models.resnet50.weights: expected None or the path ...
     """
-    path = _weights("models.resnet50", weights)
-    fraction("models.resnet50", "dropout", dropout, upper_open=True)
-    check_head("models.resnet50", head)
-    if freeze_base and path is None:
-        raise ConfigError(
-            "expected weights to freeze. Received: freeze_base with random weights",
-            "models.resnet50.freeze_base",
-        )
-    return plan(
-        "resnet50",
-        head,
-        lambda meta: application_body(
-            "models.resnet50", meta, "resnet50", path, freeze_base, dropout
-        ),
-    )
+    return _application("resnet50", weights, freeze_base, dropout, head)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, TypeVar
 
 import reactivex
@@ -21,7 +21,7 @@ JOIN_TIMEOUT_S = 2.0
 
 def iterate(
     source: reactivex.Observable[T], capacity: int = 4, name: str = "iterate"
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """Iterate over ``source`` with at most ``capacity`` items buffered ahead.
 
     The source is subscribed on a producer thread. When the buffer is full the producer

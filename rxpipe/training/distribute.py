@@ -21,7 +21,7 @@ all at the first step where one has run out, so collective operations never wait
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from rxpipe.errors import ConfigError
@@ -76,16 +76,16 @@ def _all_workers_have_data(strategy: Any, has_data: bool) -> bool:
 
 
 def distributed_feed(
-    strategy: Any, feed: Iterator[tuple[Any, Any, int]], multi_worker: bool
-) -> Iterator[tuple[Any, Any, int]]:
+    strategy: Any, feed: Generator[tuple[Any, Any, int], None, None], multi_worker: bool
+) -> Generator[tuple[Any, Any, int], None, None]:
     """Per-replica (features, labels) for each local batch of ``feed``.
 
     With several workers, iteration stops for every worker as soon as one runs out.
+    Closing this generator closes ``feed``.
     """
-    iterator = iter(feed)
     try:
         while True:
-            item = next(iterator, None)
+            item = next(feed, None)
             if multi_worker and not _all_workers_have_data(strategy, item is not None):
                 return
             if item is None:
@@ -94,6 +94,4 @@ def distributed_feed(
             xs, ys = _split_for_replicas(strategy, x, y)
             yield xs, ys, size
     finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
+        feed.close()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, nullcontext
+from collections.abc import Generator
+from contextlib import ExitStack, closing, nullcontext
 from typing import Any
 
 import reactivex
@@ -65,7 +65,7 @@ def split_stream(
 
 def device_feed(
     stream: reactivex.Observable[Batch], capacity: int, device: str | None, name: str
-) -> Iterator[tuple[Any, Any, int]]:
+) -> Generator[tuple[Any, Any, int], None, None]:
     """(features, labels, size) as tensors, prepared on a producer thread ``capacity`` ahead.
 
     Converting to tensors, and on a GPU copying to device memory, happens on the producer
@@ -128,6 +128,8 @@ class _Trainer:
         self.device = None if self.strategy is not None else choose_device(options.device)
 
     def build(self) -> None:
+        import tensorflow as tf
+
         from rxpipe.training.devices import dtype_policy
         from rxpipe.training.steps import compile_steps, make_optimizer
 
@@ -135,7 +137,6 @@ class _Trainer:
         train_data = split_stream(self.plan.data, Split.TRAIN, options.batch_size, self.shard)
         self.meta, x, y = _peek_metadata(train_data)
         scope = self.strategy.scope() if self.strategy is not None else nullcontext()
-        import tensorflow as tf
 
         with (
             scope,
@@ -200,21 +201,27 @@ class _Trainer:
                 f"loss. {kept}; lower the learning rate or check the data",
             )
 
+    def feed(self, split: Split, epoch: int) -> Generator[tuple[Any, Any, int], None, None]:
+        """One pass over ``split`` as tensors (per-replica values under a strategy)."""
+        stream = split_stream(self.plan.data, split, self.options.batch_size, self.shard)
+        name = f"rxpipe-{split.value}-feed-e{epoch}"
+        feed = device_feed(stream, self.options.prefetch, self.device, name)
+        if self.strategy is None:
+            return feed
+        from rxpipe.training.distribute import distributed_feed
+
+        return distributed_feed(self.strategy, feed, multi_worker=self.shard is not None)
+
     def train_epoch(self, epoch: int, callbacks: Any) -> int:
         """Run one epoch of train steps; return the number of samples trained on."""
         options, steps = self.options, self.steps
-        stream = split_stream(self.plan.data, Split.TRAIN, options.batch_size, self.shard)
         self.epoch_start_step = int(steps.step_counter.numpy()) + 1
         last_report = time.perf_counter()
         step = samples = 0
         batch_hooks = self.wants_batch_hooks
-        with in_epoch(epoch):
-            feed = device_feed(stream, options.prefetch, self.device, f"rxpipe-train-feed-e{epoch}")
-            if self.strategy is not None:
-                from rxpipe.training.distribute import distributed_feed
-
-                feed = distributed_feed(self.strategy, feed, multi_worker=self.shard is not None)
-            feed_iter = iter(feed)
+        # closing(): an error mid-epoch stops the feed's thread now, not when the
+        # traceback (which keeps this frame alive) is finally dropped.
+        with in_epoch(epoch), closing(self.feed(Split.TRAIN, epoch)) as feed_iter:
             train_started = waited = 0.0
             while True:
                 before = time.perf_counter()
@@ -233,7 +240,6 @@ class _Trainer:
                 if batch_hooks:
                     callbacks.on_train_batch_end(step - 1, {"loss": float(loss)})
                 if step == options.steps_per_epoch:
-                    getattr(feed_iter, "close", lambda: None)()  # stop the feed's thread
                     break
                 now = time.perf_counter()
                 if now - last_report >= options.progress_every_s:
@@ -263,16 +269,8 @@ class _Trainer:
     def validate(self, epoch: int) -> bool:
         if not self.options.validate:
             return False
-        stream = split_stream(self.plan.data, Split.VALIDATION, self.options.batch_size, self.shard)
         seen = False
-        with in_epoch(epoch):
-            feed = device_feed(
-                stream, self.options.prefetch, self.device, f"rxpipe-val-feed-e{epoch}"
-            )
-            if self.strategy is not None:
-                from rxpipe.training.distribute import distributed_feed
-
-                feed = distributed_feed(self.strategy, feed, multi_worker=self.shard is not None)
+        with in_epoch(epoch), closing(self.feed(Split.VALIDATION, epoch)) as feed:
             for x, y, _ in feed:
                 self.steps.test_step(x, y)
                 seen = True
