@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
+from rxpipe.memory import aligned_empty
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -64,7 +66,8 @@ class Rescale:
     name: str = "rescale"
 
     def apply(self, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        out = features.astype(self.dtype, copy=True)
+        out = aligned_empty(features.shape, self.dtype)  # the feed shares it with TensorFlow
+        out[...] = features
         out *= np.asarray(self.scale, self.dtype)
         if self.offset:
             out += np.asarray(self.offset, self.dtype)

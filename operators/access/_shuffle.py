@@ -3,54 +3,152 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from rxpipe.batch import Batch, Split
 from rxpipe.context import current_epoch, current_run
-from rxpipe.errors import ConfigError
+from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import transform
+from rxpipe.memory import aligned_empty
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+def _arrays(batch: Batch) -> Arrays:
+    """A batch's arrays by name: ``features`` (or ``features/<name>``), ``labels``, ``ids``."""
+    if isinstance(batch.features, np.ndarray):
+        arrays = {"features": batch.features}
+    else:
+        arrays = {f"features/{k}": v for k, v in batch.features.items()}
+    if batch.labels is not None:
+        arrays["labels"] = batch.labels
+    arrays["ids"] = batch.ids
+    return arrays
+
+
+def _take(array: np.ndarray[Any, Any], rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if array.dtype.kind not in "biuf":
+        return np.take(array, rows, axis=0)
+    # aligned, so the training feed can share it; rows are always in range, and
+    # mode="raise" would make take() buffer its output (about 30x slower)
+    return np.take(
+        array,
+        rows,
+        axis=0,
+        out=aligned_empty((len(rows), *array.shape[1:]), array.dtype),
+        mode="clip",
+    )
+
+
+class _Pool:
+    """The shuffle buffer of one split: arrays owned by the shuffle, reused for the whole pass.
+
+    It fills with whole batches until it holds at least ``capacity`` samples. The arrays
+    grow geometrically as it fills, so a small data set never allocates a large buffer.
+    """
+
+    def __init__(self, first: Batch, capacity: int) -> None:
+        self.metadata, self.split = first.metadata, first.split
+        self.capacity = capacity
+        self.count = 0
+        rows = min(capacity, max(2 * first.size, 1))
+        self.arrays = {
+            name: np.empty((rows, *a.shape[1:]), a.dtype) for name, a in _arrays(first).items()
+        }
+
+    def _check(self, incoming: Arrays, batch: Batch) -> None:
+        for name in self.arrays.keys() | incoming.keys():
+            held, new = self.arrays.get(name), incoming.get(name)
+            if held is not None and new is not None and held.dtype.kind == new.dtype.kind in "US":
+                # strings (text, file-path ids) vary in length: widen the buffer's dtype
+                held = self.arrays[name] = held.astype(np.result_type(held, new))
+            if (
+                held is None
+                or new is None
+                or held.shape[1:] != new.shape[1:]
+                or not np.can_cast(new.dtype, held.dtype, "safe")
+            ):
+                expected = "none" if held is None else f"{held.dtype} {held.shape[1:]}"
+                got = "none" if new is None else f"{new.dtype} {new.shape[1:]}"
+                raise BatchError(
+                    f"{name}: expected every batch of split {batch.split.value!r} to match "
+                    f"the first one, {expected} per sample. Received: {got}"
+                )
+
+    def _grow(self, rows: int) -> None:
+        size = len(next(iter(self.arrays.values())))
+        if rows <= size:
+            return
+        size = max(rows, min(2 * size, self.capacity))
+        for name, old in self.arrays.items():
+            grown = np.empty((size, *old.shape[1:]), old.dtype)
+            grown[: self.count] = old[: self.count]
+            self.arrays[name] = grown
+
+    def exchange(self, batch: Batch, rng: np.random.Generator) -> list[Batch]:
+        """Hold ``batch`` while the buffer fills; once full, swap its samples for random ones."""
+        incoming = _arrays(batch)
+        self._check(incoming, batch)
+        if self.count < self.capacity:
+            # Whole batches only, so every output batch has its input batch's size (and
+            # access.batch downstream can slice instead of copying).
+            self._grow(self.count + batch.size)
+            for name, array in incoming.items():
+                self.arrays[name][self.count : self.count + batch.size] = array
+            self.count += batch.size
+            return []
+        out = []
+        for start in range(0, batch.size, self.count):
+            stop = min(start + self.count, batch.size)
+            slots = rng.choice(self.count, size=stop - start, replace=False)
+            out.append(self.gather(slots))
+            for name, array in incoming.items():
+                self.arrays[name][slots] = array[start:stop]
+        return out
+
+    def gather(self, rows: np.ndarray[Any, Any]) -> Batch:
+        """A new batch (copied rows) of the samples at ``rows``."""
+        picked = {name: _take(a, rows) for name, a in self.arrays.items()}
+        features: Any = picked.pop("features", None)
+        if features is None:
+            features = {k.removeprefix("features/"): v for k, v in picked.items() if "/" in k}
+        return Batch(features, picked.get("labels"), picked["ids"], self.metadata, self.split)
+
 
 class _ShuffleBuffer:
-    """Hold up to ``2 * buffer_size`` samples per split; shuffle and release half at a time.
+    """A buffer of ``buffer_size`` samples per split, as in ``tf.data``'s shuffle.
 
-    Each sample is copied a bounded number of times on average (amortised O(1)), unlike a
-    naive buffer that re-concatenates everything on every batch.
+    Until the buffer is full, batches are held; after that each new sample takes the
+    place of one drawn at random, which is emitted. At the end the buffer is emitted in
+    random order. Every sample is copied twice (in and out); the buffer's arrays are
+    allocated once per pass, growing geometrically while they fill.
     """
 
     def __init__(self, buffer_size: int, rng: np.random.Generator) -> None:
         self._buffer_size = buffer_size
         self._rng = rng
-        self._held: dict[Split, list[Batch]] = {}
-        self._count: dict[Split, int] = {}
+        self._pools: dict[Split, _Pool] = {}
         self._chunk = 1
-
-    def _release(self, split: Split, keep: int) -> list[Batch]:
-        merged = Batch.concat(self._held[split])
-        merged = merged.select(self._rng.permutation(merged.size))
-        cut = merged.size - keep
-        out = [
-            merged.select(slice(i, min(i + self._chunk, cut))) for i in range(0, cut, self._chunk)
-        ]
-        self._held[split] = [merged.select(slice(cut, None))] if keep else []
-        self._count[split] = keep
-        return out
 
     def on_batch(self, batch: Batch) -> Iterable[Batch]:
         self._chunk = max(self._chunk, batch.size)
-        self._held.setdefault(batch.split, []).append(batch)
-        count = self._count[batch.split] = self._count.get(batch.split, 0) + batch.size
-        if count < 2 * self._buffer_size:
-            return ()
-        return self._release(batch.split, self._buffer_size)
+        pool = self._pools.get(batch.split)
+        if pool is None:
+            pool = self._pools[batch.split] = _Pool(batch, self._buffer_size)
+        return pool.exchange(batch, self._rng)
 
     def on_end(self) -> Iterable[Batch]:
-        return [
-            b for split in list(self._held) if self._held[split] for b in self._release(split, 0)
-        ]
+        out = []
+        for pool in self._pools.values():
+            order = self._rng.permutation(pool.count)
+            out += [
+                pool.gather(order[i : i + self._chunk]) for i in range(0, pool.count, self._chunk)
+            ]
+        return out
 
 
 @plugin("access.shuffle")
@@ -58,12 +156,16 @@ def shuffle(buffer_size: int = 10_000, seed: int | None = None) -> Operator[Batc
     """Shuffle samples within each split through a buffer of ``buffer_size`` samples.
 
     The order is drawn from (seed, epoch): reproducible for a given seed, different in
-    every epoch. A buffer at least as large as the data set gives a uniform shuffle;
-    smaller buffers bound memory (about two buffers of samples per split) at the cost
-    of a more local shuffle. Output batches have the size of the largest input batch.
+    every epoch. As in ``tf.data``, each sample arriving at a full buffer replaces a random
+    held one, which is emitted; a buffer at least as large as the data set gives a uniform
+    shuffle, a smaller one bounds memory (``buffer_size`` samples per split, rounded up to
+    whole input batches) at the cost of a more local shuffle. Output batches have the size
+    of the input batches; those emptying the buffer at the end have the size of the
+    largest one. Every batch of a split must have
+    the first batch's per-sample shapes, and dtypes that cast safely to its dtypes.
 
     Args:
-        buffer_size: samples held per split before releasing shuffled ones.
+        buffer_size: samples held per split (rounded up to whole input batches).
         seed: random seed; defaults to the run's seed.
 
     Example:

@@ -68,15 +68,19 @@ def device_feed(
 ) -> Generator[tuple[Any, Any, int], None, None]:
     """(features, labels, size) as tensors, prepared on a producer thread ``capacity`` ahead.
 
-    Converting to tensors, and on a GPU copying to device memory, happens on the producer
-    thread, so it overlaps with the current train step.
+    Converting to tensors (sharing the arrays' memory where possible), and on a GPU copying
+    to device memory, happens on the producer thread, so it overlaps with the current step.
     """
     import tensorflow as tf
 
+    from rxpipe.training.tensors import to_tensor
+
     def to_tensors(batch: Batch) -> tuple[Any, Any, int]:
         x, y = _arrays(batch)
-        with tf.device(device) if device else nullcontext():
-            return tf.identity(x), tf.identity(y), batch.size
+        if not device:
+            return to_tensor(x), to_tensor(y), batch.size
+        with tf.device(device):  # a copy to the device's memory
+            return tf.identity(to_tensor(x)), tf.identity(to_tensor(y)), batch.size
 
     return iterate(stream.pipe(map_batches(STAGE, to_tensors)), capacity, name=name)
 
