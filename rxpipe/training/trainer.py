@@ -68,18 +68,22 @@ def device_feed(
 ) -> Generator[tuple[Any, Any, int], None, None]:
     """(features, labels, size) as tensors, prepared on a producer thread ``capacity`` ahead.
 
-    Converting to tensors (sharing the arrays' memory where possible), and on a GPU copying
-    to device memory, happens on the producer thread, so it overlaps with the current step.
+    Converting to tensors (sharing the arrays' memory where possible), and copying them to
+    ``device`` unless it is the host CPU where they already are (a GPU, or another logical
+    device), happens on the producer thread, so it overlaps with the current step.
     """
     import tensorflow as tf
 
     from rxpipe.training.tensors import to_tensor
 
+    spec = tf.DeviceSpec.from_string(device or "/CPU:0")
+    on_host = spec.device_type in (None, "CPU") and not spec.device_index
+
     def to_tensors(batch: Batch) -> tuple[Any, Any, int]:
         x, y = _arrays(batch)
-        if not device:
+        if on_host:
             return to_tensor(x), to_tensor(y), batch.size
-        with tf.device(device):  # a copy to the device's memory
+        with tf.device(device):
             return tf.identity(to_tensor(x)), tf.identity(to_tensor(y)), batch.size
 
     return iterate(stream.pipe(map_batches(STAGE, to_tensors)), capacity, name=name)

@@ -110,3 +110,28 @@ def test_two_worker_processes_end_with_identical_weights(tmp_path: Path) -> None
     assert history == results[1]["history"]
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["val_accuracy"] > 0.3  # chance is 0.1
+
+
+DEVICE_FEED = """
+import numpy as np
+import tensorflow as tf
+from rxpipe.batch import Split
+from rxpipe.testing import from_arrays
+from rxpipe.training.trainer import device_feed
+
+data = from_arrays(np.ones((6, 3), "float32"), np.arange(6) % 2, batch_size=4, split="train")
+for device, expected in (("/CPU:1", "CPU:1"), ("/CPU:0", "CPU:0"), (None, "CPU:0")):
+    tensors = [x for x, _, _ in device_feed(data, 2, device, "feed")]
+    assert [t.shape[0] for t in tensors] == [4, 2]
+    assert all(t.device.endswith(expected) for t in tensors), (device, [t.device for t in tensors])
+print("ok")
+"""
+
+
+def test_feed_copies_batches_to_a_device_other_than_the_host_cpu(tmp_path: Path) -> None:
+    """Batches are placed on the training device (here a second logical CPU standing in
+    for a GPU) on the producer thread; on the host CPU they stay where they are."""
+    script = _script(tmp_path, LOGICAL_CPUS + DEVICE_FEED)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
