@@ -13,10 +13,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ALIGNMENT", "aligned_copy", "aligned_empty", "is_aligned"]
+__all__ = ["ALIGNMENT", "SHAREABLE_KINDS", "aligned_copy", "aligned_empty", "is_aligned"]
 
 ALIGNMENT = 64
 """Bytes. A tensor on a less aligned buffer aborts the process in the first kernel reading it."""
+
+SHAREABLE_KINDS = "biuf"
+"""NumPy dtype kinds TensorFlow can share through DLPack: bool, integers, floats."""
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:

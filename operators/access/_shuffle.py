@@ -11,7 +11,7 @@ from rxpipe.batch import Batch, Split
 from rxpipe.context import current_epoch, current_run
 from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import transform
-from rxpipe.memory import aligned_empty
+from rxpipe.memory import SHAREABLE_KINDS, aligned_empty
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -31,7 +31,7 @@ def _arrays(batch: Batch) -> Arrays:
 
 
 def _take(array: np.ndarray[Any, Any], rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in SHAREABLE_KINDS:
         return np.take(array, rows, axis=0)
     # aligned, so the training feed can share it; rows are always in range, and
     # mode="raise" would make take() buffer its output (about 30x slower)
@@ -161,8 +161,8 @@ def shuffle(buffer_size: int = 10_000, seed: int | None = None) -> Operator[Batc
     shuffle, a smaller one bounds memory (``buffer_size`` samples per split, rounded up to
     whole input batches) at the cost of a more local shuffle. Output batches have the size
     of the input batches; those emptying the buffer at the end have the size of the
-    largest one. Every batch of a split must have
-    the first batch's per-sample shapes, and dtypes that cast safely to its dtypes.
+    largest one. Every batch of a split must have the first batch's per-sample shapes,
+    and dtypes that cast safely to its dtypes.
 
     Args:
         buffer_size: samples held per split (rounded up to whole input batches).

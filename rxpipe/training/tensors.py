@@ -11,11 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from rxpipe.memory import aligned_copy, is_aligned
+from rxpipe.memory import SHAREABLE_KINDS, aligned_copy, is_aligned
 
 __all__ = ["to_tensor"]
-
-_SHAREABLE = "biuf"  # bool, signed and unsigned integers, floats: the dtypes DLPack carries
 
 
 def to_tensor(array: Any) -> Any:
@@ -35,7 +33,7 @@ def to_tensor(array: Any) -> Any:
     import tensorflow as tf
 
     array = np.asarray(array)
-    if array.dtype.kind not in _SHAREABLE or array.size == 0:
+    if array.dtype.kind not in SHAREABLE_KINDS or array.size == 0:
         return tf.convert_to_tensor(array)
     if not is_aligned(array):  # an unaligned buffer would abort TensorFlow's kernels
         array = aligned_copy(array)
