@@ -37,15 +37,15 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
     return out
 
 
-def aligned_copy(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """A C-contiguous, aligned copy of ``array``.
+def aligned_copy(array: np.ndarray[Any, Any], dtype: Any = None) -> np.ndarray[Any, Any]:
+    """A C-contiguous, aligned copy of ``array`` (cast to ``dtype`` if given).
 
     Example:
         >>> copy = aligned_copy(np.arange(10, dtype="int8")[1:])
         >>> is_aligned(copy), copy.tolist()[:3]
         (True, [1, 2, 3])
     """
-    out = aligned_empty(array.shape, array.dtype)
+    out = aligned_empty(array.shape, array.dtype if dtype is None else dtype)
     out[...] = array
     return out
 

@@ -21,10 +21,11 @@ def to_tensor(array: Any) -> Any:
 
     A C-contiguous array of a bool, integer or float dtype, aligned to
     :data:`rxpipe.memory.ALIGNMENT`, is shared through DLPack (the tensor keeps the array
-    alive); other numeric arrays are copied once into aligned memory first; anything else
-    (strings, objects, empty arrays) goes through ``tf.convert_to_tensor``. A shared array
-    must not be written to while the tensor is in use: rxpipe's stages never write into a
-    batch's arrays, they return new ones.
+    alive); other numeric arrays (unaligned, strided, read-only or big-endian) are copied
+    once into aligned, native-endian memory first; anything else (strings, objects, empty
+    arrays) goes through ``tf.convert_to_tensor``. A shared array must not be written to
+    while the tensor is in use: rxpipe's stages never write into a batch's arrays, they
+    return new ones.
 
     Example:
         >>> float(to_tensor(np.arange(4, dtype="float32")[::2])[1])
@@ -35,8 +36,9 @@ def to_tensor(array: Any) -> Any:
     array = np.asarray(array)
     if array.dtype.kind not in SHAREABLE_KINDS or array.size == 0:
         return tf.convert_to_tensor(array)
-    if not is_aligned(array):  # an unaligned buffer would abort TensorFlow's kernels
-        array = aligned_copy(array)
+    if not is_aligned(array) or not array.dtype.isnative:
+        # an unaligned buffer would abort TensorFlow's kernels; DLPack is native-endian only
+        array = aligned_copy(array, array.dtype.newbyteorder("="))
     try:
         capsule = array.__dlpack__()
     except BufferError:  # e.g. a read-only array: DLPack's legacy capsule cannot say so

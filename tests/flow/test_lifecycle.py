@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,7 +120,8 @@ def test_a_finished_run_leaves_no_process_behind(runs_dir: Path) -> None:
 
 
 CTRL_C_SCRIPT = """
-import sys
+import faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
 sys.path.insert(0, {tests!r})
 import flow_workers
 import rxpipe
@@ -160,6 +162,11 @@ def test_ctrl_c_stops_the_run_and_its_worker_processes(tmp_path: Path) -> None:
             assert wait_for(lambda: len(list(pids.iterdir())) >= 2, timeout=30.0)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGUSR1)  # every thread's stack, to stderr
+            time.sleep(1.0)
+            process.kill()
+            pytest.fail(f"no exit 10 s after SIGINT; stacks:\n{process.communicate()[1][-8000:]}")
         finally:
             process.kill()
     assert process.returncode == 3, err

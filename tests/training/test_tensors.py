@@ -46,12 +46,15 @@ def test_unaligned_arrays_are_copied_and_usable_by_kernels(offset: int) -> None:
         (np.arange(6, dtype="uint8"), tf.uint8),
         (np.array([True, False]), tf.bool),
         (np.arange(4, dtype="float16"), tf.float16),
+        (np.arange(6, dtype=">f4"), tf.float32),  # big-endian, as some file formats store it
+        (np.arange(6, dtype=">i8").reshape(2, 3), tf.int64),
         (np.zeros((0, 3), "int64"), tf.int64),
         (np.array(["a", "bc"]), tf.string),
     ],
 )
 def test_values_and_dtypes_are_kept(array: np.ndarray[Any, Any], dtype: tf.DType) -> None:
-    """Views, small integer types, booleans, empty batches and strings all convert."""
+    """Views, small integer types, booleans, big-endian data, empty batches and strings
+    all convert."""
     tensor = to_tensor(array)
     assert tensor.dtype == dtype
     assert tensor.shape == array.shape
