@@ -97,6 +97,8 @@ def build_endpoints(
         for step in steps:
             x = step.apply_tf(x)
         scores = model(x, training=False)
+        if scores.dtype in (tf.float16, tf.bfloat16):  # a mixed-precision model's output:
+            scores = tf.cast(scores, tf.float32)  # clients get one dtype whatever training used
         out = {"scores": scores}
         if classify:
             out["class_ids"] = tf.argmax(scores, axis=-1)

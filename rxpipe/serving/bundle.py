@@ -126,7 +126,7 @@ class TensorInfo:
 
 def describe_spec(name: str, spec: Any) -> TensorInfo:
     """A :class:`TensorInfo` for a ``tf.TensorSpec`` (``"string"`` for ``tf.string``)."""
-    dtype = "string" if spec.dtype.name == "string" else spec.dtype.as_numpy_dtype().dtype.name
+    dtype = "string" if spec.dtype.name == "string" else np.dtype(spec.dtype.as_numpy_dtype).name
     shape = tuple(spec.shape.as_list()) if spec.shape.rank is not None else ()
     return TensorInfo(name, dtype, shape)
 
