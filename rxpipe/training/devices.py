@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rxpipe.errors import ConfigError
+
 __all__ = ["choose_device", "dtype_policy", "op_determinism", "set_memory_growth"]
 
 
@@ -32,15 +34,30 @@ def set_memory_growth() -> list[str]:
 def choose_device(requested: str | None) -> str:
     """The device to train on: ``requested``, else the first GPU, else the CPU.
 
+    Raises:
+        ConfigError: if ``requested`` is not one of this machine's logical devices
+            (TensorFlow would otherwise fall back to the CPU without a word).
+
     Example:
         >>> choose_device("/CPU:0")
         '/CPU:0'
     """
-    if requested is not None:
-        return requested
     import tensorflow as tf
 
-    return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
+    if requested is None:
+        return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
+
+    def key(name: str) -> tuple[str, int]:
+        spec = tf.DeviceSpec.from_string(name)
+        return (spec.device_type or "").upper(), spec.device_index or 0
+
+    # TensorFlow would quietly place the ops on the CPU instead of a missing device.
+    available = ["/" + d.name.removeprefix("/device:") for d in tf.config.list_logical_devices()]
+    if key(requested) not in {key(name) for name in available}:
+        raise ConfigError(
+            f"device: expected one of this machine's devices {available}. Received: {requested!r}"
+        )
+    return requested
 
 
 @contextmanager

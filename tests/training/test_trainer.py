@@ -135,6 +135,17 @@ def test_xla_and_explicit_device(small_digits: Any, runs_dir: Path) -> None:
     assert np.isfinite(result.history[0]["loss"])
 
 
+@pytest.mark.parametrize("device", ["/GPU:0", "/CPU:3", "/TPU:0"])
+def test_a_device_the_machine_lacks_is_a_clear_error(small_digits: Any, device: str) -> None:
+    """Asking for a missing device fails before training instead of using the CPU silently."""
+    with pytest.raises(
+        rxpipe.StageError, match="device: expected one of this machine's devices"
+    ) as info:
+        small_digits(epochs=1, device=device).run(progress=False)
+    assert repr(device) in str(info.value)
+    assert "CPU:0" in str(info.value)
+
+
 def test_memory_growth_is_accepted_without_gpus(small_digits: Any, runs_dir: Path) -> None:
     """memory_growth is a no-op on a machine without GPUs."""
     from rxpipe.training.devices import choose_device, set_memory_growth
