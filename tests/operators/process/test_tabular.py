@@ -57,6 +57,34 @@ def test_fill_missing_uses_training_statistics() -> None:
     assert first.features["city"].tolist() == ["rome", "oslo", "rome"]
 
 
+def test_fill_missing_median_is_exact_and_ignores_outliers() -> None:
+    """The median of the training values, whatever the batching; text still gets the mode."""
+    meta = DatasetMetadata(
+        "t", {"income": FeatureSpec((), "float64"), "city": FeatureSpec((), "object")}
+    )
+    incomes = np.array([30.0, np.nan, 40.0, 1e9, 35.0, np.nan, 50.0])  # median 40
+    cities = np.array(["rome", None, "oslo", "rome", None, "bern", "oslo"], dtype=object)
+    batches = reactivex.from_iterable(  # a list: the fit reads the data, then the apply
+        [
+            Batch(
+                {"income": incomes[i : i + 2], "city": cities[i : i + 2]},
+                None,
+                np.arange(i, min(i + 2, 7)),
+                meta,
+                "train",
+            )
+            for i in range(0, 7, 2)
+        ]
+    )
+    out = run(batches.pipe(process.fill_missing("median")))
+    filled = np.concatenate([b.features["income"] for b in out])
+    assert filled[[1, 5]].tolist() == [40.0, 40.0]
+    assert [c for b in out for c in b.features["city"]][1] == "oslo"  # 2 each: first by name
+    x = np.array([[1.0, np.nan], [2.0, np.nan], [np.nan, np.nan], [10.0, np.nan]])
+    [matrix] = run(from_arrays(x, split="train").pipe(process.fill_missing("median")))
+    assert matrix.features.tolist()[2] == [2.0, 0.0]  # an all-missing column gets 0
+
+
 def test_fill_missing_constant_needs_a_matching_value() -> None:
     """A constant fill value must suit the column: numbers for numbers."""
     x = np.array([[1.0, np.nan]], "float32")
