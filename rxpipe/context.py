@@ -71,8 +71,9 @@ class StageCounts:
         duration_s: wall time of the stage's passes (subscription to end).
         busy_s: time spent in the stage's own work: between taking an item and emitting
             its results, not counting the time downstream stages took with them (for a
-            source, its pass time minus that). Work a stage hands to its own threads
-            (``workers`` > 1) is not seen, so its busy time is a lower bound.
+            source, its pass time minus that). For a stage whose work runs on worker
+            threads or processes (``workers``, ``rxpipe.flow.parallel_map``): the time its
+            workers spent on items divided by their number, so 100% means all were busy.
         buffer_empty: times the stage's bounded buffers were found empty by the consumer.
         buffer_full: times they were found full by the producer.
         skipped: the samples skipped as bad records (once per sample id).

@@ -16,7 +16,7 @@ import reactivex
 from reactivex import operators as ops
 from rich.console import Console
 
-from rxpipe import Batch, Pipeline, ThroughputSnapshot
+from rxpipe import Batch, Pipeline, Stage, ThroughputSnapshot
 from rxpipe.bench import StageBench, bottleneck_hint
 from rxpipe.cli import main
 from rxpipe.events import EventBus, StageCompleted, StageRate
@@ -67,6 +67,42 @@ def test_bench_names_the_slow_stage_as_the_bottleneck(runs_dir: Path) -> None:
     slow = report.stages[-1]
     assert slow.busy_share > max(s.busy_share for s in report.stages[:-1])
     assert report.stages[1].buffer_full > 0  # the prefetch waited for the slow stage
+
+
+def _sleep(seconds: float) -> Any:
+    def work(batch: Batch) -> Batch:
+        time.sleep(seconds)
+        return batch
+
+    return work
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_busy_time_of_a_stage_with_workers_is_its_workers_time(runs_dir: Path) -> None:
+    """A stage working on 2 threads is as busy as its workers, not as long as it waits.
+
+    Decoding takes 20 ms per batch on 2 workers (10 ms of wall time per batch); the next
+    stage takes 30 ms per batch, so decode's workers are busy about a third of the time,
+    though its input waits for a free worker nearly all the time. Alone, it is the
+    bottleneck.
+    """
+    from rxpipe.flow import map_batches
+
+    decode = Stage("custom.decode", map_batches("custom.decode", _sleep(0.02), workers=2))
+    after = Stage("custom.after", map_batches("custom.after", _sleep(0.03)))
+
+    def bench(*stages: Any) -> Any:
+        return Pipeline(*stages, name="workers", runs_dir=runs_dir, source=_source()).bench(
+            snapshot_interval=0.05
+        )
+
+    slow_downstream = bench(decode, access.prefetch(2), after)
+    busy = {s.stage: s.busy_share for s in slow_downstream.stages}
+    assert slow_downstream.bottleneck == "custom.after"
+    assert busy["custom.decode"] < 0.5 < busy["custom.after"]
+    alone = bench(process.normalize(scale=0.5), decode)
+    assert alone.bottleneck == "custom.decode"
+    assert alone.stages[-1].busy_share > 0.8
 
 
 @pytest.mark.usefixtures("no_thread_leak")

@@ -55,11 +55,18 @@ class Tally:
         self.batches_failed = 0
         self.samples_failed = 0
         self.skipped: list[SkippedSample] = []
+        self.workers = 0  # worker threads or processes doing the stage's work, if any
+        self.work_s = 0.0  # the time they spent on items, summed
         self._lock = threading.Lock()
         self._pending_batches = 0
         self._pending_samples = 0
         self._pending_reason = ""
         self._last_report = -float("inf")
+
+    def add_work(self, seconds: float) -> None:
+        """Add the time one of the stage's workers spent on one item."""
+        with self._lock:
+            self.work_s += seconds
 
     def drop(self, item: object, reason: str) -> None:
         """Count ``item`` (a batch, or a number of samples) as dropped, for ``reason``."""

@@ -58,6 +58,9 @@ class _Pass:
         stats = buffer_stats(self.tally)
         blocked = 0.0 if stats is None else stats.blocked_s  # a full buffer's producer waits
         own = self.own_s - self.nested_s - blocked
+        if self.tally.workers:  # its work runs on worker threads or processes: their
+            # time, not the waits for a free worker (which a slow downstream also causes)
+            own = self.tally.work_s / self.tally.workers
         if not self.batches_in:  # a source: its time minus downstream's
             elapsed = (now if now is not None else _perf()) - self.started
             own = max(own, elapsed - self.outside_s - self.nested_s - blocked)

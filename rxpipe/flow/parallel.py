@@ -27,6 +27,7 @@ skipped instead (see :func:`~rxpipe.flow.map_batches`).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -95,6 +96,8 @@ class _MapRun:
         observer: abc.ObserverBase[Any],
     ) -> None:
         tally = current_tally(stage)
+        tally.workers += workers
+        self.tally = tally
         self.stage = tally.stage  # the pipeline's name for the stage, inside one
         self.fn = fn
         self.workers = workers
@@ -203,6 +206,7 @@ class _MapRun:
                 if self.stopped:
                     return
                 seq, item = tasks.popleft()
+            started = time.perf_counter()
             try:
                 if process is None:
                     result: tuple[bool, Any] = (True, apply(self.fn, item, self.skip))
@@ -212,6 +216,7 @@ class _MapRun:
                 return
             except Exception as error:
                 result = (False, as_stage_error(self.stage, error, item))
+            self.tally.add_work(time.perf_counter() - started)
             del item  # hold no batch while idle: memory stays within the window
             with lock:
                 self.results[seq] = result
