@@ -122,6 +122,9 @@ def test_a_finished_run_leaves_no_process_behind(runs_dir: Path) -> None:
 CTRL_C_SCRIPT = """
 import faulthandler, signal, sys
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
+# Ctrl-C as in a terminal, even if the tests run as a background job (which starts
+# every child with SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 import flow_workers
 import rxpipe
