@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +32,41 @@ def no_thread_leak() -> Iterator[None]:
     pytest.fail(f"threads left running: {sorted(t.name for t in leaked)}")
 
 
-@pytest.fixture(scope="session")
-def exported_digits(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """One tiny CNN trained on 600 digits for 2 epochs, evaluated and exported (a few seconds).
-
-    Shared by the deploy and serving tests, so the session trains it once.
-    """
+def export_digits(runs_dir: Path, **fit: Any) -> Any:
+    """Train a tiny CNN on 600 digits (``train.fit(**fit)``, 2 epochs by default), evaluate
+    and export it; the run's result."""
     import rxpipe
     from rxpipe.operators import access, collect, deploy, evaluate, models, process, train
 
+    fit = {"epochs": 2, "learning_rate": 0.01, **fit}
     pipeline = rxpipe.Pipeline(
         collect.digits(limit=600),
         access.split(train=0.8, validation=0.1, test=0.1),
         access.batch(64),
         process.normalize(),
         models.cnn(filters=(8,), dense=16, dropout=0.0),
-        train.fit(epochs=2, learning_rate=0.01),
+        train.fit(**fit),
         evaluate.classification(),
         deploy.export(),
         name="digits",
-        runs_dir=tmp_path_factory.mktemp("exported-digits"),
+        runs_dir=runs_dir,
     )
     return pipeline.run(progress=False)
+
+
+@pytest.fixture(scope="session")
+def exported_digits(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One tiny CNN trained on 600 digits for 2 epochs, evaluated and exported (a few seconds).
+
+    Shared by the deploy and serving tests, so the session trains it once.
+    """
+    return export_digits(tmp_path_factory.mktemp("exported-digits"))
+
+
+@pytest.fixture(scope="session")
+def digits_exporter() -> Callable[..., Any]:
+    """:func:`export_digits`, for tests that train their own variant."""
+    return export_digits
 
 
 @pytest.fixture

@@ -249,22 +249,10 @@ def test_named_tabular_inputs_become_named_signature_inputs(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_models_export_and_serve_float32_scores(
-    precision: str, tmp_path: Path, raw_digits: np.ndarray[Any, Any]
+    precision: str, tmp_path: Path, raw_digits: np.ndarray[Any, Any], digits_exporter: Any
 ) -> None:
     """A model trained in 16 bits exports, and its bundle answers in float32 like others."""
-    from rxpipe.operators import access, collect, models, process, train
-
-    result = rxpipe.Pipeline(
-        collect.digits(limit=200),
-        access.split(train=0.8, validation=0.2, test=0.0),
-        access.batch(64),
-        process.normalize(),
-        models.cnn(filters=(4,), dense=8, dropout=0.0),
-        train.fit(epochs=1, precision=precision),
-        deploy.export(),
-        name="digits",
-        runs_dir=tmp_path,
-    ).run(progress=False)
+    result = digits_exporter(tmp_path, epochs=1, precision=precision)
     bundle = Bundle.load(Path(result.artifacts["model"]).parent)
     card = json.loads((Path(result.artifacts["model"]) / "model_card.json").read_text())
     signature = card["saved_model"]["signatures"]["serving_default"]
