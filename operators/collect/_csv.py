@@ -295,8 +295,14 @@ class _Reader:
 def csv_source(
     layout: CsvLayout, chunk_size: int, limit: int | None, on_error: str, max_skipped: int | None
 ) -> Operator[Batch, Batch]:
-    """An operator emitting its input, then the rows of ``layout.path``."""
+    """An operator emitting its input, then the rows of ``layout.path``.
 
+    Raises:
+        ConfigError: for a ``chunk_size``, ``limit`` or error policy out of range.
+    """
+    positive_int(layout.plugin, "chunk_size", chunk_size)
+    optional_positive_int(layout.plugin, "limit", limit)
+    check_on_error(layout.plugin, on_error, max_skipped)
     memo = MetadataMemo()
 
     def own(_: Any) -> reactivex.Observable[Batch]:
@@ -457,9 +463,6 @@ def csv_file(
         missing,
         encoding,
     )
-    positive_int("collect.csv", "chunk_size", chunk_size)
-    optional_positive_int("collect.csv", "limit", limit)
-    check_on_error("collect.csv", on_error, max_skipped)
     return csv_source(layout, chunk_size, limit, on_error, max_skipped)
 
 
@@ -516,7 +519,4 @@ def text_csv(
         (),
         encoding,
     )
-    positive_int("collect.text_csv", "chunk_size", chunk_size)
-    optional_positive_int("collect.text_csv", "limit", limit)
-    check_on_error("collect.text_csv", on_error, max_skipped)
     return csv_source(layout, chunk_size, limit, on_error, max_skipped)

@@ -233,26 +233,25 @@ class Channel:
         After ``END`` or ``CLOSED``, every later call returns the same.
         """
         with self._lock:
-            while True:
-                if self._closed:
-                    return CLOSED, None
-                if self._items:
-                    return self._take()
-                if self._end is not None:
-                    return END, self._end[1]
+            while (got := self._ready()) is None:
                 self._readers += 1
                 try:
                     self._readable.wait()
                 finally:
                     self._readers -= 1
+            return got
 
     def poll(self) -> tuple[int, Any] | None:
         """Like :meth:`get`, but ``None`` instead of waiting when nothing is there yet."""
         with self._lock:
-            if self._closed:
-                return CLOSED, None
-            if self._items:
-                return self._take()
-            if self._end is not None:
-                return END, self._end[1]
-            return None
+            return self._ready()
+
+    def _ready(self) -> tuple[int, Any] | None:
+        """What :meth:`get` returns now, or ``None`` if it would wait (holding the lock)."""
+        if self._closed:
+            return CLOSED, None
+        if self._items:
+            return self._take()
+        if self._end is not None:
+            return END, self._end[1]
+        return None
