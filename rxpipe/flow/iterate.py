@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import queue
 import threading
 from collections.abc import Generator
 from typing import Any, TypeVar
@@ -12,9 +11,10 @@ import reactivex
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
+from rxpipe.flow._channel import ITEM, Channel
+
 T = TypeVar("T")
 
-_ITEM, _ERROR, _DONE = 0, 1, 2
 _POLL_S = 0.05
 JOIN_TIMEOUT_S = 2.0
 
@@ -24,9 +24,10 @@ def iterate(
 ) -> Generator[T, None, None]:
     """Iterate over ``source`` with at most ``capacity`` items buffered ahead.
 
-    The source is subscribed on a producer thread. When the buffer is full the producer
-    blocks inside ``on_next``, so a cold upstream chain waits for the consumer instead of
-    filling memory. An error in the source is raised from the iterator. Closing the
+    The source is subscribed on a producer thread. When the buffer (a
+    :class:`~rxpipe.flow._channel.Channel`) is full the producer blocks inside ``on_next``
+    until the consumer has drained half of it, so a cold upstream chain waits for the
+    consumer instead of filling memory, and wakes once per half buffer. An error in the source is raised from the iterator. Closing the
     iterator early (``break``, an exception, garbage collection) disposes the
     subscription and joins the producer thread.
 
@@ -44,37 +45,26 @@ def iterate(
     """
     if capacity < 1:
         raise ValueError(f"capacity: expected an int >= 1. Received: {capacity!r}")
-    buffer: queue.Queue[tuple[int, Any]] = queue.Queue(capacity)
-    stop = threading.Event()
+    channel = Channel(capacity)
     stopper: Subject[None] = Subject()
-
-    def put(kind: int, value: Any) -> None:
-        while not stop.is_set():
-            try:
-                buffer.put((kind, value), timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
 
     def produce() -> None:
         finished = threading.Event()
 
         def on_error(error: Exception) -> None:
-            put(_ERROR, error)
+            channel.finish(error)
             finished.set()
 
         def on_completed() -> None:
-            put(_DONE, None)
+            channel.finish(None)
             finished.set()
 
         try:
-            source.pipe(ops.take_until(stopper)).subscribe(
-                lambda item: put(_ITEM, item), on_error, on_completed
-            )
+            source.pipe(ops.take_until(stopper)).subscribe(channel.put, on_error, on_completed)
         except BaseException as error:  # a source that raises instead of calling on_error
-            put(_ERROR, error)
+            channel.finish(error)
             return
-        while not finished.wait(_POLL_S) and not stop.is_set():
+        while not finished.wait(_POLL_S) and not channel.closed:
             pass
 
     context = contextvars.copy_context()
@@ -82,14 +72,14 @@ def iterate(
     thread.start()
     try:
         while True:
-            kind, value = buffer.get()
-            if kind == _ITEM:
+            kind, value = channel.get()
+            if kind == ITEM:
                 yield value
-            elif kind == _ERROR:
+            elif value is not None:
                 raise value
             else:
                 return
     finally:
-        stop.set()
+        channel.close()
         stopper.on_next(None)
         thread.join(JOIN_TIMEOUT_S)
