@@ -34,6 +34,7 @@ from rxpipe.errors import (
 from rxpipe.events import (
     ArtifactSaved,
     BatchesDropped,
+    CacheRebuilt,
     EpochEnded,
     EvaluationCompleted,
     Event,
@@ -62,6 +63,7 @@ __all__ = [
     "BatchesDropped",
     "BufferOverflowError",
     "BundleError",
+    "CacheRebuilt",
     "ConfigError",
     "DatasetMetadata",
     "EpochEnded",

@@ -29,6 +29,7 @@ from reactivex.subject import Subject
 __all__ = [
     "ArtifactSaved",
     "BatchesDropped",
+    "CacheRebuilt",
     "EpochEnded",
     "EvaluationCompleted",
     "Event",
@@ -272,6 +273,21 @@ class ArtifactSaved(Event):
 
     name: str
     path: str
+
+
+@attrs.frozen(kw_only=True)
+class CacheRebuilt(Event):
+    """A folder cache no longer matched what its stage receives and is being rebuilt.
+
+    Attributes:
+        stage: the cache stage.
+        path: the cache folder.
+        reason: what changed upstream, e.g. ``"process.normalize.scale: 0.5 → 0.25"``.
+    """
+
+    stage: str
+    path: str
+    reason: str
 
 
 class EventBus:

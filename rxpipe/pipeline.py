@@ -22,6 +22,7 @@ from rxpipe.context import RunContext, atomic_write, running
 from rxpipe.errors import PipelineCancelled
 from rxpipe.events import Event, EventBus, RunCompleted, RunFailed, RunStarted
 from rxpipe.flow import check_accounting, instrument
+from rxpipe.lineage import lineage
 from rxpipe.registry import registry
 from rxpipe.result import RunResult
 from rxpipe.stage import Operator, Stage
@@ -94,6 +95,7 @@ class Pipeline:
         self.seed = seed
         self.runs_dir = Path(runs_dir)
         self.source = source if source is not None else reactivex.empty()
+        self._default_source = source is None
         self._config = config
         self._bench_mode = False  # bench: keep no outputs; a last snapshot at the end
         self._events: Subject[Event] = Subject()
@@ -170,8 +172,10 @@ class Pipeline:
 
     def _instrumented(self) -> reactivex.Observable[Any]:
         ops = [
-            instrument(name, kind, op)
-            for name, kind, op in zip(self.stage_names, self._kinds, self.stages, strict=True)
+            instrument(name, kind, op, lineage(self.stages[:i], self.seed, self._default_source))
+            for i, (name, kind, op) in enumerate(
+                zip(self.stage_names, self._kinds, self.stages, strict=True)
+            )
         ]
         return self.source.pipe(*ops)
 

@@ -12,9 +12,11 @@ import reactivex
 from reactivex import abc
 
 from rxpipe.batch import Batch, DatasetMetadata
-from rxpipe.context import atomic_write
+from rxpipe.context import atomic_write, current_run
 from rxpipe.errors import ConfigError, StageError
-from rxpipe.flow import generate
+from rxpipe.events import CacheRebuilt
+from rxpipe.flow import current_tally, generate
+from rxpipe.lineage import current_lineage, difference
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -49,8 +51,12 @@ def _recorded(source: reactivex.Observable[Batch], finished: Any) -> reactivex.O
     return reactivex.create(subscribe)
 
 
-def write_folder(folder: Path, batches: list[Batch]) -> None:
-    """Write ``batches`` to ``folder`` (atomically: the folder appears complete or not at all)."""
+def write_folder(folder: Path, batches: list[Batch], lineage: dict[str, Any] | None) -> None:
+    """Write ``batches`` to ``folder`` (atomically: the folder appears complete or not at all).
+
+    ``lineage`` (what the cache's input was made of, ``None`` if unknown) goes into the
+    manifest, so a later pass can tell whether the folder still matches its input.
+    """
     metas: list[DatasetMetadata] = []
     with atomic_write(folder) as tmp:
         tmp.mkdir()
@@ -68,23 +74,36 @@ def write_folder(folder: Path, batches: list[Batch]) -> None:
             "format": FORMAT,
             "batches": len(batches),
             "samples": sum(b.size for b in batches),
+            "lineage": lineage,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def read_folder(folder: Path) -> Iterator[Batch]:
-    """Replay the batches of a cache folder, one file at a time."""
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a complete cache folder; a clear error for any other folder."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest: dict[str, Any] = json.loads((folder / MANIFEST).read_text())
         if manifest.get("format") != FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}")
-        with (folder / "metadata.pkl").open("rb") as handle:
-            metas = pickle.load(handle)
-    except (OSError, ValueError, pickle.UnpicklingError) as error:
+    except (OSError, ValueError) as error:
         raise StageError(
             "access.cache",
             f"{str(folder)!r}: expected a complete cache folder written by access.cache "
             f"({FORMAT}). Received: {error}; delete the folder to rebuild it",
+        ) from error
+    return manifest
+
+
+def read_folder(folder: Path, manifest: dict[str, Any]) -> Iterator[Batch]:
+    """Replay the batches of a cache folder, one file at a time."""
+    try:
+        with (folder / "metadata.pkl").open("rb") as handle:
+            metas = pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError) as error:
+        raise StageError(
+            "access.cache",
+            f"cannot read {str(folder / 'metadata.pkl')!r}: expected the cache's metadata. "
+            f"Received: {error}; delete the cache folder to rebuild it",
         ) from error
     for index in range(int(manifest["batches"])):
         file = folder / f"batch-{index:06d}.pkl"
@@ -100,6 +119,19 @@ def read_folder(folder: Path) -> Iterator[Batch]:
         yield Batch(features, labels, ids, metas[position], split)
 
 
+def _stale(folder: Path, manifest: dict[str, Any], lineage: dict[str, Any] | None) -> bool:
+    """Whether the folder was made from other input; publishes :class:`CacheRebuilt` if so."""
+    recorded = manifest.get("lineage")
+    if recorded is None or lineage is None:  # unknown then or now: nothing to compare
+        return False
+    reason = difference(recorded, lineage)
+    if reason is None:
+        return False
+    stage = current_tally("access.cache").stage
+    current_run().publish(CacheRebuilt, stage=stage, path=str(folder), reason=reason)
+    return True
+
+
 @plugin("access.cache")
 def cache(path: str | None = None) -> Operator[Batch, Batch]:
     """Keep the stream after its first complete pass; later passes replay it.
@@ -108,9 +140,16 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
     later pass of that run (every epoch, validation, evaluation) replays it without
     reading or processing again. With ``path``, the first complete pass is written to
     that folder (atomically: it appears when complete) and every later pass, in this
-    run or any later one, replays it from disk a batch at a time; delete the folder
-    when the data or the stages before the cache change. A pass cut short (an error,
-    ``access.take`` downstream) is not kept.
+    run or any later one, replays it from disk a batch at a time. A pass cut short (an
+    error, ``access.take`` downstream) is not kept.
+
+    In a pipeline, the folder records the lineage of its data (:mod:`rxpipe.lineage`):
+    the plugins and parameters before the cache, the run's seed, rxpipe's version, and
+    the size and modification time of the files and folders those parameters name. When
+    it no longer matches, the cache publishes :class:`~rxpipe.events.CacheRebuilt`
+    naming what changed and is written anew. It cannot see changes in the code of a
+    plugin, in an operator that is not a registered plugin, or in a Python ``source``:
+    then delete the folder yourself.
 
     Put the cache after the expensive, deterministic stages (decoding, fitted
     processors) and before the ones that should differ per epoch (``access.shuffle``,
@@ -138,9 +177,12 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
     def operator(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
         def start(_: Any) -> reactivex.Observable[Batch]:
             if folder is not None:
+                lineage = current_lineage()
                 if (folder / MANIFEST).exists():
-                    return generate(lambda: read_folder(folder))
-                return _recorded(source, lambda batches: write_folder(folder, batches))
+                    manifest = read_manifest(folder)
+                    if not _stale(folder, manifest, lineage):
+                        return generate(lambda: read_folder(folder, manifest))
+                return _recorded(source, lambda batches: write_folder(folder, batches, lineage))
             batches = kept.get()
             if batches is not None:
                 replay = batches

@@ -19,6 +19,7 @@ from rxpipe.events import StageCompleted, StageStarted
 from rxpipe.flow._tally import Tally, tallying
 from rxpipe.flow.buffer import buffer_stats
 from rxpipe.flow.transform import as_stage_error
+from rxpipe.lineage import Describe, lineage_of
 
 Operator = Callable[[reactivex.Observable[Any]], reactivex.Observable[Any]]
 
@@ -106,7 +107,9 @@ class _Pass:
             total.skipped.extend(s for s in tally.skipped if s.sample_id not in seen)
 
 
-def instrument(name: str, kind: str, operator: Operator) -> Operator:
+def instrument(
+    name: str, kind: str, operator: Operator, lineage: Describe | None = None
+) -> Operator:
     """Wrap ``operator`` as the pipeline stage ``name``.
 
     Each subscription (one pass over the data) publishes ``StageStarted`` and, on
@@ -122,6 +125,9 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
     downstream as a :class:`StageError` named ``name``, with the ids of the last batch
     that entered the stage. Pipelines name a repeated plugin ``"process.normalize#2"``;
     its errors are relabelled to that name.
+
+    While the stage subscribes, ``lineage`` (what its input is made of, see
+    :mod:`rxpipe.lineage`) is current too.
     """
 
     def instrumented(source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
@@ -238,12 +244,12 @@ def instrument(name: str, kind: str, operator: Operator) -> Operator:
                     upstream_errors.add(id(error))
                     inner.on_error(error)
 
-                with tallying(None):  # the stages before this one report to their own
+                with tallying(None), lineage_of(None):  # the stages before have their own
                     return source.subscribe(
                         forward, forward_error, forward_completed, scheduler=sch
                     )
 
-            with tallying(counts.tally):
+            with tallying(counts.tally), lineage_of(lineage):
                 subscription = operator(reactivex.create(tap)).subscribe(
                     on_next, on_error, on_completed, scheduler=scheduler
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import reactivex
 from reactivex import operators as ops
@@ -25,11 +25,12 @@ def iterate(
     """Iterate over ``source`` with at most ``capacity`` items buffered ahead.
 
     The source is subscribed on a producer thread. When the buffer (a
-    :class:`~rxpipe.flow._channel.Channel`) is full the producer blocks inside ``on_next``
-    until the consumer has drained half of it, so a cold upstream chain waits for the
-    consumer instead of filling memory, and wakes once per half buffer. An error in the source is raised from the iterator. Closing the
-    iterator early (``break``, an exception, garbage collection) disposes the
-    subscription and joins the producer thread.
+    :class:`~rxpipe.flow._channel.Channel`) is full the producer blocks inside
+    ``on_next`` until the consumer has drained half of it, so a cold upstream chain waits
+    for the consumer instead of filling memory, and wakes once per half buffer. An error
+    in the source is raised from the iterator. Closing the iterator early (``break``, an
+    exception, garbage collection) disposes the subscription and joins the producer
+    thread.
 
     Args:
         source: the observable to read.
@@ -51,6 +52,9 @@ def iterate(
     def produce() -> None:
         finished = threading.Event()
 
+        def on_next(item: T) -> None:
+            channel.put(item)
+
         def on_error(error: Exception) -> None:
             channel.finish(error)
             finished.set()
@@ -60,7 +64,7 @@ def iterate(
             finished.set()
 
         try:
-            source.pipe(ops.take_until(stopper)).subscribe(channel.put, on_error, on_completed)
+            source.pipe(ops.take_until(stopper)).subscribe(on_next, on_error, on_completed)
         except BaseException as error:  # a source that raises instead of calling on_error
             channel.finish(error)
             return
