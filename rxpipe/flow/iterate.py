@@ -24,13 +24,12 @@ def iterate(
 ) -> Generator[T, None, None]:
     """Iterate over ``source`` with at most ``capacity`` items buffered ahead.
 
-    The source is subscribed on a producer thread. When the buffer (a
-    :class:`~rxpipe.flow._channel.Channel`) is full the producer blocks inside
-    ``on_next`` until the consumer has drained half of it, so a cold upstream chain waits
-    for the consumer instead of filling memory, and wakes once per half buffer. An error
-    in the source is raised from the iterator. Closing the iterator early (``break``, an
-    exception, garbage collection) disposes the subscription and joins the producer
-    thread.
+    The source is subscribed on a producer thread. When the buffer is full the producer
+    blocks inside ``on_next`` until the consumer has drained half of it, so a cold
+    upstream chain waits for the consumer instead of filling memory, and wakes once per
+    half buffer. An error in the source is raised from the iterator. Closing the iterator
+    early (``break``, an exception, garbage collection) disposes the subscription and
+    joins the producer thread.
 
     Args:
         source: the observable to read.
