@@ -315,58 +315,53 @@ def main() -> int:
     def quartiles(values: list[float]) -> list[float]:
         return [round(float(q), 3) for q in np.quantile(values, [0.25, 0.75])]
 
-    report.result(
-        "feed.tf_data_vs_compute_bound",
-        median(tf_rates),
-        "samples/s",
-        baseline=median(tf_rates) / median(tf_ratios),
-        ratio_quartiles=quartiles(tf_ratios),
-    )
-    for name, (rates, ratios, waits) in results.items():
+    def vs_bound(name: str, rates: list[float], ratios: list[float], **extra: Any) -> None:
+        """One variant against the compute bound, with the quartiles of its ratios."""
+        baseline = median(rates) / median(ratios)
+        quarters = quartiles(ratios)
         report.result(
+            name, median(rates), "samples/s", baseline=baseline, ratio_quartiles=quarters, **extra
+        )
+
+    def vs_other(
+        name: str, rates: list[float], ratios: list[float], other: list[float], **extra: Any
+    ) -> None:
+        """The ratio of two variants' medians of ratios to the bound."""
+        baseline = median(rates) * median(other) / median(ratios)
+        report.result(name, median(rates), "samples/s", baseline=baseline, **extra)
+
+    vs_bound("feed.tf_data_vs_compute_bound", tf_rates, tf_ratios)
+    for name, (rates, ratios, waits) in results.items():
+        vs_bound(
             name,
-            median(rates),
-            "samples/s",
-            baseline=median(rates) / median(ratios),
+            rates,
+            ratios,
             goal=goals.get(name, goal),
-            ratio_quartiles=quartiles(ratios),
             data_wait_share=round(median(waits), 3),
         )
-    report.result(
-        "feed.tf_data_costly_cpu_stage_2_calls_vs_compute_bound",
-        median(tf_cpu_rates),
-        "samples/s",
-        baseline=median(tf_cpu_rates) / median(tf_cpu_ratios),
-        ratio_quartiles=quartiles(tf_cpu_ratios),
-    )
+    vs_bound("feed.tf_data_costly_cpu_stage_2_calls_vs_compute_bound", tf_cpu_rates, tf_cpu_ratios)
     cpu_rates, cpu_ratios, _ = results["feed.rxpipe_costly_cpu_stage_2_workers_vs_compute_bound"]
-    report.result(
+    vs_other(
         "feed.rxpipe_costly_cpu_stage_vs_tf_data",
-        median(cpu_rates),
-        "samples/s",
-        baseline=median(cpu_rates) * median(tf_cpu_ratios) / median(cpu_ratios),
+        cpu_rates,
+        cpu_ratios,
+        tf_cpu_ratios,
         note="ratio = median (d-cpu)/(b) over the same stage in tf.data (map, 2 parallel calls)",
     )
-    report.result(
-        "feed.handwritten_thread_vs_compute_bound",
-        median(hand_rates),
-        "samples/s",
-        baseline=median(hand_rates) / median(hand_ratios),
-        ratio_quartiles=quartiles(hand_ratios),
-    )
+    vs_bound("feed.handwritten_thread_vs_compute_bound", hand_rates, hand_ratios)
     fed_rates, fed_ratios, _ = results["feed.rxpipe_vs_compute_bound"]
-    report.result(
+    vs_other(
         "feed.rxpipe_vs_handwritten_thread",
-        median(fed_rates),
-        "samples/s",
-        baseline=median(fed_rates) * median(hand_ratios) / median(fed_ratios),
+        fed_rates,
+        fed_ratios,
+        hand_ratios,
         note="ratio = median (c)/(b) over median (e)/(b)",
     )
-    report.result(
+    vs_other(
         "feed.rxpipe_vs_tf_data",
-        median(fed_rates),
-        "samples/s",
-        baseline=median(fed_rates) * median(tf_ratios) / median(fed_ratios),
+        fed_rates,
+        fed_ratios,
+        tf_ratios,
         goal=at_least(1.0, "ratio"),
         note="ratio = median (c)/(b) over median (a)/(b)",
     )
