@@ -111,7 +111,7 @@ def current_lineage() -> dict[str, Any] | None:
     """The lineage of the input of the pipeline stage being subscribed (``None``: unknown).
 
     Like :func:`~rxpipe.flow.current_tally`, call it while your operator is subscribed.
-    Outside a pipeline run, the lineage is unknown.
+    Outside a pipeline (``Pipeline.run``, ``Pipeline.collect``), the lineage is unknown.
     """
     describe = _current.get()
     return None if describe is None else describe()

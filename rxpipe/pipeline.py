@@ -180,10 +180,16 @@ class Pipeline:
         return self.source.pipe(*ops)
 
     def collect(self) -> list[Any]:
-        """Run the stages without a run directory and return every item the last emits."""
+        """Run the stages without a run directory and return every item the last emits.
+
+        As in :meth:`run`, each stage is named in its errors and sees its input's lineage
+        (so a folder cache is checked), but no files, events or accounting are kept.
+        """
         from rxpipe.testing import collect
 
-        return collect(self(self.source))
+        context = RunContext("collect", self.name, None, EventBus("collect"), self.seed)
+        with running(context):
+            return collect(self._instrumented())
 
     def bench(
         self, train_steps: int | None = None, *, snapshot_interval: float = 1.0

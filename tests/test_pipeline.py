@@ -210,3 +210,26 @@ def test_overflow_policy_is_validated_with_the_field_path(tmp_path: Path) -> Non
     )
     with pytest.raises(ConfigError, match=r"plugins\[1\]\.overflow: expected"):
         Pipeline.from_config(config)
+
+
+def test_collect_runs_the_stages_as_run_does(tmp_path: Path) -> None:
+    """collect(): errors name their stage, and a folder cache is checked against its input."""
+
+    def fail(batch: Batch) -> Batch:
+        raise ValueError("bad batch")
+
+    def boom(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+        return source.pipe(ops.map(fail))
+
+    with pytest.raises(StageError) as info:
+        Pipeline(collect.iris(), boom).collect()
+    assert info.value.stage == "custom.boom"
+    assert "bad batch" in str(info.value)
+
+    folder = str(tmp_path / "cache")
+    for scale in (0.5, 0.25):
+        batches = Pipeline(
+            collect.iris(), process.normalize(scale=scale), access.cache(folder)
+        ).collect()
+    raw = collect_items(collect.iris()(reactivex.empty()))
+    np.testing.assert_allclose(batches[0].features, raw[0].features * 0.25)  # rebuilt
