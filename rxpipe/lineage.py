@@ -58,9 +58,10 @@ def _describe(stages: Sequence[Any], seed: int) -> dict[str, Any] | None:
     from rxpipe.registry import registry
     from rxpipe.stage import Stage
 
+    plugins = set(registry.names())
     described = []
     for op in stages:
-        if not isinstance(op, Stage) or op.name not in registry.names():
+        if not isinstance(op, Stage) or op.name not in plugins:
             return None
         # a cache's folder is its output, not its input (it appears after the first pass)
         params = dict(op.params) if op.name == "access.cache" else _plain(op.params)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import numpy as np
 
-from rxpipe.memory import aligned_empty
+from rxpipe.memory import aligned_copy
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -66,8 +66,7 @@ class Rescale:
     name: str = "rescale"
 
     def apply(self, features: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        out = aligned_empty(features.shape, self.dtype)  # the feed shares it with TensorFlow
-        out[...] = features
+        out = aligned_copy(features, self.dtype)  # aligned: the feed shares it with TensorFlow
         out *= np.asarray(self.scale, self.dtype)
         if self.offset:
             out += np.asarray(self.offset, self.dtype)

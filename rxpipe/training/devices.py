@@ -8,7 +8,7 @@ from typing import Any
 
 from rxpipe.errors import ConfigError
 
-__all__ = ["choose_device", "dtype_policy", "op_determinism", "set_memory_growth"]
+__all__ = ["choose_device", "device_key", "dtype_policy", "op_determinism", "set_memory_growth"]
 
 
 def set_memory_growth() -> list[str]:
@@ -31,6 +31,19 @@ def set_memory_growth() -> list[str]:
     return switched
 
 
+def device_key(name: str) -> tuple[str, int]:
+    """A device name as ``(type, index)``, for comparing names written differently.
+
+    Example:
+        >>> device_key("/device:gpu:1"), device_key("/CPU")
+        (('GPU', 1), ('CPU', 0))
+    """
+    import tensorflow as tf
+
+    spec = tf.DeviceSpec.from_string(name)
+    return (spec.device_type or "").upper(), spec.device_index or 0
+
+
 def choose_device(requested: str | None) -> str:
     """The device to train on: ``requested``, else the first GPU, else the CPU.
 
@@ -47,13 +60,9 @@ def choose_device(requested: str | None) -> str:
     if requested is None:
         return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
 
-    def key(name: str) -> tuple[str, int]:
-        spec = tf.DeviceSpec.from_string(name)
-        return (spec.device_type or "").upper(), spec.device_index or 0
-
     # TensorFlow would quietly place the ops on the CPU instead of a missing device.
     available = ["/" + d.name.removeprefix("/device:") for d in tf.config.list_logical_devices()]
-    if key(requested) not in {key(name) for name in available}:
+    if device_key(requested) not in {device_key(name) for name in available}:
         raise ConfigError(
             f"device: expected one of this machine's devices {available}. Received: {requested!r}"
         )

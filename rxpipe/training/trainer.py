@@ -74,10 +74,10 @@ def device_feed(
     """
     import tensorflow as tf
 
+    from rxpipe.training.devices import device_key
     from rxpipe.training.tensors import to_tensor
 
-    spec = tf.DeviceSpec.from_string(device or "/CPU:0")
-    on_host = spec.device_type in (None, "CPU") and not spec.device_index
+    on_host = device_key(device or "/CPU:0") in {("CPU", 0), ("", 0)}
 
     def to_tensors(batch: Batch) -> tuple[Any, Any, int]:
         x, y = _arrays(batch)
