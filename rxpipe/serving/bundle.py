@@ -285,9 +285,20 @@ class Bundle:
     def predict(
         self, inputs: Mapping[str, Any], signature: str = DEFAULT_SIGNATURE
     ) -> dict[str, np.ndarray[Any, Any]]:
-        """Run ``signature`` on a batch of (already checked) inputs; numpy outputs by name."""
+        """Run ``signature`` on a batch of (already checked) inputs; numpy outputs by name.
+
+        Raises:
+            PredictionInputError: if ``inputs`` is not a mapping of input names to arrays,
+                or the model rejects them.
+        """
         import tensorflow as tf
 
+        if not isinstance(inputs, Mapping):  # untyped callers pass a bare array
+            example = "{" + repr(next(iter(self.inputs), "features")) + ": batch}"  # type: ignore[unreachable]
+            raise PredictionInputError(
+                f"{signature}: expected a mapping of input names to arrays, e.g. {example}, "
+                f"for {self.describe_inputs()}. Received: {type(inputs).__name__}"
+            )
         function = self._functions[signature]
         try:
             outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,3 +57,18 @@ def test_serve_and_predict_help_import_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_predict_names_the_inputs_it_expects(digits_bundle: Any) -> None:
+    """An array instead of a mapping of input names is a clear error, not an AttributeError."""
+    from rxpipe.errors import PredictionInputError
+    from rxpipe.serving.bundle import Bundle
+
+    bundle = Bundle.load(digits_bundle.run_dir / "model")
+    with pytest.raises(PredictionInputError) as info:
+        bundle.predict(digits_bundle.images[:2])
+    message = str(info.value)
+    assert "expected a mapping of input names to arrays, e.g. {'features': batch}" in message
+    assert "features uint8[8, 8, 1]. Received: ndarray" in message
+    outputs = bundle.predict({"features": digits_bundle.images[:2]})
+    np.testing.assert_allclose(outputs["scores"], digits_bundle.scores[:2], rtol=1e-4, atol=1e-5)
