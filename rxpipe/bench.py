@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ __all__ = [
     "TrainingBench",
     "bench",
     "bottleneck_hint",
+    "check_plot_path",
     "plot_report",
 ]
 
@@ -383,25 +385,78 @@ def _bench_training(pipeline: Pipeline, steps: int) -> TrainingBench:
     )
 
 
-def plot_report(report: BenchReport, path: str | Path) -> Path:
-    """Draw each stage's samples/s over time (from the snapshots) into a PNG at ``path``.
+_NEEDS_MATPLOTLIB = "--plot: expected matplotlib (pip install 'rxpipe[plot]'). Received: {}"
 
-    Needs matplotlib (``pip install rxpipe[plot]``).
+
+def check_plot_path(path: str | Path) -> Path:
+    """Check a ``--plot`` path before the bench runs (rather than at the end, when saving).
+
+    The check: matplotlib is installed, and can write the file type the path's suffix
+    names (``.png``, ``.svg``, ``.pdf``...: what its canvas reports as supported, less
+    ``.pgf`` when the TeX program it needs is not installed; it imports matplotlib's
+    canvas base, not pyplot).
+
+    Args:
+        path: where the chart is to be written.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ConfigError: when matplotlib is not installed.
+        ConfigError: when matplotlib is not installed, for a suffix it cannot write
+            (naming ``--plot``, the suffixes it can write and ``path``), or when ``path``
+            is a directory.
+
+    Example:
+        >>> check_plot_path("stages.svg").name
+        'stages.svg'
+        >>> check_plot_path("stages.txt")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: --plot: expected a file name ending in one of .avif, ...
     """
     from rxpipe.errors import ConfigError
 
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError as error:
+        raise ConfigError(_NEEDS_MATPLOTLIB.format(error)) from error
+    out = Path(path)
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if shutil.which(str(matplotlib.rcParams["pgf.texsystem"])) is None:
+        supported = [s for s in supported if s != "pgf"]  # listed, but writing it runs TeX
+    suffix = out.suffix.lower().removeprefix(".")
+    if suffix not in supported:
         raise ConfigError(
-            f"--plot: expected matplotlib (pip install 'rxpipe[plot]'). Received: {error}"
-        ) from error
+            "--plot: expected a file name ending in one of "
+            f"{', '.join('.' + s for s in supported)}. Received: {str(path)!r}"
+            + ("" if out.suffix else " (no suffix)")
+        )
+    if out.is_dir():
+        raise ConfigError(
+            f"--plot: expected a file name for the chart. Received: {str(path)!r}, a directory"
+        )
+    return out
+
+
+def plot_report(report: BenchReport, path: str | Path) -> Path:
+    """Draw each stage's samples/s over time (from the snapshots) into a chart at ``path``.
+
+    The file type is the suffix's (``.png``, ``.svg``, ``.pdf``...: see
+    :func:`check_plot_path`, which the CLI calls before the bench runs). Needs matplotlib
+    (``pip install rxpipe[plot]``).
+
+    Raises:
+        ConfigError: when matplotlib is not installed, or for a path
+            :func:`check_plot_path` refuses.
+    """
+    out = check_plot_path(path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     names: Sequence[str] = [s.stage for s in report.stages]
     figure, axes = plt.subplots(figsize=(8, 4.5))
     for name in names:
@@ -416,7 +471,6 @@ def plot_report(report: BenchReport, path: str | Path) -> Path:
     axes.set_title(f"{report.pipeline}: throughput per stage")
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
-    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
     plt.close(figure)

@@ -8,6 +8,12 @@ Two endpoints, both with TensorFlow ops only, so the SavedModel needs nothing el
 - ``serving_images`` (image models only) takes encoded images (PNG, JPEG, GIF or BMP, any
   size), decodes them, converts them to the raw feature spec (see
   :func:`image_to_raw`) and then does what ``serving_default`` does.
+
+Images are decoded to RGB whatever the model's channels: TensorFlow's decoders take
+``channels=1`` for PNG and JPEG only (not GIF, BMP or CMYK JPEG). A grayscale model's
+images are then converted with the weights and rounding of ``process.decode_image``
+(:class:`~rxpipe.operators.process._image_steps.Grayscale`), so serving sees the pixels
+training saw.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from rxpipe.batch import FeatureSpec
 from rxpipe.preprocessing import Preprocessor
 from rxpipe.serving.bundle import DEFAULT_SIGNATURE, IMAGE_INPUT, IMAGE_SIGNATURE, SINGLE_INPUT
+
+from ..process._image_steps import Grayscale
 
 if TYPE_CHECKING:
     import keras
@@ -122,7 +130,9 @@ def build_endpoints(
         raw_tensor = tf.TensorSpec(raw.shape, tf.as_dtype(raw.dtype))
 
         def decode(data: tf.Tensor) -> tf.Tensor:
-            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            if channels == 1:  # as process.decode_image(channels=1) does it
+                image = Grayscale().apply_tf(image[tf.newaxis])[0]
             return image_to_raw(image, image_spec)
 
         def predict_images(images: tf.Tensor) -> dict[str, tf.Tensor]:

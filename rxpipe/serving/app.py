@@ -9,15 +9,25 @@ Routes:
   an optional ``"signature_name"`` picks ``serving_images`` (base64 images).
 - ``POST /predict`` (Pipcook style): an uploaded image (multipart, field ``image``),
   ``{"input": sample}``, ``{"instances": [...]}`` or a text body; ``GET /predict?input=``
-  for text models. Answers the top ``k`` (``?top_k=``) ``[{"label", "score"}]`` of one
-  sample, or a list of those for several.
+  for text models. A classifier answers the top ``k`` (``?top_k=``)
+  ``[{"label", "score"}]`` of one sample, or a list of those for several; a regression
+  model (model card ``task = "regression"``) answers ``{"value": v}`` per sample (``v`` a
+  list for several targets).
 - ``GET /healthz``; ``GET /stats`` (requests, samples, model calls, batch sizes).
 
 Every error is ``{"error": "..."}`` with a 4xx code saying whose fault it is: 400 for
-malformed JSON, a wrong shape or dtype (naming expected and received), both
-``instances`` and ``inputs``, or a file that is not an image; 404 for an unknown model,
-version or route; 405 for a wrong method; 413 for a body over the size limit; 503 for a
-request that arrives while the server shuts down.
+malformed or too deeply nested JSON, a wrong shape or dtype (naming expected and
+received), a number that is not finite in the input's dtype (NaN, ``Infinity``, or
+``1e39`` for float32), both ``instances`` and ``inputs``, or a file that is not an image;
+404 for an unknown model, version or route; 405 for a wrong method; 413 for a body over
+the size limit; 503 for a request that arrives while the server shuts down.
+
+Non-finite outputs: a model may answer NaN or infinity for valid input (it overflowed,
+or was trained badly). Strict JSON has no such numbers; like TensorFlow Serving's REST
+API (``WriteDecimal`` in ``tensorflow_serving/util/json_tensor.cc``), the server writes
+them as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity``, which JavaScript's
+``JSON.parse`` refuses but Python's ``json``, and most JSON libraries in lenient mode,
+read. It never answers 500 for them.
 """
 
 from __future__ import annotations
@@ -39,12 +49,18 @@ from starlette.types import ASGIApp
 
 from rxpipe.errors import PredictionInputError
 from rxpipe.serving.batcher import BatcherClosedError, ModelBatcher
-from rxpipe.serving.bundle import DEFAULT_SIGNATURE, Bundle, TensorInfo, top_k
+from rxpipe.serving.bundle import (
+    DEFAULT_SIGNATURE,
+    Bundle,
+    TensorInfo,
+    regression_values,
+    top_k,
+)
 from rxpipe.serving.images import check_image
 from rxpipe.serving.inputs import parse_request, to_array
 from rxpipe.serving.limits import BodyLimit
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServingApp", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ROUTES", "ServingApp", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 _TF_DTYPES = {
@@ -56,6 +72,24 @@ _TF_DTYPES = {
 _MODEL_PATH = re.compile(
     r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?:/(?P<tail>[^/:]+)|:(?P<verb>\w+))?"
 )
+
+
+ROUTES = (
+    "/v1/models/NAME[/versions/V][/metadata|:predict]",
+    "/predict",
+    "/healthz",
+    "/stats",
+)
+"""Every route the server has, for the 404 answer (keep in step with :func:`create_app`)."""
+
+
+class _Answer(JSONResponse):
+    """JSON with NaN and infinities written as ``NaN``/``Infinity``, as TensorFlow Serving does."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=True, indent=None, separators=(",", ":")
+        ).encode("utf-8")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -122,7 +156,7 @@ class ServingApp:
         if tail is None:
             return JSONResponse(self.status())
         if tail == "metadata":
-            return JSONResponse(self.metadata())
+            return _Answer(self.metadata())  # the card's metrics may be NaN
         return _error(404, f"/v1/models/{path}: expected .../metadata or ...:predict")
 
     def status(self) -> dict[str, Any]:
@@ -186,21 +220,21 @@ class ServingApp:
         outputs = await self.batcher.predict(signature, batch)
         if rows:
             if len(outputs) == 1:
-                return JSONResponse({"predictions": _plain(next(iter(outputs.values())))})
+                return _Answer({"predictions": _plain(next(iter(outputs.values())))})
             names = sorted(outputs)
             columns = [_plain(outputs[n]) for n in names]
             rows_out = [
                 dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
             ]
-            return JSONResponse({"predictions": rows_out})
+            return _Answer({"predictions": rows_out})
         if len(outputs) == 1:
-            return JSONResponse({"outputs": _plain(next(iter(outputs.values())))})
-        return JSONResponse({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
+            return _Answer({"outputs": _plain(next(iter(outputs.values())))})
+        return _Answer({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
 
     # -- Pipcook-style /predict ----------------------------------------------------------
 
     async def predict(self, request: Request) -> Response:
-        """Top-k labels for an uploaded image, a JSON sample or samples, or a text."""
+        """Top-k labels (or a regression's values) for an image, JSON sample(s) or a text."""
         k = self._top_k(request)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if request.method == "GET":
@@ -255,8 +289,12 @@ class ServingApp:
         return self._top_k_response(outputs, single, k)
 
     def _top_k_response(self, outputs: Mapping[str, Any], single: bool, k: int) -> Response:
-        best = top_k(outputs["scores"], self.bundle.labels, k)
-        return JSONResponse(best[0] if single else best)
+        answers: list[Any]
+        if self.bundle.is_regression:
+            answers = [{"value": v} for v in regression_values(outputs["scores"])]
+        else:
+            answers = top_k(outputs["scores"], self.bundle.labels, k)
+        return _Answer(answers[0] if single else answers)
 
     def _text_batch(self, texts: list[str]) -> dict[str, Any]:
         if not self.bundle.accepts_text:
@@ -281,6 +319,11 @@ class ServingApp:
             return json.loads(raw)
         except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
             raise PredictionInputError(f"request body: expected JSON. Received: {error}") from None
+        except RecursionError:
+            raise PredictionInputError(
+                "request body: expected JSON nested at most as deep as the model's input. "
+                f"Received: arrays or objects nested too deeply to read ({len(raw)} bytes)"
+            ) from None
 
     # -- health and counters -------------------------------------------------------------
 
@@ -319,9 +362,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     detail = error.detail
     if error.status_code == 404:
-        detail = (
-            f"{request.url.path}: no such route; expected /v1/models/NAME..., /predict, /healthz"
-        )
+        detail = f"{request.url.path}: no such route; expected one of {', '.join(ROUTES)}"
     elif error.status_code == 405:
         detail = f"{request.url.path}: method {request.method} not allowed"
     return _error(error.status_code, detail)

@@ -6,6 +6,10 @@ wait on the model's own thread (an ``EventLoopScheduler``), the batch runs as on
 call there, and each request's slice of the outputs goes back to its asyncio future
 with ``call_soon_threadsafe``. While a model call runs, new requests join the next
 batch, so under load batches fill up by themselves.
+
+``max_batch_size`` is a hard cap on the samples of one model call: a request larger
+than it (which ``micro_batch`` emits alone) runs as several calls of at most
+``max_batch_size`` samples, whose outputs are joined in order.
 """
 
 from __future__ import annotations
@@ -178,12 +182,20 @@ class ModelBatcher:
     def _call(
         self, signature: str, inputs: Mapping[str, np.ndarray[Any, Any]], size: int
     ) -> Arrays:
-        outputs = self._predict(signature, inputs)
-        with self._stats_lock:
-            self.stats.model_calls += 1
-            self.stats.samples += size
-            self.stats.largest_batch = max(self.stats.largest_batch, size)
-        return outputs
+        """Run the model on ``inputs`` in calls of at most ``max_batch_size`` samples."""
+        step = self.max_batch_size
+        parts: list[Arrays] = []
+        for start in range(0, max(size, 1), step):
+            end = min(start + step, size)
+            chunk = inputs if end - start == size else {k: v[start:end] for k, v in inputs.items()}
+            parts.append(self._predict(signature, chunk))
+            with self._stats_lock:
+                self.stats.model_calls += 1
+                self.stats.samples += end - start
+                self.stats.largest_batch = max(self.stats.largest_batch, end - start)
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def _run(self, batch: list[_Request]) -> None:
         signature = batch[0].signature

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ __all__ = [
     "Bundle",
     "TensorInfo",
     "find_bundle",
+    "regression_values",
+    "tf_reason",
     "top_k",
 ]
 
@@ -172,6 +175,42 @@ def top_k(
     ]
 
 
+def regression_values(scores: np.ndarray[Any, Any]) -> list[float | list[float]]:
+    """Each row of a regression model's outputs: a number, or a list for several targets.
+
+    Example:
+        >>> regression_values(np.array([[239.5], [51.0]], "float32"))
+        [239.5, 51.0]
+    """
+    rows = np.asarray(scores, dtype=np.float64)
+    rows = rows.reshape(len(rows), -1)
+    return [float(row[0]) if row.size == 1 else row.tolist() for row in rows]
+
+
+_TF_NOISE = re.compile(
+    r"^(Graph execution error:|Detected at node|<stack traces unavailable>|File \"|Node: |\[\[)"
+)
+
+
+def tf_reason(message: str) -> str:
+    """The line of a TensorFlow error message that says what is wrong.
+
+    A graph execution error starts with ``Graph execution error:``, then where the op
+    was defined, then the reason, then the node; only the reason helps a caller.
+
+    Example:
+        >>> tf_reason("Graph execution error:\\n\\nDetected at node d defined at ...:\\n"
+        ...           "<stack traces unavailable>\\nbad image\\n\\t [[{{node d}}]] [Op:f]")
+        'bad image'
+    """
+    lines = [line.strip() for line in message.splitlines()]
+    reasons = [line for line in lines if line and not _TF_NOISE.match(line)]
+    if not reasons:
+        return message.strip() or "no reason given"
+    reason = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", reasons[-1])
+    return re.sub(r"\s*\[Op:[^\]]*\]$", "", reason) or reasons[-1]
+
+
 class Bundle:
     """A loaded model bundle: its card, labels and SavedModel signatures.
 
@@ -269,6 +308,11 @@ class Bundle:
         return None
 
     @property
+    def is_regression(self) -> bool:
+        """True if the model answers values (its card's task is ``regression``), not labels."""
+        return self.card.get("task") == "regression"
+
+    @property
     def accepts_images(self) -> bool:
         """True if the model answers for encoded images (PNG, JPEG, GIF, BMP)."""
         return self.image_input is not None
@@ -285,13 +329,21 @@ class Bundle:
     def predict(
         self, inputs: Mapping[str, Any], signature: str = DEFAULT_SIGNATURE
     ) -> dict[str, np.ndarray[Any, Any]]:
-        """Run ``signature`` on a batch of (already checked) inputs; numpy outputs by name.
+        """Run ``signature`` on a batch of inputs; numpy outputs by name.
+
+        Each input is checked first, as the server checks requests
+        (:func:`rxpipe.serving.inputs.to_array`): the sample shape, the dtype and the
+        values must fit the signature, so that TensorFlow never sees a tensor it cannot
+        take.
 
         Raises:
-            PredictionInputError: if ``inputs`` is not a mapping of input names to arrays,
-                or the model rejects them.
+            PredictionInputError: if ``inputs`` is not a mapping of the signature's input
+                names to arrays that fit them, or the model rejects them (the message
+                gives TensorFlow's reason).
         """
         import tensorflow as tf
+
+        from rxpipe.serving.inputs import to_array
 
         if not isinstance(inputs, Mapping):  # untyped callers pass a bare array
             example = "{" + repr(next(iter(self.inputs), "features")) + ": batch}"  # type: ignore[unreachable]
@@ -299,14 +351,32 @@ class Bundle:
                 f"{signature}: expected a mapping of input names to arrays, e.g. {example}, "
                 f"for {self.describe_inputs()}. Received: {type(inputs).__name__}"
             )
+        if signature not in self._functions:
+            raise PredictionInputError(
+                f"signature: expected one of {sorted(self._functions)}. Received: {signature!r}"
+            )
+        specs = self.signatures[signature]["inputs"]
+        if set(inputs) != set(specs):
+            raise PredictionInputError(
+                f"{signature}: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
+            )
+        batch = {
+            name: to_array(inputs[name], spec, f"{signature} input {name!r}")
+            for name, spec in specs.items()
+        }
+        sizes = {name: int(array.shape[0]) for name, array in batch.items()}
+        if len(set(sizes.values())) > 1:
+            raise PredictionInputError(
+                f"{signature}: expected the same number of samples in every input. "
+                f"Received: {sizes}"
+            )
         function = self._functions[signature]
         try:
-            outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+            outputs = function(**{name: tf.constant(value) for name, value in batch.items()})
         except tf.errors.InvalidArgumentError as error:
-            message = error.message.strip().splitlines()[0] if error.message else str(error)
             raise PredictionInputError(
                 f"{signature}: expected input the model can compute on. Received: input it "
-                f"rejected ({message})"
+                f"rejected ({tf_reason(error.message or str(error))})"
             ) from None
         return {name: value.numpy() for name, value in outputs.items()}
 

@@ -11,6 +11,10 @@ formats are both accepted:
   ``{"inputs": {name: batch}}``.
 
 Text inputs take strings, or ``{"b64": "..."}`` for bytes as in TensorFlow Serving.
+Numbers must fit the input's dtype: integer inputs take integers within the dtype's
+range, float inputs finite values that stay finite in the dtype (NaN, ``Infinity`` or
+``1e39`` for a float32 input are refused, as TensorFlow Serving refuses a value it
+cannot convert without loss); errors name the first offending value and its sample.
 
 Example:
     >>> spec = TensorInfo("features", "float32", (None, 2))
@@ -30,7 +34,15 @@ import numpy as np
 from rxpipe.errors import PredictionInputError
 from rxpipe.serving.bundle import TensorInfo
 
-__all__ = ["batch_size", "columns_to_batch", "parse_request", "rows_to_batch", "to_array"]
+__all__ = [
+    "batch_size",
+    "columns_to_batch",
+    "expected_sample",
+    "fits_sample",
+    "parse_request",
+    "rows_to_batch",
+    "to_array",
+]
 
 
 def _received(array: np.ndarray[Any, Any]) -> str:
@@ -39,12 +51,45 @@ def _received(array: np.ndarray[Any, Any]) -> str:
     return f"{kind} of shape {tuple(array.shape[1:])}"
 
 
-def _expected(spec: TensorInfo) -> str:
+def expected_sample(spec: TensorInfo) -> str:
+    """One sample of ``spec``'s input in words, e.g. ``uint8 values of shape (8, 8, 1)``."""
     what = "strings" if spec.dtype == "string" else f"{spec.dtype} values"
     return f"{what} of shape {tuple(spec.sample_shape)}"
 
 
+def fits_sample(shape: tuple[int, ...], spec: TensorInfo) -> bool:
+    """Whether ``shape`` is the shape of one sample of ``spec``'s input (``None``: any size).
+
+    Example:
+        >>> spec = TensorInfo("x", "float32", (None, 8, None))
+        >>> fits_sample((8, 3), spec), fits_sample((3, 8), spec), fits_sample((8,), spec)
+        (True, False, False)
+    """
+    wanted = spec.sample_shape
+    return len(shape) == len(wanted) and all(
+        w is None or w == got for w, got in zip(wanted, shape, strict=True)
+    )
+
+
+def _at(index: tuple[Any, ...]) -> str:
+    """``sample 3 at (0, 2, 0)``: where a value is in a batch (sample first)."""
+    position = tuple(int(i) for i in index[1:])
+    return f"sample {int(index[0])}" + (f" at {position}" if position else "")
+
+
+def _first(bad: np.ndarray[Any, Any]) -> tuple[Any, ...]:
+    """The index of the first True in ``bad`` (a boolean array with a True)."""
+    return tuple(np.argwhere(bad)[0])
+
+
 def _strings(value: Any, where: str) -> np.ndarray[Any, Any]:
+    if isinstance(value, np.ndarray):  # e.g. an object array of encoded images
+        if value.dtype.kind not in "OSU":
+            raise PredictionInputError(
+                f"{where}: expected strings (or bytes). Received: {_received(value)}"
+            )
+        value = value.tolist()
+
     def decode(item: Any) -> Any:
         if isinstance(item, str | bytes):
             return item
@@ -64,6 +109,13 @@ def _strings(value: Any, where: str) -> np.ndarray[Any, Any]:
 
     try:
         return np.array(decode(value), dtype=object)
+    except PredictionInputError:
+        raise  # already says what and where
+    except RecursionError:
+        raise PredictionInputError(
+            f"{where}: expected strings nested as deep as the input's shape. "
+            "Received: lists nested too deeply to read"
+        ) from None
     except ValueError as error:
         raise PredictionInputError(
             f"{where}: expected a rectangular array of strings. Received: {error}"
@@ -90,20 +142,22 @@ def to_array(value: Any, spec: TensorInfo, where: str) -> np.ndarray[Any, Any]:
             array = np.asarray(value)
         except ValueError:
             raise PredictionInputError(
-                f"{where}: expected {_expected(spec)} per sample. Received: ragged nested "
+                f"{where}: expected {expected_sample(spec)} per sample. Received: ragged nested "
                 "lists (rows of different lengths)"
+            ) from None
+        except RecursionError:
+            raise PredictionInputError(
+                f"{where}: expected {expected_sample(spec)} per sample. Received: lists nested "
+                "too deeply to read"
             ) from None
     if array.ndim == 0 or array.shape[0] == 0:
         raise PredictionInputError(
-            f"{where}: expected a batch of at least one sample of {_expected(spec)}. "
+            f"{where}: expected a batch of at least one sample of {expected_sample(spec)}. "
             f"Received: {'a single value' if array.ndim == 0 else 'no samples'}"
         )
-    wanted = spec.sample_shape
-    if len(array.shape) - 1 != len(wanted) or any(
-        w is not None and w != got for w, got in zip(wanted, array.shape[1:], strict=False)
-    ):
+    if not fits_sample(tuple(array.shape[1:]), spec):
         raise PredictionInputError(
-            f"{where}: expected {_expected(spec)} per sample. Received: {_received(array)} "
+            f"{where}: expected {expected_sample(spec)} per sample. Received: {_received(array)} "
             f"per sample ({array.shape[0]} sample{'' if array.shape[0] == 1 else 's'})"
         )
     if spec.dtype == "string":
@@ -120,23 +174,42 @@ def _cast(array: np.ndarray[Any, Any], spec: TensorInfo, where: str) -> np.ndarr
                 f"{where}: expected booleans (true/false). Received: {_received(array)}"
             )
         return array
-    if kind not in "iuf" or (kind == "f" and dtype.kind in "iu" and not _integral(array)):
+    if kind not in "iuf":
         raise PredictionInputError(
-            f"{where}: expected {_expected(spec)} per sample. Received: {_received(array)}"
+            f"{where}: expected {expected_sample(spec)} per sample. Received: {_received(array)}"
         )
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
+        if kind == "f":
+            fractional = ~np.isfinite(array) | (array != np.round(array))
+            if fractional.any():
+                index = _first(fractional)
+                raise PredictionInputError(
+                    f"{where}: expected {spec.dtype} values, integers in [{info.min}, "
+                    f"{info.max}], of shape {tuple(spec.sample_shape)} per sample. "
+                    f"Received: {array[index].item()!r} in {_at(index)}"
+                )
         low, high = array.min(), array.max()
         if low < info.min or high > info.max:
+            index = _first((array < info.min) | (array > info.max))
             raise PredictionInputError(
                 f"{where}: expected {spec.dtype} values in [{info.min}, {info.max}]. "
-                f"Received: values in [{low}, {high}]"
+                f"Received: values in [{low}, {high}] (first {array[index].item()!r} "
+                f"in {_at(index)})"
             )
-    return array.astype(dtype, copy=False)
-
-
-def _integral(array: np.ndarray[Any, Any]) -> bool:
-    return bool(np.all(np.isfinite(array)) and np.all(array == np.round(array)))
+        return array.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = array.astype(dtype, copy=False)
+    finite = np.isfinite(converted)
+    if not finite.all():  # NaN or infinity sent, or a value too large for the dtype
+        index = _first(~finite)
+        value = array[index].item()
+        overflow = f", which overflows {spec.dtype}" if np.isfinite(value) else ""
+        raise PredictionInputError(
+            f"{where}: expected finite {spec.dtype} values (magnitude at most "
+            f"{float(np.finfo(dtype).max):.7g}). Received: {value!r}{overflow} in {_at(index)}"
+        )
+    return converted
 
 
 def rows_to_batch(
@@ -165,29 +238,33 @@ def rows_to_batch(
 
 
 def columns_to_batch(
-    inputs: Any, specs: Mapping[str, TensorInfo]
+    inputs: Any, specs: Mapping[str, TensorInfo], where: str = "inputs"
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """A batch from TensorFlow Serving's columnar format (the value of ``"inputs"``)."""
+    """A batch from TensorFlow Serving's columnar format (the value of ``"inputs"``).
+
+    Errors start with ``where`` (e.g. the ``.npz`` file the arrays came from), then the
+    input's name in brackets for an input that does not fit.
+    """
     if isinstance(inputs, Mapping):
         if set(inputs) != set(specs):
             raise PredictionInputError(
-                f"inputs: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
+                f"{where}: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
             )
         batch = {
-            name: to_array(inputs[name], spec, f"inputs[{name!r}]") for name, spec in specs.items()
+            name: to_array(inputs[name], spec, f"{where}[{name!r}]") for name, spec in specs.items()
         }
     elif len(specs) == 1:
         name, spec = next(iter(specs.items()))
-        batch = {name: to_array(inputs, spec, "inputs")}
+        batch = {name: to_array(inputs, spec, where)}
     else:
         raise PredictionInputError(
-            f"inputs: expected an object with the inputs {sorted(specs)}. "
+            f"{where}: expected an object with the inputs {sorted(specs)}. "
             f"Received: {_json_kind(inputs)}"
         )
     sizes = {name: int(array.shape[0]) for name, array in batch.items()}
     if len(set(sizes.values())) > 1:
         raise PredictionInputError(
-            f"inputs: expected the same number of samples in every input. Received: {sizes}"
+            f"{where}: expected the same number of samples in every input. Received: {sizes}"
         )
     return batch
 

@@ -1,4 +1,4 @@
-"""``rxpipe predict RUN_DIR INPUT...``: top-k labels for image files, arrays, JSON rows or text.
+"""``rxpipe predict RUN_DIR INPUT...``: top-k labels (or regression values) for files and rows.
 
 Each INPUT is read by what it is:
 
@@ -11,12 +11,21 @@ Each INPUT is read by what it is:
 - ``.txt`` (for a text model): the file's text is one sample;
 - anything else that is not a file: text for a text model, otherwise JSON (a row or
   a list of rows).
+
+A classifier's answer is the top-k labels with their scores; a regression model's (model
+card ``task = "regression"``) is the predicted value, or a list of values for several
+targets. An input that cannot be read (a corrupt or pickled ``.npy``, a ``.jsonl`` line
+that is not JSON) raises :class:`~rxpipe.errors.PredictionInputError` naming the file
+(and line), and so does a file whose content does not fit the model's inputs: the
+message gives the input's dtype and shape per sample, and what the file holds.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +33,16 @@ import attrs
 import numpy as np
 
 from rxpipe.errors import PredictionInputError
-from rxpipe.serving.bundle import Bundle, top_k
+from rxpipe.serving.bundle import Bundle, TensorInfo, regression_values, top_k
 from rxpipe.serving.images import check_image
-from rxpipe.serving.inputs import columns_to_batch, parse_request, rows_to_batch, to_array
+from rxpipe.serving.inputs import (
+    columns_to_batch,
+    expected_sample,
+    fits_sample,
+    parse_request,
+    rows_to_batch,
+    to_array,
+)
 
 __all__ = ["Prediction", "format_predictions", "predict_inputs", "read_input"]
 
@@ -35,19 +51,30 @@ _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 
 @attrs.frozen
 class Prediction:
-    """The top-k labels of one sample.
+    """The top-k labels of one sample, or a regression model's value for it.
 
     Attributes:
         input: what the sample was (``digit.png``, ``rows.json[2]``).
-        top_k: ``{"label", "score"}`` objects, best first.
+        top_k: ``{"label", "score"}`` objects, best first (empty for a regression).
+        value: a regression model's prediction (a list for several targets), else ``None``.
     """
 
     input: str
     top_k: list[dict[str, Any]]
+    value: float | list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"input": ..., "predictions": [{"label", "score"}, ...]}``."""
+        """JSON-ready: ``{"input", "predictions": [...]}`` (regression: ``{"input", "value"}``)."""
+        if self.value is not None:
+            return {"input": self.input, "value": self.value}
         return {"input": self.input, "predictions": self.top_k}
+
+    def describe(self) -> str:
+        """The answer in words: ``3 (0.900)  8 (0.050)``, or the value (``239.705``)."""
+        if self.value is not None:
+            values = self.value if isinstance(self.value, list) else [self.value]
+            return "  ".join(f"{v:.6g}" for v in values)
+        return "  ".join(f"{item['label']} ({item['score']:.3f})" for item in self.top_k)
 
 
 @attrs.frozen
@@ -107,28 +134,27 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
         return _from_json(value, "argument", bundle)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
-        name, spec = next(iter(bundle.inputs.items()))
-        if len(bundle.inputs) == 1 and array.ndim == len(spec.sample_shape):
-            array = array[np.newaxis]
-        batch = columns_to_batch(array, bundle.inputs)
-        return _Samples(_names(text, int(array.shape[0])), batch=batch)
+        return _from_npy(_load_array(path, text), text, bundle)
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as arrays:
-            batch = columns_to_batch({k: arrays[k] for k in arrays.files}, bundle.inputs)
-        return _Samples(_names(text, int(next(iter(batch.values())).shape[0])), batch=batch)
+        return _from_npz(_load_arrays(path, text), text, bundle)
     if suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return _Samples(_names(text, len(rows)), batch=rows_to_batch(rows, bundle.inputs))
+        rows = _json_lines(path, text)
+        with _naming(text):
+            return _Samples(_names(text, len(rows)), batch=rows_to_batch(rows, bundle.inputs))
     if suffix == ".json":
         try:
             value = json.loads(path.read_text())
         except ValueError as error:
             raise PredictionInputError(f"{text}: expected JSON. Received: {error}") from None
-        return _from_json(value, text, bundle)
+        except RecursionError:
+            raise PredictionInputError(
+                f"{text}: expected JSON rows. Received: arrays nested too deeply to read"
+            ) from None
+        with _naming(text):
+            return _from_json(value, text, bundle)
     if suffix == ".txt" and bundle.accepts_text:
         name, spec = next(iter(bundle.inputs.items()))
-        return _Samples([text], batch={name: to_array([path.read_text()], spec, text)})
+        return _Samples([text], batch={name: to_array([_read_text(path, text)], spec, text)})
     data = path.read_bytes()
     try:
         check_image(data, text)
@@ -143,28 +169,184 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
     return _Samples([text], images=[data])
 
 
+@contextmanager
+def _naming(text: str) -> Iterator[None]:
+    """Prefix ``text: `` (the file) to a :class:`PredictionInputError` that does not name it."""
+    try:
+        yield
+    except PredictionInputError as error:
+        if str(error).startswith(text):
+            raise
+        raise PredictionInputError(f"{text}: {error}") from None
+
+
+def _shape(dims: Sequence[int | str | None]) -> str:
+    """``(n, 8, 8, 1)``: a shape in words (``(8,)`` for one axis)."""
+    return str(tuple(dims)).replace("'", "")
+
+
+def _batch_shaped(
+    array: np.ndarray[Any, Any], spec: TensorInfo, where: str, one_sample: bool
+) -> np.ndarray[Any, Any]:
+    """``array`` with the samples of ``spec``'s input on its first axis, else an error.
+
+    With ``one_sample``, an array of one sample's shape is that sample. The error names
+    ``where``, the input's dtype and shape per sample, and the array's dtype and shape.
+    """
+    sample = tuple(spec.sample_shape)
+    if one_sample and fits_sample(tuple(array.shape), spec):
+        return array[np.newaxis]
+    if array.ndim == 0 or not fits_sample(tuple(array.shape[1:]), spec):
+        many = f"{_shape(('n', *sample))} for n samples"
+        forms = f"{_shape(sample)} for one sample, or {many}" if one_sample else many
+        raise PredictionInputError(
+            f"{where}: expected {expected_sample(spec)} per sample: an array of shape "
+            f"{forms}. Received: a {array.dtype} array of shape {_shape(array.shape)}"
+        )
+    return array
+
+
+def _from_npy(array: np.ndarray[Any, Any], text: str, bundle: Bundle) -> _Samples:
+    """A ``.npy`` file's samples: one sample of the model's input, or a batch of them."""
+    if len(bundle.inputs) != 1:
+        raise PredictionInputError(
+            f"{text}: expected a .npz file with one array per input {sorted(bundle.inputs)} "
+            f"(a .npy file holds one array). Received: a {array.dtype} array of shape "
+            f"{_shape(array.shape)}"
+        )
+    name, spec = next(iter(bundle.inputs.items()))
+    array = to_array(_batch_shaped(array, spec, text, one_sample=True), spec, text)
+    return _Samples(_names(text, int(array.shape[0])), batch={name: array})
+
+
+def _from_npz(arrays: dict[str, np.ndarray[Any, Any]], text: str, bundle: Bundle) -> _Samples:
+    """A ``.npz`` file's samples: one batch per named input, as many samples in each."""
+    if set(arrays) != set(bundle.inputs):
+        call = ", ".join(
+            f"{name}=..." if name.isidentifier() else f"**{{{name!r}: ...}}"
+            for name in sorted(bundle.inputs)
+        )
+        raise PredictionInputError(
+            f"{text}: expected one array per model input, named {sorted(bundle.inputs)} "
+            f"(numpy.savez(path, {call})). Received: arrays named {sorted(arrays)}"
+        )
+    arrays = {
+        name: _batch_shaped(arrays[name], spec, f"{text}[{name!r}]", one_sample=False)
+        for name, spec in bundle.inputs.items()
+    }
+    batch = columns_to_batch(arrays, bundle.inputs, where=text)
+    return _Samples(_names(text, int(next(iter(batch.values())).shape[0])), batch=batch)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_EXPECTED = "a numeric array saved by numpy.save (no pickled objects)"
+_NPZ_EXPECTED = "numeric arrays saved by numpy.savez (no pickled objects)"
+
+
+def _np_read(path: Path, text: str, expected: str) -> Any:
+    """What ``np.load`` reads: an array (.npy) or arrays by name (.npz); errors name the file."""
+    with path.open("rb") as file:  # ours to close, whatever numpy raises
+        try:
+            loaded = np.load(file, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return loaded
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise PredictionInputError(
+                f"{text}: expected {expected}. Received: a file numpy cannot read as one "
+                f"({type(error).__name__}: {error})"
+            ) from None
+
+
+def _load_array(path: Path, text: str) -> np.ndarray[Any, Any]:
+    """A ``.npy`` file's array, or :class:`PredictionInputError` naming the file."""
+    with path.open("rb") as file:
+        magic = file.read(len(_NPY_MAGIC))
+    if magic != _NPY_MAGIC:  # numpy would take it for a pickle and say so, misleadingly
+        raise PredictionInputError(
+            f"{text}: expected {_NPY_EXPECTED}. Received: a file that is not in .npy format "
+            f"(it starts with {magic!r}, not {_NPY_MAGIC!r})"
+        )
+    array = _np_read(path, text, _NPY_EXPECTED)
+    assert isinstance(array, np.ndarray)  # the magic says .npy
+    return array
+
+
+def _load_arrays(path: Path, text: str) -> dict[str, np.ndarray[Any, Any]]:
+    """A ``.npz`` file's arrays by name, or :class:`PredictionInputError` naming the file."""
+    arrays = _np_read(path, text, _NPZ_EXPECTED)
+    if isinstance(arrays, np.ndarray):
+        raise PredictionInputError(
+            f"{text}: expected {_NPZ_EXPECTED}. Received: a single array (.npy content)"
+        )
+    return dict(arrays)
+
+
+def _read_text(path: Path, text: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PredictionInputError(f"{text}: expected UTF-8 text. Received: {error}") from None
+
+
+def _json_lines(path: Path, text: str) -> list[Any]:
+    """The rows of a ``.jsonl`` file (blank lines skipped), naming the line that is not JSON."""
+    rows = []
+    for number, line in enumerate(_read_text(path, text).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as error:
+            raise PredictionInputError(
+                f"{text}, line {number}: expected one JSON row per line. Received: "
+                f"{_clip(line)} ({error})"
+            ) from None
+        except RecursionError:
+            raise PredictionInputError(
+                f"{text}, line {number}: expected one JSON row per line. Received: "
+                "arrays nested too deeply to read"
+            ) from None
+    if not rows:
+        raise PredictionInputError(f"{text}: expected JSON rows, one per line. Received: none")
+    return rows
+
+
+def _clip(line: str, limit: int = 60) -> str:
+    return repr(line if len(line) <= limit else line[:limit] + "...")
+
+
 def predict_inputs(bundle: Bundle, inputs: Sequence[str], k: int = 3) -> Iterator[Prediction]:
-    """The top ``k`` labels of every sample in ``inputs``, in order.
+    """The top ``k`` labels (a regression: the value) of every sample in ``inputs``, in order.
 
     Images are predicted together in one call; every other input in one call each.
 
     Raises:
         PredictionInputError: for an input that is unreadable or does not fit the model.
     """
+
+    def answers(names: list[str], scores: np.ndarray[Any, Any]) -> Iterator[Prediction]:
+        if bundle.is_regression:
+            for name, value in zip(names, regression_values(scores), strict=True):
+                yield Prediction(name, [], value)
+        else:
+            for name, labels in zip(names, top_k(scores, bundle.labels, k), strict=True):
+                yield Prediction(name, labels)
+
     read = [read_input(text, bundle) for text in inputs]
     images = [image for samples in read for image in (samples.images or [])]
-    image_scores = iter(
-        top_k(bundle.predict_images(images)["scores"], bundle.labels, k) if images else []
+    image_names = [name for samples in read if samples.images is not None for name in samples.names]
+    image_answers = iter(
+        answers(image_names, bundle.predict_images(images)["scores"]) if images else []
     )
     for samples in read:
         if samples.images is not None:
-            for name in samples.names:
-                yield Prediction(name, next(image_scores))
+            for _ in samples.names:
+                yield next(image_answers)
             continue
         assert samples.batch is not None
-        best = top_k(bundle.predict(samples.batch)["scores"], bundle.labels, k)
-        for name, labels in zip(samples.names, best, strict=True):
-            yield Prediction(name, labels)
+        yield from answers(samples.names, bundle.predict(samples.batch)["scores"])
 
 
 def format_predictions(predictions: Sequence[Prediction], as_json: bool = False) -> str:
@@ -172,14 +354,11 @@ def format_predictions(predictions: Sequence[Prediction], as_json: bool = False)
 
     Example:
         >>> p = Prediction("a.png", [{"label": "3", "score": 0.9}, {"label": "8", "score": 0.05}])
-        >>> print(format_predictions([p]))
-        a.png  3 (0.900)  8 (0.050)
+        >>> print(format_predictions([p, Prediction("row.json", [], 239.705)]))
+        a.png     3 (0.900)  8 (0.050)
+        row.json  239.705
     """
     if as_json:
         return json.dumps([p.to_dict() for p in predictions], indent=2)
     width = max((len(p.input) for p in predictions), default=0)
-    return "\n".join(
-        f"{p.input:<{width}}  "
-        + "  ".join(f"{item['label']} ({item['score']:.3f})" for item in p.top_k)
-        for p in predictions
-    )
+    return "\n".join(f"{p.input:<{width}}  {p.describe()}" for p in predictions)

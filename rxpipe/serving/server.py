@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import uvicorn
 
-from rxpipe.errors import PredictionInputError
+from rxpipe.errors import ConfigError, PredictionInputError
 from rxpipe.serving.app import DEFAULT_MAX_BODY_BYTES, create_app
 from rxpipe.serving.bundle import DEFAULT_SIGNATURE, Bundle
 
-__all__ = ["bind", "serve"]
+__all__ = ["bind", "check_port", "serve"]
 
 
 class _Server(uvicorn.Server):
@@ -50,8 +50,34 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def check_port(port: Any) -> int:
+    """``port`` if it is a TCP port number (0 to 65535; 0: any free port).
+
+    Raises:
+        ConfigError: naming ``port``, for anything else.
+
+    Example:
+        >>> check_port(99999)
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: port: expected an int in [0, 65535] (0: any free port). \
+Received: 99999
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(
+            f"expected an int in [0, 65535] (0: any free port). Received: {port!r}", "port"
+        )
+    return port
+
+
 def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: an ephemeral port)."""
+    """A listening TCP socket on ``host:port`` (port 0: an ephemeral port).
+
+    Raises:
+        ConfigError: if ``port`` is not a port number.
+        OSError: if the address cannot be bound.
+    """
+    check_port(port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they
     # are TCP, and without it a response's headers and body (two writes) wait for the
@@ -101,9 +127,11 @@ def serve(
     Once it listens, the server prints ``serving model 'NAME' (version 1) at URL``.
 
     Raises:
+        ConfigError: if ``port`` is not a port number (checked before the model loads).
         BundleError: if ``path`` holds no readable bundle.
         OSError: if the address cannot be bound.
     """
+    check_port(port)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bundle = Bundle.load(path)
     app, handlers = create_app(

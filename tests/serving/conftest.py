@@ -1,4 +1,5 @@
-"""Serving fixtures: one small trained digits bundle per session, and real server processes."""
+"""Serving fixtures: a small trained digits bundle and a regression bundle per session, and
+real server processes."""
 
 from __future__ import annotations
 
@@ -162,6 +163,46 @@ def encode_png() -> Any:
 def start_server(digits_bundle: DigitsBundle, tmp_path: Path) -> Any:
     """Start another server on the digits bundle with extra CLI ``args`` (a context manager)."""
     return lambda *args: serving(digits_bundle.run_dir, tmp_path, *args)
+
+
+def write_regression_bundle(directory: Path) -> Path:
+    """Export a regression model on 3 float32 features: ``1e30·a − 1e30·b + c``.
+
+    Its value for ``[0, 0, c]`` is ``c``; large ``a`` or ``b`` overflow float32 inside the
+    model, so ``[1e10, 0, 0]`` answers Infinity, ``[0, 1e10, 0]`` -Infinity and
+    ``[1e10, 1e10, 0]`` NaN: valid input, non-finite output.
+    """
+    import keras
+    import reactivex
+
+    from rxpipe.batch import DatasetMetadata, FeatureSpec
+    from rxpipe.context import atomic_write
+    from rxpipe.model import TrainedModel
+    from rxpipe.operators.deploy import write_bundle
+
+    inputs = keras.Input((3,), name="features")
+    layer = keras.layers.Dense(1, use_bias=False)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([[1e30], [-1e30], [1.0]], np.float32)])
+    meta = DatasetMetadata("overflow", FeatureSpec((3,), "float32"), None)
+    with atomic_write(directory / "model") as target:
+        write_bundle(TrainedModel("linear", model, reactivex.empty(), meta), target)
+    return directory / "model"
+
+
+@pytest.fixture(scope="session")
+def regression_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression bundle (model card task "regression") whose model can overflow."""
+    return write_regression_bundle(tmp_path_factory.mktemp("regression"))
+
+
+@pytest.fixture(scope="session")
+def regression_server(
+    regression_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """``rxpipe serve`` on the regression bundle, shared by the session."""
+    with serving(regression_bundle, tmp_path_factory.mktemp("logs")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

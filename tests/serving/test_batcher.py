@@ -169,3 +169,17 @@ def test_a_closed_batcher_refuses_requests(no_thread_leak: None) -> None:
     batcher.close()
     with pytest.raises(BatcherClosedError, match="closed"):
         asyncio.run(batcher.predict("sig", rows(1)))
+
+
+def test_a_request_over_the_cap_runs_in_calls_of_at_most_the_cap(no_thread_leak: None) -> None:
+    """max_batch_size is a hard cap: 10 rows at a cap of 4 run as 4 + 4 + 2, answered in order."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=4, max_wait_ms=60_000)
+    try:
+        answer = asyncio.run(batcher.predict("sig", rows(*range(10))))
+    finally:
+        batcher.close()
+    assert answer["y"].ravel().tolist() == [2.0 * i for i in range(10)]
+    assert model.calls == [4, 4, 2]
+    stats = batcher.stats
+    assert (stats.model_calls, stats.largest_batch, stats.samples, stats.requests) == (3, 4, 10, 1)

@@ -63,6 +63,25 @@ def test_requests_of_several_rows_are_batched_and_split_back(
     assert delta(stats, before, "model_calls", "samples") == (1, 8)
 
 
+def test_a_request_over_max_batch_size_is_split_into_capped_calls(
+    batching_server: Any, digits_bundle: Any
+) -> None:
+    """20 samples in one request at --max-batch-size 8: calls of 8, 8 and 4, answers in order."""
+    before = batching_server.stats()
+    answer = httpx.post(
+        f"{batching_server.url}/v1/models/digits:predict",
+        json={"inputs": digits_bundle.images[:20].tolist()},
+        timeout=120,
+    )
+    stats = batching_server.stats()
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(
+        answer.json()["outputs"]["scores"], digits_bundle.scores[:20], **TOLERANCE
+    )
+    assert delta(stats, before, "model_calls", "requests", "samples") == (3, 1, 20)
+    assert stats["largest_batch"] == 8
+
+
 def test_sigterm_lets_the_request_in_flight_complete(start_server: Any, digits_bundle: Any) -> None:
     """SIGTERM while a request waits in a batch: it is answered at once and the server exits 0."""
     with start_server("--max-batch-size", "64", "--max-wait-ms", "600000") as server:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,107 @@ def test_predict_names_the_inputs_it_expects(digits_bundle: Any) -> None:
     assert "features uint8[8, 8, 1]. Received: ndarray" in message
     outputs = bundle.predict({"features": digits_bundle.images[:2]})
     np.testing.assert_allclose(outputs["scores"], digits_bundle.scores[:2], rtol=1e-4, atol=1e-5)
+
+
+CHECK_SHAPES = """
+import sys
+import numpy as np
+from rxpipe.errors import PredictionInputError
+from rxpipe.serving import Bundle
+
+bundle = Bundle.load(sys.argv[1])
+for shape in [(2, 8, 8), (2, 64), (2, 4, 4, 1), (2, 8, 8, 3)]:
+    try:
+        bundle.predict({"features": np.zeros(shape, "uint8")})
+    except PredictionInputError as error:
+        print(error)
+"""
+
+
+@pytest.mark.slow
+def test_predict_checks_shapes_before_tensorflow_sees_them(digits_bundle: Any) -> None:
+    """Wrong-rank input (which made TensorFlow abort the process) is a clear error instead."""
+    out = subprocess.run(  # a subprocess: an abort must fail this test, not kill pytest
+        [sys.executable, "-c", CHECK_SHAPES, str(digits_bundle.run_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = "serving_default input 'features': expected uint8 values of shape (8, 8, 1) per "
+    received = ["(8, 8)", "(64,)", "(4, 4, 1)", "(8, 8, 3)"]
+    assert out.stdout.splitlines() == [
+        f"{expected}sample. Received: integers of shape {shape} per sample (2 samples)"
+        for shape in received
+    ]
+
+
+@pytest.mark.slow
+def test_predict_checks_names_signatures_and_values(digits_bundle: Any) -> None:
+    """Unknown inputs, unknown signatures and out-of-range values never reach TensorFlow."""
+    from rxpipe.errors import PredictionInputError
+    from rxpipe.serving.bundle import Bundle
+
+    bundle = Bundle.load(digits_bundle.run_dir)
+    images = digits_bundle.images[:2]
+    with pytest.raises(PredictionInputError) as info:
+        bundle.predict({"pixels": images})
+    assert str(info.value) == (
+        "serving_default: expected the inputs ['features']. Received: ['pixels']"
+    )
+    with pytest.raises(PredictionInputError, match=r"signature: expected one of \['serving_def"):
+        bundle.predict({"features": images}, "serving_nope")
+    bad = images.astype(np.int64)
+    bad[1, 0, 0, 0] = 300
+    with pytest.raises(PredictionInputError) as info:
+        bundle.predict({"features": bad})
+    assert str(info.value).endswith("(first 300 in sample 1 at (0, 0, 0))")
+
+
+@pytest.mark.slow
+def test_predict_reports_tensorflows_reason(digits_bundle: Any) -> None:
+    """When the model rejects input, the error gives TensorFlow's reason, not its first line."""
+    from rxpipe.errors import PredictionInputError
+    from rxpipe.serving.bundle import Bundle
+
+    bundle = Bundle.load(digits_bundle.run_dir)
+    with pytest.raises(PredictionInputError) as info:
+        bundle.predict_images([b"not an image"])  # not checked first, so TensorFlow decodes
+    message = str(info.value)
+    assert message.startswith(
+        "serving_images: expected input the model can compute on. Received: input it rejected "
+        "(Unknown image file format. One of JPEG"
+    )
+    assert "Graph execution error" not in message
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (
+            "Graph execution error:\n\nDetected at node cnn/flatten/Reshape defined at (most "
+            "recent call last):\n<stack traces unavailable>\nInput to reshape is a tensor with "
+            "128 values, but the requested shape has 512\n\t [[{{node cnn/flatten/Reshape}}]] "
+            "[Op:__inference_signature_wrapper_predict_88]",
+            "Input to reshape is a tensor with 128 values, but the requested shape has 512",
+        ),
+        (
+            "Graph execution error:\n\nDetected at node d defined at (most recent call last):\n"
+            "  File \"serve.py\", line 3, in <module>\n    x = f(y)\n\nNode: 'd'\n"
+            "channels must be 0 or 3 for GIF, got 1\n\t [[{{node d}}]] [Op:__inference_f_9]",
+            "channels must be 0 or 3 for GIF, got 1",
+        ),
+        (
+            "{{function_node __wrapped__Reshape_device_/job:localhost/replica:0/task:0/device:"
+            "CPU:0}} Input to reshape is a tensor with 4 values [Op:Reshape]",
+            "Input to reshape is a tensor with 4 values",
+        ),
+        ("", "no reason given"),
+    ],
+)
+def test_tf_reason_finds_the_line_that_explains(message: str, reason: str) -> None:
+    """The reason of graph errors (with or without stack traces) and of eager op errors."""
+    from rxpipe.serving.bundle import tf_reason
+
+    assert tf_reason(message) == reason

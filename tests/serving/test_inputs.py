@@ -24,10 +24,44 @@ def test_rows_become_one_batch_in_the_inputs_dtype() -> None:
 
 
 def test_integral_floats_are_accepted_for_integer_inputs() -> None:
-    """3.0 is a fine uint8 value; 3.5 is not."""
+    """3.0 is a fine uint8 value; 3.5 is not, and the error names it and its sample."""
     assert to_array([[[3.0, 0], [1, 2]]], DIGIT, "x").dtype == np.uint8
-    with pytest.raises(PredictionInputError, match=r"expected uint8 values .* Received: numbers"):
-        to_array([[[3.5, 0], [1, 2]]], DIGIT, "x")
+    with pytest.raises(PredictionInputError) as info:
+        to_array([[[3.0, 0], [1, 2]], [[0, 0], [1.5, 2]]], DIGIT, "x")
+    assert str(info.value) == (
+        "x: expected uint8 values, integers in [0, 255], of shape (2, 2) per sample. "
+        "Received: 1.5 in sample 1 at (1, 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "received"),
+    [
+        (1e39, "1e+39, which overflows float32 in sample 1 at (0,)"),
+        (float("nan"), "nan in sample 1 at (0,)"),
+        (float("-inf"), "-inf in sample 1 at (0,)"),
+    ],
+)
+def test_float_inputs_refuse_values_not_finite_in_their_dtype(value: float, received: str) -> None:
+    """NaN, infinities and numbers too large for float32 are refused, naming sample and place."""
+    spec = TensorInfo("features", "float32", (None, 2))
+    assert to_array([[3.0e38, -1]], spec, "x").dtype == np.float32
+    with pytest.raises(PredictionInputError) as info:
+        to_array([[1, 2], [value, 0]], spec, "instances")
+    assert str(info.value) == (
+        f"instances: expected finite float32 values (magnitude at most 3.402823e+38). "
+        f"Received: {received}"
+    )
+
+
+def test_out_of_range_integers_name_the_first_offender() -> None:
+    """300 for a uint8 input names the range received and where the first bad value is."""
+    with pytest.raises(PredictionInputError) as info:
+        to_array([[[0, 1], [2, 3]], [[4, 300], [-1, 0]]], DIGIT, "x")
+    assert str(info.value) == (
+        "x: expected uint8 values in [0, 255]. Received: values in [-1, 300] "
+        "(first 300 in sample 1 at (0, 1))"
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,12 +115,53 @@ def test_columns_must_hold_as_many_samples_each() -> None:
         columns_to_batch({"age": [1, 2], "city": ["a"]}, TABLE)
 
 
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"ages": [1]}, "rows.npz: expected the inputs ['age', 'city']. Received: ['ages']"),
+        (
+            {"age": [[1]], "city": ["a"]},
+            "rows.npz['age']: expected float32 values of shape () per sample. ",
+        ),
+        ({"age": [1, 2], "city": ["a"]}, "rows.npz: expected the same number of samples"),
+    ],
+)
+def test_columns_errors_start_with_where_they_came_from(inputs: object, message: str) -> None:
+    """columns_to_batch(where=...) names the source (e.g. a file) instead of "inputs"."""
+    with pytest.raises(PredictionInputError) as info:
+        columns_to_batch(inputs, TABLE, where="rows.npz")
+    assert str(info.value).startswith(message)
+
+
 def test_text_inputs_refuse_numbers_and_bad_base64() -> None:
-    """Strings only; {"b64": ...} must be valid base64."""
+    """Strings only; {"b64": ...} must be valid base64 (said once, not wrapped twice)."""
     with pytest.raises(PredictionInputError, match="expected strings"):
         to_array([1, 2], TABLE["city"], "city")
-    with pytest.raises(PredictionInputError, match="valid base64"):
+    with pytest.raises(PredictionInputError) as info:
         to_array([{"b64": "!!!"}], TABLE["city"], "city")
+    message = str(info.value)
+    assert message.startswith("city: expected valid base64 in {'b64': ...}. Received: ")
+    assert message.count("expected") == 1
+
+
+def test_text_inputs_take_arrays_of_strings_and_bytes() -> None:
+    """A numpy array of bytes (as Bundle.predict_images builds) is a batch of strings."""
+    column = np.empty(2, dtype=object)
+    column[:] = [b"\x89PNG", b"GIF8"]
+    assert to_array(column, TABLE["city"], "images").tolist() == [b"\x89PNG", b"GIF8"]
+    with pytest.raises(
+        PredictionInputError, match=r"images: expected strings .* Received: numbers"
+    ):
+        to_array(np.zeros(2), TABLE["city"], "images")
+
+
+def test_lists_nested_too_deeply_are_refused() -> None:
+    """Lists nested deeper than Python can recurse are a PredictionInputError, not a crash."""
+    deep: list[object] = ["a"]
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(PredictionInputError, match=r"city: expected .* Received: .*too deeply"):
+        to_array(deep, TABLE["city"], "city")
 
 
 @pytest.mark.parametrize(

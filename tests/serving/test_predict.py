@@ -87,3 +87,162 @@ def test_a_directory_without_a_bundle_exits_1(
     """A run directory with no bundle fails with a message naming model/model_card.json."""
     assert main(["predict", str(tmp_path), "[1]"]) == 1
     assert "model/model_card.json" in capsys.readouterr().err
+
+
+def _object_npy(path: Path) -> None:
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+
+
+def _truncated_npy(path: Path) -> None:
+    np.save(path, np.zeros((4, 8, 8, 1), np.uint8))
+    path.write_bytes(path.read_bytes()[:200])
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "message"),
+    [
+        (
+            "corrupt.npy",
+            lambda p: p.write_bytes(b"garbage\n"),
+            "corrupt.npy: expected a numeric array saved by numpy.save (no pickled objects). "
+            "Received: a file that is not in .npy format "
+            "(it starts with b'garbag', not b'\\x93NUMPY')",
+        ),
+        (
+            "objects.npy",
+            _object_npy,
+            "objects.npy: expected a numeric array saved by numpy.save (no pickled objects). "
+            "Received: a file numpy cannot read as one (ValueError: Object arrays cannot be "
+            "loaded when allow_pickle=False)",
+        ),
+        (
+            "truncated.npy",
+            _truncated_npy,
+            "truncated.npy: expected a numeric array saved by numpy.save (no pickled objects). "
+            "Received: a file numpy cannot read as one",
+        ),
+        (
+            "rows.jsonl",
+            lambda p: p.write_text("[[1, 2]]\n[[1, 2\n"),
+            "rows.jsonl, line 2: expected one JSON row per line. Received: '[[1, 2' (",
+        ),
+        (
+            "arrays.npz",
+            lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"),
+            "arrays.npz: expected numeric arrays saved by numpy.savez (no pickled objects). "
+            "Received: a file numpy cannot read as one",
+        ),
+    ],
+)
+def test_unreadable_files_exit_2_naming_the_file(
+    digits_bundle: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    write: Any,
+    message: str,
+) -> None:
+    """A corrupt or pickled .npy, a bad .npz, or a .jsonl line that is not JSON: no traceback."""
+    path = tmp_path / name
+    write(path)
+    assert main(["predict", str(digits_bundle.run_dir), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith(f"rxpipe predict: {path}")
+
+
+def _savez(**arrays: Any) -> Any:
+    return lambda path: np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "message"),
+    [
+        (
+            "wrongshape.npy",
+            lambda p: np.save(p, np.zeros((2, 7, 7), np.float32)),
+            "wrongshape.npy: expected uint8 values of shape (8, 8, 1) per sample: an array of "
+            "shape (8, 8, 1) for one sample, or (n, 8, 8, 1) for n samples. "
+            "Received: a float32 array of shape (2, 7, 7)",
+        ),
+        (
+            "fractions.npy",
+            lambda p: np.save(p, np.full((8, 8, 1), 0.5, np.float32)),
+            "fractions.npy: expected uint8 values, integers in [0, 255], of shape (8, 8, 1) "
+            "per sample. Received: 0.5 in sample 0 at (0, 0, 0)",
+        ),
+        (
+            "unnamed.npz",
+            _savez(arr_0=np.zeros((1, 8, 8, 1), np.uint8)),
+            "unnamed.npz: expected one array per model input, named ['features'] "
+            "(numpy.savez(path, features=...)). Received: arrays named ['arr_0']",
+        ),
+        (
+            "wrongshape.npz",
+            _savez(features=np.zeros((2, 7, 7), np.float32)),
+            "wrongshape.npz['features']: expected uint8 values of shape (8, 8, 1) per sample: "
+            "an array of shape (n, 8, 8, 1) for n samples. "
+            "Received: a float32 array of shape (2, 7, 7)",
+        ),
+        (
+            "short.json",
+            lambda p: p.write_text(json.dumps({"instances": [[1, 2, 3]]})),
+            "short.json: instances: expected uint8 values of shape (8, 8, 1) per sample. "
+            "Received: integers of shape (3,) per sample (1 sample)",
+        ),
+    ],
+)
+def test_files_that_do_not_fit_the_model_exit_2_naming_the_file(
+    digits_bundle: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    write: Any,
+    message: str,
+) -> None:
+    """A file of the wrong shape, dtype or array names: the file, the input's dtype and shape."""
+    path = tmp_path / name
+    write(path)
+    assert main(["predict", str(digits_bundle.run_dir), str(path)]) == 2
+    assert capsys.readouterr().err == f"rxpipe predict: {tmp_path}/{message}\n"
+
+
+def test_a_wrong_npy_for_a_float32_model_names_float32(
+    regression_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For a float32 input the message says float32 values, one sample's shape and the batch's."""
+    path = tmp_path / "wrongshape.npy"
+    np.save(path, np.zeros((2, 7, 7), np.float32))
+    assert main(["predict", str(regression_bundle), str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {path}: expected float32 values of shape (3,) per sample: an array "
+        "of shape (3,) for one sample, or (n, 3) for n samples. "
+        "Received: a float32 array of shape (2, 7, 7)\n"
+    )
+
+
+def test_a_float32_npy_sample_and_npz_batch_are_predicted(
+    regression_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One sample (.npy of the sample's shape) and a batch (.npz by input name) both work."""
+    np.save(tmp_path / "one.npy", np.array([0, 0, 2.5], np.float32))
+    np.savez(tmp_path / "two.npz", features=np.array([[0, 0, 1.5], [0, 0, -3]], np.float32))
+    argv = [str(tmp_path / "one.npy"), str(tmp_path / "two.npz")]
+    assert main(["predict", str(regression_bundle), *argv, "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert [(Path(a["input"]).name, a["value"]) for a in answers] == [
+        ("one.npy", 2.5),
+        ("two.npz[0]", 1.5),
+        ("two.npz[1]", -3.0),
+    ]
+
+
+def test_regression_models_print_their_values(
+    regression_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A regression model's answer is its value (a label and score mean nothing for it)."""
+    rows = json.dumps([[0, 0, 2.5], [0, 0, -40.25]])
+    assert main(["predict", str(regression_bundle), rows]) == 0
+    assert capsys.readouterr().out.splitlines() == ["argument[0]  2.5", "argument[1]  -40.25"]
+    assert main(["predict", str(regression_bundle), "[0, 0, 7.5]", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"input": "argument", "value": 7.5}]

@@ -137,9 +137,10 @@ BAD_REQUESTS = [
     pytest.param(
         "POST",
         "/v1/models/digits:predict",
-        {"json": {"instances": [np.full((8, 8, 1), 0.5).tolist()]}},
+        {"json": {"instances": [_digit(), np.full((8, 8, 1), 1.5).tolist()]}},
         400,
-        "expected uint8 values of shape (8, 8, 1) per sample. Received: numbers",
+        "instances: expected uint8 values, integers in [0, 255], of shape (8, 8, 1) per sample. "
+        "Received: 1.5 in sample 1 at (0, 0, 0)",
         id="wrong-dtype",
     ),
     pytest.param(
@@ -247,7 +248,32 @@ BAD_REQUESTS = [
         id="unknown-verb",
     ),
     pytest.param("GET", "/v1/models/digits:predict", {}, 405, "expected POST", id="get-predict"),
-    pytest.param("GET", "/nowhere", {}, 404, "no such route", id="unknown-route"),
+    pytest.param(
+        "GET",
+        "/nowhere",
+        {},
+        404,
+        "/nowhere: no such route; expected one of "
+        "/v1/models/NAME[/versions/V][/metadata|:predict], /predict, /healthz, /stats",
+        id="unknown-route",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/models/digits:predict",
+        {"content": b'{"instances": ' + b"[" * 100_000},
+        400,
+        "request body: expected JSON nested at most as deep as the model's input. "
+        "Received: arrays or objects nested too deeply to read",
+        id="nested-too-deeply",
+    ),
+    pytest.param(
+        "POST",
+        "/v1/models/digits:predict",
+        {"json": {"signature_name": "serving_images", "instances": [{"b64": "!!!"}]}},
+        400,
+        "instances: expected valid base64 in {'b64': ...}. Received: ",
+        id="bad-base64",
+    ),
     pytest.param(
         "POST",
         "/predict",
@@ -299,7 +325,9 @@ def test_bad_requests_get_a_4xx_json_error(
     answer = send(server, method, path, request_)
     assert answer.status_code == status, answer.text
     assert set(answer.json()) == {"error"}
-    assert message in answer.json()["error"]
+    error = answer.json()["error"]
+    assert message in error
+    assert error.count("expected") == 1  # said once, not wrapped in another message
 
 
 def test_a_good_request_succeeds_after_a_burst_of_bad_ones(server: Any, digits_bundle: Any) -> None:
@@ -316,3 +344,64 @@ def test_a_good_request_succeeds_after_a_burst_of_bad_ones(server: Any, digits_b
         answer.json()["predictions"][0]["scores"], digits_bundle.scores[0], **TOLERANCE
     )
     assert httpx.get(f"{server.url}/healthz", timeout=60).status_code == 200
+
+
+def test_the_404_answer_lists_every_route(regression_bundle: Any) -> None:
+    """Each route the application has appears in the list a 404 answer gives."""
+    from rxpipe.serving import Bundle
+    from rxpipe.serving.app import ROUTES, create_app
+
+    app, handlers = create_app(Bundle.load(regression_bundle))
+    handlers.batcher.close()
+    paths = [route.path.split("{")[0] for route in app.app.routes]
+    assert len(paths) == len(ROUTES)
+    assert all(any(r.startswith(p) for r in ROUTES) for p in paths)
+
+
+@pytest.mark.parametrize(
+    ("body", "received"),
+    [
+        (b'{"instances": [[0, 0, 1], [1e39, 0, 0]]}', "1e+39, which overflows float32 in sample 1"),
+        (b'{"instances": [[0, NaN, 1]]}', "nan in sample 0 at (1,)"),
+        (b'{"inputs": [[0, 0, 1], [0, 0, -Infinity]]}', "-inf in sample 1 at (2,)"),
+    ],
+)
+def test_numbers_not_finite_in_float32_are_a_400(
+    regression_server: Any, body: bytes, received: str
+) -> None:
+    """1e39 (inf in float32), NaN and -Infinity sent to a float32 input: 400 naming the sample."""
+    answer = post(
+        regression_server,
+        "/v1/models/overflow:predict",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error.startswith(
+        "instances: expected finite float32 values" if b"instances" in body else "inputs: expected"
+    )
+    assert f"Received: {received}" in error
+
+
+def test_non_finite_outputs_are_written_as_tensorflow_serving_writes_them(
+    regression_server: Any,
+) -> None:
+    """A model's inf and NaN for valid input answer 200 with bare Infinity/-Infinity/NaN."""
+    rows = [[1e10, 0, 0], [0, 1e10, 0], [1e10, 1e10, 0], [0, 0, 2.5]]
+    url = "/v1/models/overflow:predict"
+    by_rows = post(regression_server, url, json={"instances": rows})
+    assert by_rows.status_code == 200, by_rows.text
+    assert by_rows.text == '{"predictions":[[Infinity],[-Infinity],[NaN],[2.5]]}'
+    by_columns = post(regression_server, url, json={"inputs": rows})
+    assert by_columns.text == '{"outputs":[[Infinity],[-Infinity],[NaN],[2.5]]}'
+    pipcook = post(regression_server, "/predict", json={"instances": rows})
+    assert pipcook.text == ('[{"value":Infinity},{"value":-Infinity},{"value":NaN},{"value":2.5}]')
+
+
+def test_regression_models_answer_values_on_predict(regression_server: Any) -> None:
+    """/predict answers a regression's value ({"value": v}), not a label and score."""
+    one = post(regression_server, "/predict", json={"input": [0, 0, 2.5]})
+    assert (one.status_code, one.json()) == (200, {"value": 2.5})
+    several = post(regression_server, "/predict", json={"instances": [[0, 0, 1], [0, 0, -3.5]]})
+    assert several.json() == [{"value": 1.0}, {"value": -3.5}]
