@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-import reactivex
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
-from rxpipe.flow import generate
+from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -75,8 +74,7 @@ def chunked_source(
             part = slice(start, min(start + chunk_size, n))
             yield Batch(features[part], labels[part], ids[part], meta)
 
-    own = generate(batches)
-    return lambda source: reactivex.concat(source, own)
+    return append(lambda: generate(batches))
 
 
 def table_source(
@@ -95,6 +93,7 @@ def iris(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Bat
         limit: emit only the first ``limit`` rows (for quick runs).
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> [batch] = collect(reactivex.empty().pipe(iris()))
         >>> batch.features.shape, batch.metadata.label_names
@@ -112,6 +111,7 @@ def wine(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Bat
         limit: emit only the first ``limit`` rows (for quick runs).
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> [batch] = collect(reactivex.empty().pipe(wine()))
         >>> batch.features.shape, batch.metadata.num_classes
@@ -129,6 +129,7 @@ def breast_cancer(chunk_size: int = 256, limit: int | None = None) -> Operator[B
         limit: emit only the first ``limit`` rows (for quick runs).
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> batches = collect(reactivex.empty().pipe(breast_cancer()))
         >>> sum(b.size for b in batches), batches[0].metadata.label_names
@@ -148,6 +149,7 @@ def diabetes(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch,
         limit: emit only the first ``limit`` rows (for quick runs).
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> batches = collect(reactivex.empty().pipe(diabetes()))
         >>> batches[0].features.shape[1:], batches[0].labels.dtype.name

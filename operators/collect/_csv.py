@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import reactivex
 
 from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
 from rxpipe.errors import ConfigError, StageError
-from rxpipe.flow import generate
+from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -25,6 +27,12 @@ from ._memo import MetadataMemo
 COLUMN_TYPES = ("float", "int", "str")
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "None")
 _DTYPES = {"float": "float32", "int": "int64", "str": "object"}
+_LABEL_EXPECTED = {
+    "float": "a number (or a class name)",
+    "int": "an integer (or a class name)",
+    "str": "a class name",
+}
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the decoder could not read (surrogateescape)
 
 
 class RowError(ValueError):
@@ -100,6 +108,53 @@ def infer_type(values: list[str], missing: frozenset[str]) -> str:
     return "float"
 
 
+def open_text(path: Path, encoding: str) -> Any:
+    """``path`` opened for the csv module: a UTF-8 BOM is dropped, and a byte the encoding
+    cannot decode becomes a lone surrogate (see :func:`undecodable`) instead of an error
+    that loses the text wrapper's whole chunk and the line number."""
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    return path.open(newline="", encoding=encoding, errors="surrogateescape")
+
+
+def undecodable(fields: Sequence[str]) -> tuple[int, int] | None:
+    """``(field index, byte)`` of the first byte the encoding could not decode, if any."""
+    if _ESCAPED.search("".join(fields)) is None:  # the common case, checked at once
+        return None
+    for index, field in enumerate(fields):
+        found = _ESCAPED.search(field)
+        if found is not None:
+            return index, ord(found.group()) - 0xDC00
+    return None
+
+
+def header_problem(layout: CsvLayout, header: Sequence[str]) -> tuple[str, str] | None:
+    """What is wrong with the header row, if anything: ``(parameter, message)``.
+
+    An undecodable byte is the ``encoding`` parameter's problem; a repeated column name
+    (the second would silently hide the first) is the file's (``path``).
+    """
+    where = f"the header of {str(layout.path)!r}"
+    found = undecodable(header)
+    if found is not None:
+        return "encoding", (
+            f"{where}, column {found[0] + 1}: expected {layout.encoding} text. "
+            f"Received: the byte {found[1]:#04x}"
+        )
+    names = [h.strip() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    if repeated:
+        shown = "; ".join(
+            f"{n!r} in columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)}"
+            for n in repeated
+        )
+        return "path", (
+            f"expected distinct column names in {where}. Received: {shown} "
+            "(rename them, or give names=)"
+        )
+    return None
+
+
 class _Reader:
     """One pass over the file: rows → typed column arrays, a chunk at a time."""
 
@@ -125,7 +180,7 @@ class _Reader:
 
     def batches(self) -> Iterator[Batch]:
         layout = self.layout
-        with layout.path.open(newline="", encoding=layout.encoding) as handle:
+        with open_text(layout.path, layout.encoding) as handle:
             reader = csv.reader(handle, delimiter=layout.delimiter)
             try:
                 header = next(reader) if layout.header else None
@@ -135,10 +190,14 @@ class _Reader:
                 raise StageError(
                     layout.plugin, f"{str(layout.path)!r}: cannot read the header: {error}"
                 ) from error
+            if layout.names is None and header is not None:
+                problem = header_problem(layout, header)
+                if problem is not None:
+                    raise StageError(layout.plugin, problem[1])
             names = layout.names or (
                 tuple(h.strip() for h in header) if header is not None else None
             )
-            rows = self._rows(reader)
+            rows = self._rows(reader, names)
             first = list(itertools.islice(rows, self.chunk_size))
             if not first:
                 return
@@ -153,7 +212,9 @@ class _Reader:
                     yield batch
                 chunk = list(itertools.islice(rows, self.chunk_size))
 
-    def _rows(self, reader: Any) -> Iterator[tuple[int, int, list[str]]]:
+    def _rows(
+        self, reader: Any, names: tuple[str, ...] | None
+    ) -> Iterator[tuple[int, int, list[str]]]:
         index = 0
         while self.limit is None or index < self.limit:
             try:
@@ -166,6 +227,21 @@ class _Reader:
                 continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
+            found = undecodable(row)
+            if found is not None:
+                field, byte = found
+                column = (
+                    f"column {names[field]!r}"
+                    if names is not None and field < len(names)
+                    else f"field {field + 1}"
+                )
+                message = (
+                    f"{column}: expected {self.layout.encoding} text (the encoding parameter). "
+                    f"Received: the byte {byte:#04x}"
+                )
+                self._fail(index, reader.line_num, message, None)
+                index += 1
+                continue
             yield index, reader.line_num, row
             index += 1
 
@@ -194,7 +270,8 @@ class _Reader:
                 kinds[column] = layout.types[column]
             else:
                 values = [row[index[column]] for _, _, row in first if len(row) == len(names)]
-                kinds[column] = infer_type(values, layout.missing)
+                missing = self._label_missing() if column == layout.label else layout.missing
+                kinds[column] = infer_type(values, missing)
         return features, kinds, index
 
     def _metadata(self, plan: Any) -> DatasetMetadata:
@@ -227,8 +304,17 @@ class _Reader:
         while good:
             try:
                 return self._arrays(good, features, kinds, index, meta)
-            except RowError:
-                good = self._drop_bad_rows(good, features, kinds, index)
+            except RowError as error:
+                kept = self._drop_bad_rows(good, features, kinds, index)
+                if len(kept) == len(good):  # no single row fails: never retry the same rows
+                    lines = f"lines {good[0][1]}-{good[-1][1]}"
+                    raise StageError(
+                        self.layout.plugin,
+                        f"{str(self.layout.path)!r} {lines}: {error}",
+                        [row_id for row_id, _, _ in good],
+                        error,
+                    ) from error
+                good = kept
         return None
 
     def _drop_bad_rows(
@@ -237,29 +323,81 @@ class _Reader:
         kept = []
         for row_id, line, row in rows:
             try:
-                for column in (*features, *([self.layout.label] if self.layout.label else [])):
-                    convert(column, kinds[column], [row[index[column]]], self.layout.missing)
-                if self.layout.label is not None and self.layout.label_names is not None:
-                    self._label_index([row[index[self.layout.label]]])
+                self._columns([row], features, kinds, index)  # the very checks _arrays makes
             except RowError as error:
                 self._fail(row_id, line, str(error), error)
                 continue
             kept.append((row_id, line, row))
         return kept
 
-    def _label_index(self, values: list[str]) -> np.ndarray[Any, Any]:
+    def _label_missing(self) -> frozenset[str]:
+        """Label cells that mean "no label": the ``missing`` strings and the empty cell."""
+        return self.layout.missing | {""}
+
+    def _labels(self, values: list[str], kind: str) -> np.ndarray[Any, Any]:
+        """The label column's cells as class indices (with label_names) or typed values.
+
+        Raises:
+            RowError: for a missing label or one that is not a valid label (every check
+                of a label cell is here, so a chunk and its rows one by one agree).
+        """
+        layout = self.layout
+        missing = self._label_missing()
+        if layout.label_names is not None:
+            return self._label_index(values, missing)
+        for value in values:
+            if value.strip() in missing:
+                raise RowError(
+                    f"column {layout.label!r}: expected {_LABEL_EXPECTED[kind]}. "
+                    "Received: a missing value"
+                )
+        if kind == "str":
+            out = np.empty(len(values), dtype=object)
+            out[:] = [v.strip() for v in values]
+            return out
+        array: np.ndarray[Any, Any] = convert(str(layout.label), kind, values, frozenset())
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise RowError(
+                f"column {layout.label!r}: expected a finite number. "
+                f"Received: {values[int(np.argmin(finite))]!r}"
+            )
+        return array
+
+    def _label_index(self, values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
         names = self.layout.label_names or ()
         lookup = {n: i for i, n in enumerate(names)}
         out = np.empty(len(values), dtype=np.int64)
         for i, value in enumerate(values):
             found = lookup.get(value.strip())
             if found is None:
+                what = "a missing value" if value.strip() in missing else repr(value)
                 raise RowError(
                     f"column {self.layout.label!r}: expected one of the label_names "
-                    f"{list(names)}. Received: {value!r}"
+                    f"{list(names)}. Received: {what}"
                 )
             out[i] = found
         return out
+
+    def _columns(
+        self,
+        rows: list[list[str]],
+        features: tuple[str, ...],
+        kinds: Mapping[str, str],
+        index: Mapping[str, int],
+    ) -> tuple[Features, np.ndarray[Any, Any] | None]:
+        """The rows' features and labels (``RowError`` if a cell is not what it should be)."""
+        layout = self.layout
+
+        def column(name: str) -> list[str]:
+            return [row[index[name]] for row in rows]
+
+        arrays = {c: convert(c, kinds[c], column(c), layout.missing) for c in features}
+        values: Features = arrays[features[0]] if len(features) == 1 else arrays
+        labels = None
+        if layout.label is not None:
+            labels = self._labels(column(layout.label), kinds[layout.label])
+        return values, labels
 
     def _arrays(
         self,
@@ -274,16 +412,7 @@ class _Reader:
         def column(name: str) -> list[str]:
             return [row[index[name]] for _, _, row in rows]
 
-        arrays = {c: convert(c, kinds[c], column(c), layout.missing) for c in features}
-        values: Features = arrays[features[0]] if len(features) == 1 else arrays
-        labels = None
-        if layout.label is not None:
-            if layout.label_names is not None:
-                labels = self._label_index(column(layout.label))
-            else:
-                labels = convert(
-                    layout.label, kinds[layout.label], column(layout.label), frozenset()
-                )
+        values, labels = self._columns([row for _, _, row in rows], features, kinds, index)
         if layout.id_column is not None:
             ids = np.empty(len(rows), dtype=object)
             ids[:] = [v.strip() for v in column(layout.id_column)]
@@ -305,11 +434,11 @@ def csv_source(
     check_on_error(layout.plugin, on_error, max_skipped)
     memo = MetadataMemo()
 
-    def own(_: Any) -> reactivex.Observable[Batch]:
+    def own() -> reactivex.Observable[Batch]:
         bad = BadRecords(layout.plugin, on_error, max_skipped)  # the pass's accounting
         return generate(_Reader(layout, chunk_size, limit, bad, memo).batches)
 
-    return lambda source: reactivex.concat(source, reactivex.defer(own))
+    return append(own)
 
 
 def make_layout(
@@ -368,12 +497,14 @@ def _check_columns(layout: CsvLayout) -> None:
     names = layout.names
     if names is None and layout.header:
         try:
-            with layout.path.open(newline="", encoding=layout.encoding) as handle:
-                names = tuple(
-                    h.strip() for h in next(csv.reader(handle, delimiter=layout.delimiter))
-                )
+            with open_text(layout.path, layout.encoding) as handle:
+                header = next(csv.reader(handle, delimiter=layout.delimiter))
         except (StopIteration, OSError, UnicodeDecodeError, csv.Error):
             return  # an empty or unreadable file fails when read, naming the file
+        problem = header_problem(layout, header)
+        if problem is not None:
+            raise ConfigError(problem[1], f"{layout.plugin}.{problem[0]}")
+        names = tuple(h.strip() for h in header)
     if names is None:
         return
     wanted = {

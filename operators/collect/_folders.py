@@ -1,14 +1,15 @@
 """collect.image_folder and collect.text_folder: one subfolder per class, read lazily.
 
-Both list the class folders when built (a missing or empty folder fails the pipeline
-before it runs) and again when read; files are read a chunk at a time, classes
-interleaved (one file of each class in turn), so a small shuffle buffer still sees
-every class. Sample ids are the files' paths relative to the root (``"cat/001.png"``),
-so every error names the file.
+Both list the class folders when built (a missing or empty folder, or a class folder
+without a matching file, fails the pipeline before it runs) and again when read; files
+are read a chunk at a time, classes interleaved (one file of each class in turn), so a
+small shuffle buffer still sees every class. Sample ids are the files' paths relative
+to the root (``"cat/001.png"``), so every error names the file.
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import itertools
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import reactivex
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
 from rxpipe.errors import ConfigError, StageError
-from rxpipe.flow import generate
+from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -48,7 +49,8 @@ def class_files(
     """The class names (sorted subfolder names) and each class's files (sorted, recursive).
 
     Raises:
-        ConfigError: if ``root`` has no class subfolder holding a matching file.
+        ConfigError: if ``root`` has no class subfolder holding a matching file, or a class
+            subfolder holds none (its class could never be learned or predicted).
     """
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [
@@ -63,6 +65,14 @@ def class_files(
         raise ConfigError(
             f"expected one subfolder per class holding {', '.join(extensions)} files. "
             f"Received: {str(root)!r} with {len(classes)} subfolder(s) and no such file",
+            f"{plugin_name}.path",
+        )
+    empty = [name for name, group in zip(classes, files, strict=True) if not group]
+    if empty:
+        raise ConfigError(
+            f"expected {', '.join(extensions)} files in every class subfolder. "
+            f"Received: no such file in {', '.join(repr(str(root / n)) for n in empty)} "
+            "(add samples or remove the folder)",
             f"{plugin_name}.path",
         )
     return tuple(classes), files
@@ -138,11 +148,11 @@ def folder_source(
                     meta,
                 )
 
-    def own(_: Any) -> reactivex.Observable[Batch]:
+    def own() -> reactivex.Observable[Batch]:
         # Subscribed now: the pass's accounting is current.
         return generate(functools.partial(batches, BadRecords(plugin_name, on_error, max_skipped)))
 
-    return lambda source: reactivex.concat(source, reactivex.defer(own))
+    return append(own)
 
 
 def _read_bytes(file: Path) -> bytes:
@@ -165,7 +175,8 @@ def image_folder(
     ``process.decode_image``, which the exported model repeats on raw image bytes.
 
     Args:
-        path: the root folder (``path/<class>/<file>``; nested folders are read too).
+        path: the root folder (``path/<class>/<file>``; nested folders are read too);
+            every class folder must hold at least one file.
         extensions: file suffixes to read (case-insensitive).
         chunk_size: files per emitted batch.
         limit: read only the first ``limit`` files (for quick runs).
@@ -212,9 +223,10 @@ def text_folder(
     names), ids = paths relative to ``path``. Vectorize with ``process.vectorize``.
 
     Args:
-        path: the root folder (``path/<class>/<file>.txt``).
+        path: the root folder (``path/<class>/<file>.txt``); every class folder must
+            hold at least one file.
         extensions: file suffixes to read (case-insensitive).
-        encoding: the files' text encoding.
+        encoding: the files' text encoding (with UTF-8, a byte order mark is dropped).
         chunk_size: files per emitted batch.
         limit: read only the first ``limit`` files.
         on_error: ``"raise"``: an unreadable or undecodable file fails the run naming
@@ -239,8 +251,11 @@ def text_folder(
             "collect.text_folder.encoding",
         ) from None
 
+    # A UTF-8 byte order mark is not part of the text.
+    decode = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
     def read_text(file: Path) -> str:
-        return file.read_text(encoding=encoding)
+        return file.read_text(encoding=decode)
 
     return folder_source(
         "collect.text_folder", path, extensions, chunk_size, limit, on_error, max_skipped, read_text

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import reactivex
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
 from rxpipe.errors import ConfigError
-from rxpipe.flow import generate
+from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -129,6 +128,7 @@ def numpy_arrays(
         limit: read only the first ``limit`` rows.
 
     Example:
+        >>> import reactivex
         >>> from rxpipe.testing import collect
         >>> x, y = np.zeros((5, 2), "float32"), np.array([0, 1, 2, 0, 1])
         >>> stage = numpy_arrays(arrays={"x": x, "y": y}, chunk_size=4)
@@ -217,5 +217,4 @@ def numpy_arrays(
             label = next(label_rows) if label_rows is not None else None
             yield Batch(rows, label, ids, meta)
 
-    own = generate(batches)
-    return lambda source: reactivex.concat(source, own)
+    return append(lambda: generate(batches))

@@ -14,17 +14,25 @@ import reactivex
 
 from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
 from rxpipe.errors import ConfigError, StageError
-from rxpipe.flow import generate
+from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._bad_records import BadRecords, check_on_error
-from .._checks import names, optional_positive_int, positive_int
+from .._checks import existing_path, names, optional_positive_int, positive_int
 from ._memo import MetadataMemo
 
 PLUGIN = "collect.tfrecord"
 _SPEC = re.compile(r"^\s*(float32|int64|bytes|string)\s*(?:\[\s*([\d\s,]*)\s*\])?\s*$")
 _NUMPY = {"float32": "float32", "int64": "int64", "bytes": "object", "string": "object"}
+
+
+class RecordError(ValueError):
+    """A parsed record whose value is not what the spec promises (``index`` in its chunk)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @attrs.frozen
@@ -55,19 +63,55 @@ class Column:
         return tf.io.FixedLenFeature(self.shape, dtype)
 
     def to_numpy(self, value: Any) -> np.ndarray[Any, Any]:
+        """The parsed tensor as numpy (``"string"``: str objects).
+
+        Raises:
+            RecordError: for a ``"string"`` value that is not UTF-8, naming its record.
+        """
         array: np.ndarray[Any, Any] = value.numpy()
         if self.kind == "string":
-            out = np.empty(array.shape, dtype=object)
-            out.ravel()[:] = [v.decode("utf-8") for v in array.ravel()]
-            return out
+            records = array.reshape(len(array), -1)
+            out = np.empty(records.shape, dtype=object)
+            for index, record in enumerate(records):
+                try:
+                    out[index] = [v.decode("utf-8") for v in record]
+                except UnicodeDecodeError as error:
+                    raise RecordError(
+                        index,
+                        f"feature {self.name!r}: expected UTF-8 text (or use 'bytes'). "
+                        f"Received: {error.object[:40]!r} ({error.reason} at byte {error.start})",
+                    ) from None
+            return out.reshape(array.shape)
         return array.astype(object) if self.kind == "bytes" else array
 
 
-def _files(pattern: Sequence[str]) -> list[Path]:
+def _files(items: Sequence[str]) -> list[Path]:
+    """The files ``items`` name, in order (globs sorted).
+
+    Raises:
+        ConfigError: for a path that is not a file, a glob matching no file, or a file
+            named twice (its records would be read twice).
+    """
     found: list[Path] = []
-    for item in pattern:
-        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
-        found.extend(Path(m) for m in matches if Path(m).is_file())
+    for item in items:
+        if glob.has_magic(item):
+            matches = [Path(m) for m in sorted(glob.glob(item)) if Path(m).is_file()]
+            if not matches:
+                raise ConfigError(
+                    f"expected files or glob patterns matching at least one file. "
+                    f"Received: {item!r}, which matches no file",
+                    f"{PLUGIN}.paths",
+                )
+        else:
+            matches = [existing_path(PLUGIN, "paths", item, kind="file")]
+        for path in matches:
+            if any(path.resolve() == seen.resolve() for seen in found):
+                again = f" (matched by {item!r})" if str(path) != item else ""
+                raise ConfigError(
+                    f"expected each file once. Received: {str(path)!r} twice{again}",
+                    f"{PLUGIN}.paths",
+                )
+            found.append(path)
     return found
 
 
@@ -91,6 +135,7 @@ class _Reader:
         self.chunk_size = chunk_size
         self.limit = limit
         self.bad = bad
+        self.label_names = label_names
         specs: dict[str, FeatureSpec] = {
             c.name: FeatureSpec(c.shape, _NUMPY[c.kind]) for c in columns
         }
@@ -131,9 +176,35 @@ class _Reader:
             records = tf.gather(records, good)
             ids = [ids[i] for i in good]
             parsed = self._parse(records)
+        while True:
+            try:
+                return self._arrays(parsed, ids)
+            except RecordError as error:
+                bad = ids[error.index]
+                self._fail([bad], f"{where}: record {bad!r}: {error}", error)
+                keep = [i for i in range(len(ids)) if i != error.index]
+                if not keep:
+                    return None
+                parsed = {name: tf.gather(value, keep) for name, value in parsed.items()}
+                ids = [ids[i] for i in keep]
+
+    def _arrays(self, parsed: dict[str, Any], ids: list[str]) -> Batch:
+        """The parsed records as a batch (``RecordError`` for a record that cannot be one)."""
         arrays = {c.name: c.to_numpy(parsed[c.name]) for c in self.columns}
         features: Features = arrays[self.columns[0].name] if len(self.columns) == 1 else arrays
-        labels = None if self.label is None else self.label.to_numpy(parsed[self.label.name])
+        labels = None
+        if self.label is not None:
+            labels = self.label.to_numpy(parsed[self.label.name])
+            if self.label_names is not None and self.label.kind == "int64":
+                outside = np.flatnonzero((labels < 0) | (labels >= len(self.label_names)))
+                if outside.size:
+                    index = int(outside[0])
+                    raise RecordError(
+                        index,
+                        f"label {self.label.name!r}: expected a class index in "
+                        f"[0, {len(self.label_names)}) (the label_names). "
+                        f"Received: {labels[index].tolist()}",
+                    )
         id_array = np.empty(len(ids), dtype=object)
         id_array[:] = ids
         return Batch(features, labels, id_array, self.meta)
@@ -204,7 +275,8 @@ def tfrecord(
     Encoded images (``"bytes"``) go on to ``process.decode_image``.
 
     Args:
-        paths: TFRecord files or glob patterns (read in the order given, globs sorted).
+        paths: TFRecord files or glob patterns (read in the order given, globs sorted);
+            each file must exist and each pattern match a file.
         features: feature name → spec.
         label: the label feature (``None``: unlabelled records).
         label_spec: the label's spec (``"int64"`` classes, ``"float32"`` targets).
@@ -213,8 +285,9 @@ def tfrecord(
         chunk_size: records per emitted batch.
         limit: read only the first ``limit`` records.
         on_error: ``"raise"``: a corrupt file or a record that does not match the spec
-            fails the run naming it; ``"skip"``: the record (or the rest of a corrupt
-            file) is skipped and reported.
+            (wrong shape, a ``"string"`` that is not UTF-8, a label outside
+            ``label_names``) fails the run naming it; ``"skip"``: the record (or the rest
+            of a corrupt file) is skipped and reported.
         max_skipped: with ``"skip"``, fail after this many bad records.
 
     Example:
@@ -249,11 +322,11 @@ def tfrecord(
 
     memo = MetadataMemo()
 
-    def own(_: Any) -> reactivex.Observable[Batch]:
+    def own() -> reactivex.Observable[Batch]:
         bad = BadRecords(PLUGIN, on_error, max_skipped)  # the pass's accounting
         reader = _Reader(
             files, columns, label_column, classes, compression, chunk_size, limit, bad, memo
         )
         return generate(reader.batches)
 
-    return lambda source: reactivex.concat(source, reactivex.defer(own))
+    return append(own)

@@ -4,7 +4,8 @@
   a user function's exception becomes ``on_error`` carrying the stage and sample ids.
 - :func:`map_batches`: a function over batches as an operator, inline or with workers,
   failing on bad records or skipping them (``on_error="skip"``, ``max_skipped``).
-- :func:`generate`: a cold source from a generator factory that stops when disposed.
+- :func:`generate`: a cold source from a generator factory that stops when disposed;
+  :func:`append` emits a stream, then a source made when the stage subscribes.
 - :func:`bounded_buffer`: a thread boundary holding at most N batches (and bytes); a
   cold upstream waits when it is full, a hot one drops (oldest or newest) or fails.
 - :func:`prefetch`: keep the next N batches ready ahead of the consumer.
@@ -26,7 +27,7 @@ from rxpipe.flow.instrument import StageCounts, check_accounting, instrument
 from rxpipe.flow.iterate import iterate
 from rxpipe.flow.parallel import Executor, parallel_map
 from rxpipe.flow.prefetch import prefetch
-from rxpipe.flow.source import generate
+from rxpipe.flow.source import append, generate
 from rxpipe.flow.transform import BatchTransformer, map_batches, transform
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Overflow",
     "StageCounts",
     "Tally",
+    "append",
     "bounded_buffer",
     "check_accounting",
     "current_tally",

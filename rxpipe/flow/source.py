@@ -1,4 +1,4 @@
-"""Cold sources from generator factories."""
+"""Cold sources: from generator factories, and appended to a stream."""
 
 from __future__ import annotations
 
@@ -58,3 +58,27 @@ def generate(factory: Callable[[], Iterator[T]]) -> reactivex.Observable[T]:
         return reactivex.disposable.CompositeDisposable(sched.schedule(run), Disposable(dispose))
 
     return reactivex.create(subscribe)
+
+
+def append(
+    factory: Callable[[], reactivex.Observable[T]],
+) -> Callable[[reactivex.Observable[T]], reactivex.Observable[T]]:
+    """An operator emitting its input, then the items of the observable ``factory()`` makes.
+
+    This is how a ``collect`` plugin chains after the sources before it. ``factory`` is
+    called when the operator is subscribed, once per pass, so what it creates then (a
+    :class:`~rxpipe.flow.Tally` from :func:`~rxpipe.flow.current_tally`, per-pass state)
+    belongs to the stage's pass. (``reactivex.concat(source, reactivex.defer(...))`` would
+    call it only when the input completes, on whatever thread that happens, where the
+    stage's tally is no longer current.)
+
+    Example:
+        >>> from rxpipe.testing import collect
+        >>> collect(reactivex.of(1, 2).pipe(append(lambda: generate(lambda: iter([3])))))
+        [1, 2, 3]
+    """
+
+    def operator(source: reactivex.Observable[T]) -> reactivex.Observable[T]:
+        return reactivex.defer(lambda _: reactivex.concat(source, factory()))
+
+    return operator

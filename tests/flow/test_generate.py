@@ -1,13 +1,16 @@
-"""Tests for rxpipe.flow.generate: cold sources from generator factories."""
+"""Tests for rxpipe.flow.generate and append: cold sources, and sources after a stream."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+import reactivex
 from reactivex import operators as ops
+from reactivex.scheduler import NewThreadScheduler
 
-from rxpipe.flow import generate
+from rxpipe.flow import Tally, append, current_tally, generate
+from rxpipe.flow._tally import tallying
 from rxpipe.testing import collect
 
 
@@ -51,3 +54,23 @@ def test_generator_errors_become_on_error() -> None:
 
     with pytest.raises(OSError, match="shard 2"):
         collect(generate(broken))
+
+
+def test_append_makes_its_source_when_subscribed_with_the_stage_tally() -> None:
+    """append calls its factory at subscription, once per pass, while the tally is current.
+
+    The input here ends later on another thread, where no tally is current.
+    """
+    tallies: list[Tally] = []
+
+    def own() -> reactivex.Observable[int]:
+        tallies.append(current_tally("detached"))
+        return generate(lambda: iter([3]))
+
+    source = append(own)(reactivex.of(1, 2).pipe(ops.delay(0.01, NewThreadScheduler())))
+    assert tallies == []  # not when the operator is applied
+    passes = [Tally("collect.mine"), Tally("collect.mine")]
+    for tally in passes:
+        with tallying(tally):
+            assert collect(source) == [1, 2, 3]
+    assert tallies == passes

@@ -48,7 +48,7 @@ def clip(low: float = 0.0, high: float = 1.0) -> Operator[Batch, Batch]:
     """
     if not low < high:
         raise ConfigError(
-            f"expected low < high. Received: low={low!r}, high={high!r}", "process.clip"
+            f"expected low < high. Received: low={low!r}, high={high!r}", "process.clip.high"
         )
     step = Clip(low, high)
     seen: dict[int, Any] = {}

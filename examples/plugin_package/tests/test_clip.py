@@ -24,6 +24,8 @@ def test_clip_is_registered_and_validates_its_parameters() -> None:
     assert "process.clip" in registry.names()
     with pytest.raises(ConfigError, match="expected low < high"):
         clip(1.0, 0.0)
+    with pytest.raises(ConfigError, match=r"^plugins\[2\]\.high: expected low < high"):
+        registry.create("process.clip", {"low": 1.0, "high": 0.0}, "plugins[2]")
 
 
 def test_upstream_errors_pass_through_unchanged() -> None:

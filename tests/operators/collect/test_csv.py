@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import reactivex
 
-from rxpipe import ConfigError, StageError
+from rxpipe import ConfigError, Pipeline, SamplesSkipped, StageError
 from rxpipe.flow._tally import Tally, tallying
-from rxpipe.operators import collect
+from rxpipe.operators import access, collect, process
+from rxpipe.testing import EventRecorder
 from rxpipe.testing import collect as run
 
 TABLE = """age,color,income,label
@@ -113,6 +114,37 @@ def test_malformed_rows_are_skipped_and_reported(table: Path) -> None:
     assert "label_names" in tally.skipped[2].reason
 
 
+def test_a_run_reports_skipped_rows_once_in_its_result_and_events(tmp_path: Path) -> None:
+    """In a run, rows skipped by collect.csv reach RunResult.skipped and the stage counts.
+
+    standardize fits on a first pass, so the file is read twice; each bad row is
+    reported once.
+    """
+    rows = ["x,y,label", *(f"{i},{i % 3},{i % 2}" for i in range(20))]
+    rows[5], rows[9] = "oops,1,0", "7,1"  # lines 6 and 10: not a number; too few fields
+    (tmp_path / "rows.csv").write_text("\n".join(rows) + "\n")
+    pipeline = Pipeline(
+        collect.csv(
+            str(tmp_path / "rows.csv"), label="label", types={"x": "float"}, on_error="skip"
+        ),
+        access.split(train=0.5, validation=0.0, test=0.5, seed=0),
+        process.standardize(),
+        name="skips",
+        runs_dir=tmp_path / "runs",
+    )
+    recorder = EventRecorder()
+    pipeline.events.subscribe(recorder)
+    result = pipeline.run(progress=False)
+    assert sorted(s.sample_id for s in result.skipped) == [4, 8]
+    assert all(s.stage == "collect.csv" for s in result.skipped)
+    counts = result.counts["collect.csv"]
+    assert counts.passes == 2
+    assert counts.samples_out == 2 * 18
+    assert counts.samples_failed == 2 * 2
+    reported = [i for e in recorder.of_type(SamplesSkipped) for i in e.sample_ids]
+    assert sorted(reported) == [4, 8]
+
+
 def test_bad_parameters_fail_at_construction(table: Path, tmp_path: Path) -> None:
     """A missing file, an unknown type or a long delimiter is a config error."""
     with pytest.raises(ConfigError, match=r"collect\.csv\.path: expected an existing file"):
@@ -138,3 +170,139 @@ def test_text_csv_reads_quoted_texts(tmp_path: Path) -> None:
     [batch] = run(reactivex.empty().pipe(collect.text_csv(str(path))))
     assert batch.features.tolist() == ["loved it, really", "meh"]
     assert batch.labels.tolist() == ["pos", "neg"]
+
+
+@pytest.mark.timeout(60)  # before the fix, the empty label made the reader spin forever
+def test_an_empty_label_cell_is_a_row_error(tmp_path: Path) -> None:
+    """A missing label fails naming line and column, or is skipped alone; it never hangs."""
+    path = tmp_path / "x.csv"
+    path.write_text("a,label\n1.0,0\n2.0,\n3.0,nan\n4.0,1\n")
+    expected = r"x\.csv' line 3: column 'label': expected a number \(or a class name\)\. "
+    with pytest.raises(StageError, match=expected + "Received: a missing value") as info:
+        run(reactivex.empty().pipe(collect.csv(str(path), label="label")))
+    assert info.value.sample_ids == (1,)
+    stage = collect.csv(str(path), label="label", label_names=["0", "1"])
+    with pytest.raises(StageError, match=r"line 3: .*label_names.*Received: a missing value"):
+        run(reactivex.empty().pipe(stage))
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        [batch] = run(
+            reactivex.empty().pipe(collect.csv(str(path), label="label", on_error="skip"))
+        )
+    assert batch.ids.tolist() == [0, 3]
+    assert batch.labels.tolist() == [0.0, 1.0]
+    assert [s.sample_id for s in tally.skipped] == [1, 2]
+
+
+@pytest.mark.timeout(60)
+def test_a_chunk_error_no_row_reproduces_fails_instead_of_retrying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the row-by-row check finds no bad row, the chunk's error is raised, not retried."""
+    from rxpipe.operators.collect import _csv
+
+    path = tmp_path / "x.csv"
+    path.write_text("a,label\n1.0,0\noops,1\n")
+    monkeypatch.setattr(_csv._Reader, "_drop_bad_rows", lambda self, rows, *_: rows)
+    stage = collect.csv(str(path), label="label", types={"a": "float"}, on_error="skip")
+    with pytest.raises(StageError, match=r"lines 2-3: column 'a': expected a number") as info:
+        run(reactivex.empty().pipe(stage))
+    assert info.value.sample_ids == (0, 1)
+
+
+def test_an_empty_label_is_not_a_class(tmp_path: Path) -> None:
+    """Empty label cells of text_csv and csv string labels are row errors, not a class ''."""
+    path = tmp_path / "texts.csv"
+    path.write_text('text,label\n"hello world",\ngood food,cooking\n  ,  \nnice match,sports\n')
+    with pytest.raises(StageError, match=r"line 2: column 'label': expected a class name"):
+        run(reactivex.empty().pipe(collect.text_csv(str(path))))
+    tally = Tally("collect.text_csv")
+    with tallying(tally):
+        [batch] = run(reactivex.empty().pipe(collect.text_csv(str(path), on_error="skip")))
+    assert batch.labels.tolist() == ["cooking", "sports"]
+    assert [s.sample_id for s in tally.skipped] == [0, 2]
+    assert "Received: a missing value" in tally.skipped[0].reason
+    with tallying(Tally("collect.csv")):
+        [batch] = run(
+            reactivex.empty().pipe(
+                collect.csv(str(path), label="label", types={"text": "str"}, on_error="skip")
+            )
+        )
+    assert batch.labels.tolist() == ["cooking", "sports"]
+
+
+def _rows_with_a_bad_byte(path: Path) -> None:
+    """2,000 good rows with one undecodable byte (0xe9) on line 1002 between them."""
+    good = [f"{i}.5,{i}.25,{i % 3}\n".encode() for i in range(2000)]
+    path.write_bytes(
+        b"a,b,label\n" + b"".join(good[:1000]) + b"7.5,\xe9,1\n" + b"".join(good[1000:])
+    )
+
+
+def test_an_undecodable_byte_loses_only_its_row(tmp_path: Path) -> None:
+    """Under skip every good row arrives and the bad one is reported at its true line."""
+    path = tmp_path / "rows.csv"
+    _rows_with_a_bad_byte(path)
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        stage = collect.csv(str(path), label="label", types={"b": "str"}, on_error="skip")
+        batches = run(reactivex.empty().pipe(stage))
+    assert sum(b.size for b in batches) == 2000
+    assert [s.sample_id for s in tally.skipped] == [1000]
+    assert "rows.csv' line 1002: column 'b': expected utf-8 text" in tally.skipped[0].reason
+    assert "Received: the byte 0xe9" in tally.skipped[0].reason
+
+
+def test_an_undecodable_byte_fails_naming_its_line(tmp_path: Path) -> None:
+    """Under raise the error names the file, the row's real line, the column and the byte."""
+    path = tmp_path / "rows.csv"
+    _rows_with_a_bad_byte(path)
+    stage = collect.csv(str(path), label="label", types={"b": "str"})
+    with pytest.raises(StageError, match=r"rows\.csv' line 1002: column 'b': .*0xe9") as info:
+        run(reactivex.empty().pipe(stage))
+    assert info.value.sample_ids == (1000,)
+    path.write_bytes("a,label\n1,x\n2,caf\u00e9\n".encode("latin-1"))  # read as utf-8
+    with pytest.raises(StageError, match=r"line 3: column 'label': expected utf-8 text"):
+        run(reactivex.empty().pipe(collect.csv(str(path), label="label")))
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path), label="label", encoding="latin-1")))
+    assert batch.labels.tolist() == ["x", "caf\u00e9"]
+    path.write_bytes(b"a,l\xe9bel\n1,x\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"collect\.csv\.encoding: the header of '.*rows\.csv', column 2: expected utf-8 "
+        r"text\. Received: the byte 0xe9",
+    ):
+        collect.csv(str(path))
+
+
+def test_duplicate_header_names_are_rejected(tmp_path: Path) -> None:
+    """A repeated column name fails at construction (or when read), naming file and name."""
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,label\n1,100,0\n2,200,1\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"collect\.csv\.path: expected distinct column names in the header "
+        r"of '.*dup\.csv'\. Received: 'a' in columns 1, 2",
+    ):
+        collect.csv(str(path), label="label")
+    renamed = collect.csv(str(path), label="label", names=["a1", "a2", "label"])
+    [batch] = run(reactivex.empty().pipe(renamed))
+    assert list(batch.features) == ["a1", "a2"]
+    path.write_text("a,b,label\n1,100,0\n")
+    stage = collect.csv(str(path), label="label")
+    path.write_text("a, b,b ,label\n1,100,0\n")  # changed after construction
+    with pytest.raises(StageError, match=r"Received: 'b' in columns 2, 3"):
+        run(reactivex.empty().pipe(stage))
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) -> None:
+    """With UTF-8 a BOM is dropped, so the first column keeps its name; latin-1 is as before."""
+    path = tmp_path / "bom.csv"
+    path.write_text("label,a,b\n1,2.0,3.0\n", encoding="utf-8-sig")
+    for encoding in ("utf-8", "UTF8"):
+        stage = collect.csv(str(path), label="label", encoding=encoding)
+        [batch] = run(reactivex.empty().pipe(stage))
+        assert list(batch.features) == ["a", "b"]
+        assert batch.labels.tolist() == [1.0]
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path), encoding="latin-1")))
+    assert list(batch.features) == ["\u00ef\u00bb\u00bflabel", "a", "b"]

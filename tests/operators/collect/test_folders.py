@@ -98,3 +98,31 @@ def test_max_skipped_bounds_the_bad_files(tmp_path: Path) -> None:
         (root / "ham" / f"bad{index}.txt").write_bytes(b"\xff")
     with pytest.raises(StageError, match=r"expected at most 1 skipped samples"):
         run(reactivex.empty().pipe(collect.text_folder(str(root), on_error="skip", max_skipped=1)))
+
+
+def test_an_empty_class_folder_fails_at_construction(tmp_path: Path) -> None:
+    """A class folder without a matching file is a config error naming the folder."""
+    root = _texts(tmp_path)
+    (root / "eggs").mkdir()
+    with pytest.raises(
+        ConfigError,
+        match=r"collect\.text_folder\.path: expected \.txt files in every class subfolder\. "
+        r"Received: no such file in '.*eggs'",
+    ):
+        collect.text_folder(str(root))
+    (root / "eggs" / "notes.md").write_text("not a .txt file")
+    with pytest.raises(ConfigError, match=r"no such file in '.*eggs'"):
+        collect.text_folder(str(root))
+    (root / "eggs" / "1.txt").write_text("scrambled")
+    [batch] = run(reactivex.empty().pipe(collect.text_folder(str(root))))
+    assert batch.metadata.label_names == ("eggs", "ham", "spam")
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
+    """With UTF-8 a file's BOM is dropped; other encodings read the bytes as before."""
+    root = _texts(tmp_path)
+    (root / "spam" / "0.txt").write_text("win cash", encoding="utf-8-sig")
+    [batch] = run(reactivex.empty().pipe(collect.text_folder(str(root))))
+    assert "win cash" in batch.features.tolist()
+    [batch] = run(reactivex.empty().pipe(collect.text_folder(str(root), encoding="latin-1")))
+    assert "\u00ef\u00bb\u00bfwin cash" in batch.features.tolist()

@@ -14,15 +14,19 @@ from rxpipe.operators import collect
 from rxpipe.testing import collect as run
 
 
-def write_records(path: Path, count: int) -> None:
-    """Write ``count`` examples with a float vector, a text and an int label."""
+def write_records(path: Path, count: int, texts: dict[int, bytes] | None = None) -> None:
+    """Write ``count`` examples with a float vector, a text and an int label.
+
+    ``texts`` replaces the text of some records (record index → raw bytes).
+    """
     import tensorflow as tf
 
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i in range(count):
+            text = (texts or {}).get(i, f"t{i}".encode())
             feature = {
                 "x": tf.train.Feature(float_list=tf.train.FloatList(value=[i, i + 0.5])),
-                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"t{i}".encode()])),
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text])),
                 "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3])),
             }
             example = tf.train.Example(features=tf.train.Features(feature=feature))
@@ -76,3 +80,52 @@ def test_bad_specs_and_paths_fail_at_construction(tmp_path: Path) -> None:
         collect.tfrecord([str(tmp_path / "a.tfrecord")], {"x": "float64"})
     with pytest.raises(ConfigError, match=r"collect\.tfrecord\.paths: expected files"):
         collect.tfrecord([str(tmp_path / "*.rec")], {"x": "float32"})
+
+
+def test_paths_naming_no_file_fail_at_construction(tmp_path: Path) -> None:
+    """A missing file, a glob matching nothing or a file named twice is a config error."""
+    write_records(tmp_path / "a.tfrecord", 1)
+    good = str(tmp_path / "a.tfrecord")
+    with pytest.raises(
+        ConfigError,
+        match=r"collect\.tfrecord\.paths: expected an existing file\. "
+        r"Received: '.*typo\.tfrecord', which does not exist",
+    ):
+        collect.tfrecord([good, str(tmp_path / "typo.tfrecord")], {"x": "float32[2]"})
+    with pytest.raises(ConfigError, match=r"paths: .*Received: '.*\*\.rec', which matches no file"):
+        collect.tfrecord([good, str(tmp_path / "*.rec")], {"x": "float32[2]"})
+    with pytest.raises(ConfigError, match=r"paths: expected a file\. Received: .*a directory"):
+        collect.tfrecord([good, str(tmp_path)], {"x": "float32[2]"})
+    with pytest.raises(ConfigError, match=r"paths: expected each file once\. .*a\.tfrecord' twice"):
+        collect.tfrecord([str(tmp_path / "*.tfrecord"), good], {"x": "float32[2]"})
+
+
+def test_a_string_that_is_not_utf8_is_a_record_error(tmp_path: Path) -> None:
+    """Invalid UTF-8 in a 'string' feature fails naming file and record, or is skipped alone."""
+    write_records(tmp_path / "a.tfrecord", 4, texts={1: b"\xff\xfe"})
+    path = str(tmp_path / "a.tfrecord")
+    with pytest.raises(
+        StageError,
+        match=r"a\.tfrecord': record 'a\.tfrecord#1': feature 'text': expected UTF-8 text",
+    ) as info:
+        run(reactivex.empty().pipe(collect.tfrecord([path], SPEC)))
+    assert info.value.sample_ids == ("a.tfrecord#1",)
+    tally = Tally("collect.tfrecord")
+    with tallying(tally):
+        [batch] = run(reactivex.empty().pipe(collect.tfrecord([path], SPEC, on_error="skip")))
+    assert batch.ids.tolist() == ["a.tfrecord#0", "a.tfrecord#2", "a.tfrecord#3"]
+    assert batch.features["text"].tolist() == ["t0", "t2", "t3"]  # type: ignore[index]
+    assert [s.sample_id for s in tally.skipped] == ["a.tfrecord#1"]
+
+
+def test_a_label_outside_label_names_is_a_record_error(tmp_path: Path) -> None:
+    """An int label with no class in label_names fails naming the record."""
+    write_records(tmp_path / "a.tfrecord", 3)  # labels 0, 1, 2
+    stage = collect.tfrecord(
+        [str(tmp_path / "a.tfrecord")], SPEC, label="label", label_names=["a", "b"]
+    )
+    with pytest.raises(
+        StageError,
+        match=r"record 'a\.tfrecord#2': label 'label': expected a class index in \[0, 2\)",
+    ):
+        run(reactivex.empty().pipe(stage))
