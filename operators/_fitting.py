@@ -30,7 +30,7 @@ from rxpipe.batch import Batch, Split
 from rxpipe.context import RunContext, current_run
 from rxpipe.errors import BatchError
 from rxpipe.flow import Tally, current_tally, map_batches, transform
-from rxpipe.flow._tally import tallying
+from rxpipe.flow._tally import FITTING_PASS, tallying
 from rxpipe.stage import Operator
 
 __all__ = ["FIT_SPLITS", "Fitter", "PerRun", "fitted", "reporting_to"]
@@ -95,7 +95,7 @@ class _FitPass(Generic[S]):
         if batch.split in FIT_SPLITS:
             self._fitter.update(batch)
             self._seen += batch.size
-        self._tally.drop(batch, "fitting pass")
+        self._tally.drop(batch, FITTING_PASS)
         return ()
 
     def on_end(self) -> Iterable[S]:

@@ -1,21 +1,38 @@
 """The ``rxpipe`` command line: ``run``, ``bench``, ``plugins``, ``predict``, ``serve``.
 
-Importing this module is cheap (argparse only); TensorFlow is imported by the plugins
-that need it, when a pipeline runs.
+Importing this module is cheap (argparse only), and so are ``rxpipe --help`` and
+``rxpipe plugins``. The commands that need TensorFlow import it first, through
+:func:`rxpipe.tf_import.import_tensorflow` (without its start-up notices), once a
+pipeline file has been read and before its stages are built.
+
+SIGTERM stops a command as Ctrl-C does: the run is cancelled, every stage stopped, its
+run.json says ``failed`` and a ``run_failed`` event is published; the exit status is 143
+(128 + 15, as Ctrl-C's is 130 = 128 + 2). A second SIGTERM ends the process at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rxpipe.pipeline import Pipeline
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+_EPILOG = (
+    "exit status: 0 done, 1 the run failed, 2 a configuration or usage error, 130 "
+    "interrupted (Ctrl-C), 143 terminated (SIGTERM). Ctrl-C and SIGTERM both stop every "
+    "stage, mark the run failed in its run.json and log run_failed; a second SIGTERM "
+    "ends the process at once."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,16 +40,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="rxpipe",
         description="Machine-learning pipelines as reactive streams (Pipcook's plugin chain "
         "on RxPY and TensorFlow).",
+        epilog=_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"rxpipe {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run a pipeline file (TOML or JSON)")
+    run = commands.add_parser("run", help="run a pipeline file (TOML or JSON)", epilog=_EPILOG)
     _add_pipeline_arguments(run, optional=True)
     run.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue a stopped run in its directory, from its last completed epoch",
+        help="continue a stopped run in its directory, from its last completed epoch (with "
+        "--set, not with PIPELINE_FILE or --runs-dir: the run stays in RUN_DIR)",
     )
     run.add_argument(
         "--tensorboard",
@@ -77,7 +96,11 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser, optional: bool = Fa
 
 
 def _load_pipeline(args: argparse.Namespace) -> Pipeline:
-    """The pipeline of ``args.pipeline`` with the --set overrides and --runs-dir applied."""
+    """The pipeline of ``args.pipeline`` with the --set overrides and --runs-dir applied.
+
+    The file is read and checked first; then TensorFlow is imported (see
+    :func:`_import_tensorflow`), then the stages are built (some import Keras).
+    """
     import json
 
     from rxpipe.config import apply_overrides, load_config
@@ -86,7 +109,23 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     overrides = list(args.overrides)
     if args.runs_dir:
         overrides.append(f"pipeline.runs_dir={json.dumps(args.runs_dir)}")
-    return Pipeline.from_config(apply_overrides(load_config(args.pipeline), overrides))
+    config = apply_overrides(load_config(args.pipeline), overrides)
+    _import_tensorflow()
+    return Pipeline.from_config(config)
+
+
+def _import_tensorflow() -> None:
+    """Import TensorFlow, leaving out the notices its C++ runtime prints as it starts.
+
+    Lines such as ``Could not find cuda drivers`` and ``failed call to cuInit`` come before
+    TensorFlow's logging is set up, whoever imports it first (a plugin building its stage
+    imports Keras), so the commands that need it import it here, through
+    :func:`rxpipe.tf_import.import_tensorflow`.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's later INFO lines
+    from rxpipe.tf_import import import_tensorflow
+
+    import_tensorflow()
 
 
 def _add_bench_command(commands: Any) -> None:
@@ -111,13 +150,14 @@ def _add_bench_command(commands: Any) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import json
 
-    from rxpipe.bench import bench, plot_report
+    from rxpipe.bench import bench, check_plot_path, plot_report
 
     if args.interval <= 0:
         raise _usage(f"--interval: expected a number > 0. Received: {args.interval}")
+    if args.plot:
+        check_plot_path(args.plot)  # a bad --plot path fails now, not after the whole bench
     report = bench(_load_pipeline(args), args.train_steps, snapshot_interval=args.interval)
     if args.plot:
         plot_report(report, args.plot)
@@ -184,7 +224,6 @@ def _version() -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ banner lines
     from rxpipe.errors import ConfigError
     from rxpipe.pipeline import Pipeline
 
@@ -200,7 +239,13 @@ def _run(args: argparse.Namespace) -> int:
             "rxpipe run: expected a PIPELINE_FILE or --resume RUN_DIR (one of them). "
             f"Received: {'both' if args.pipeline else 'neither'}"
         )
+    if args.resume is not None and args.runs_dir:
+        raise ConfigError(
+            "rxpipe run --resume: expected no --runs-dir (a resumed run stays in its own "
+            f"directory). Received: --runs-dir {args.runs_dir!r} with --resume {args.resume!r}"
+        )
     if args.resume is not None:
+        _import_tensorflow()
         result = Pipeline.resume(args.resume, args.overrides, **options)
     else:
         result = _load_pipeline(args).run(**options)
@@ -216,12 +261,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.top_k < 1:
+        raise _usage(f"--top-k: expected an int >= 1. Received: {args.top_k}")
+    _import_tensorflow()
     from rxpipe.serving.bundle import Bundle
     from rxpipe.serving.predict import format_predictions, predict_inputs
 
-    if args.top_k < 1:
-        raise _usage(f"--top-k: expected an int >= 1. Received: {args.top_k}")
     bundle = Bundle.load(args.run_dir)
     predictions = list(predict_inputs(bundle, args.inputs, args.top_k))
     print(format_predictions(predictions, as_json=args.json))
@@ -229,14 +274,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from rxpipe.serving.server import serve
-
     if args.max_batch_size < 1 or args.max_wait_ms < 0 or args.max_body_mb <= 0:
         raise _usage(
             "expected --max-batch-size >= 1, --max-wait-ms >= 0 and --max-body-mb > 0. "
             f"Received: {args.max_batch_size}, {args.max_wait_ms}, {args.max_body_mb}"
         )
+    _import_tensorflow()  # the model is loaded in this process
+    from rxpipe.serving.server import serve
+
     try:
         serve(
             args.run_dir,
@@ -297,15 +342,71 @@ def _annotation(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("collections.abc.", "")
 
 
+@contextmanager
+def _stopping_on_signals() -> Iterator[list[int]]:
+    """In the block, SIGTERM stops a command as Ctrl-C (SIGINT) does.
+
+    Either signal raises ``KeyboardInterrupt`` (``KeyboardInterrupt("SIGTERM")`` for
+    SIGTERM), so a run is cancelled and cleaned up (see :meth:`rxpipe.Pipeline.run`).
+    While training runs inside Keras or TensorFlow code, it is raised at the next step
+    instead (:func:`rxpipe.training.trainer.waits_for_next_step`): raised there, it can
+    be swallowed or crash the process. A second Ctrl-C raises at once; a second SIGTERM
+    ends the process at once. Off the main thread, or for a signal that already has
+    another handler (or is ignored), nothing changes.
+
+    Yields:
+        The numbers of the signals received, in order.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    from rxpipe.training.trainer import clear_stop_requests, request_stop, waits_for_next_step
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        reason = "Ctrl-C"
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
+            reason = "SIGTERM"
+        request_stop(reason)
+        if len(received) > 1 or not waits_for_next_step(frame):
+            raise KeyboardInterrupt(reason)
+
+    previous = {}
+    for signum, default in (
+        (signal.SIGTERM, signal.SIG_DFL),
+        (signal.SIGINT, signal.default_int_handler),
+    ):
+        if signal.getsignal(signum) is default:
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        clear_stop_requests()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 1 run failed, 2 usage, 130 Ctrl-C)."""
+    """Run the command line; return the exit code.
+
+    0 ok, 1 the run failed, 2 a configuration or usage error, 130 Ctrl-C, 143 SIGTERM.
+    """
     args = _parser().parse_args(argv)
+    with _stopping_on_signals() as signals:
+        return _dispatch(args, signals)
+
+
+def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
+    """Run the command ``args`` names; turn its errors into messages and exit codes."""
     from rxpipe.errors import (
         BundleError,
         ConfigError,
         PipelineCancelled,
         PredictionInputError,
         RxpipeError,
+        StageError,
     )
 
     try:
@@ -325,8 +426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rxpipe {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE if isinstance(error, PredictionInputError) else EXIT_FAILED
     except (PipelineCancelled, KeyboardInterrupt):
+        if signals and signals[0] == signal.SIGTERM:
+            print("rxpipe: terminated (SIGTERM); every stage was stopped", file=sys.stderr)
+            return EXIT_TERMINATED
         print("rxpipe: interrupted; every stage was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RxpipeError as error:
+        if isinstance(error, StageError) and isinstance(error.cause, ConfigError):
+            # A parameter only the running stage could check (e.g. a file's column names).
+            print(f"rxpipe: configuration error: {error}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"rxpipe: run failed: {error}", file=sys.stderr)
         return EXIT_FAILED

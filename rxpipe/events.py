@@ -58,7 +58,8 @@ class Event:
 
     Attributes:
         run_id: the run that published the event.
-        seq: position in the run's event sequence, from 0.
+        seq: position in the run's event sequence, from 0 (a resumed run goes on from the
+            last ``seq`` in its events.jsonl).
         time: seconds since the epoch (``time.time()``) when it was published.
     """
 
@@ -299,13 +300,18 @@ class EventBus:
 
     Args:
         run_id: the id stamped on every event.
+        first_seq: the ``seq`` of the first event (a resumed run continues its sequence).
+
+    Example:
+        >>> EventBus("r", first_seq=7).publish(RunStarted, pipeline="p", run_dir="d").seq
+        7
     """
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, first_seq: int = 0) -> None:
         self.run_id = run_id
         self._subject: Subject[Event] = Subject()
         self._lock = threading.Lock()
-        self._seq = 0
+        self._seq = first_seq
         self.subscriber_errors: list[BaseException] = []
 
     @property

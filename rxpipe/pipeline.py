@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import numbers
+import os
 import re
 import secrets
 import threading
@@ -17,9 +19,16 @@ import reactivex
 import tomli_w
 from reactivex.subject import Subject
 
-from rxpipe.config import PipelineConfig, PluginSpec, apply_overrides, load_config
+from rxpipe.config import (
+    PIPELINE_NAME,
+    SEEDS,
+    PipelineConfig,
+    PluginSpec,
+    apply_overrides,
+    load_config,
+)
 from rxpipe.context import RunContext, atomic_write, running
-from rxpipe.errors import PipelineCancelled
+from rxpipe.errors import ConfigError, PipelineCancelled
 from rxpipe.events import Event, EventBus, RunCompleted, RunFailed, RunStarted
 from rxpipe.flow import check_accounting, instrument
 from rxpipe.lineage import lineage
@@ -42,6 +51,55 @@ def _stage_name(op: Callable[..., Any], index: int) -> tuple[str, str]:
     if not name.isidentifier() or name.startswith("_"):  # lambdas, library internals
         name = f"stage{index}"
     return f"custom.{name}", "custom"
+
+
+_DATA, _PLAN, _TRAINED = "data batches", "a model plan", "a trained model"
+_FLOW = {  # plugin kind -> (what it takes, what it passes on)
+    "collect": (_DATA, _DATA),
+    "access": (_DATA, _DATA),
+    "process": (_DATA, _DATA),
+    "models": (_DATA, _PLAN),
+    "train": (_PLAN, _TRAINED),
+    "evaluate": (_TRAINED, _TRAINED),
+    "deploy": (_TRAINED, _TRAINED),
+}
+_ORDER = "collect/access/process → models → train → evaluate/deploy"
+
+
+def _check_order(
+    names: Sequence[str], kinds: Sequence[str], where: str, *, starts_with_data: bool
+) -> None:
+    """Raise a :class:`ConfigError` for a stage whose plugin kind cannot take its input.
+
+    Plugin kinds go in the order collect/access/process → models → train →
+    evaluate/deploy. A custom stage may pass on anything, so the stage after it is not
+    checked; nor is the first stage when the pipeline has its own source.
+    """
+    flowing: str | None = _DATA if starts_with_data else None
+    previous = ""
+    for index, (full_name, kind) in enumerate(zip(names, kinds, strict=True)):
+        name = full_name.partition("#")[0]
+        takes, gives = _FLOW.get(kind, (None, None))  # custom: anything
+        if takes is not None and flowing is not None and takes != flowing:
+            if kind in ("collect", "access", "process"):
+                expected = f"{name} before the models.* stage, with the other data stages"
+            elif kind == "models":
+                expected = f"{name} (one models.* stage) after the data stages"
+            elif kind == "train":
+                expected = f"a models.* stage before {name}"
+            else:
+                expected = f"a train.* stage before {name}"
+            received = (
+                f"{name} after {previous}, which passes on {flowing}"
+                if previous
+                else f"{name} as the first stage (without a source, a pipeline starts with data)"
+            )
+            raise ConfigError(
+                f"expected {expected} (plugin kinds go in the order {_ORDER}; custom stages "
+                f"anywhere). Received: {received}",
+                f"{where}[{index}]",
+            )
+        flowing, previous = gives, name
 
 
 def _toml_ready(value: Any) -> Any:
@@ -69,6 +127,13 @@ class Pipeline:
         runs_dir: where run directories are created.
         source: what the first stage receives (default: an empty stream, so the first
             stage is a ``collect`` plugin).
+        config: the pipeline file the stages were built from (see :meth:`from_config`).
+
+    Raises:
+        ConfigError: for no stages, a stage that is not callable, a name that is not a
+            folder name, a seed outside 0 to 2**32 - 1, or a plugin kind out of order
+            (collect/access/process → models → train → evaluate/deploy; custom stages
+            anywhere), naming ``stages[i]`` (``plugins[i]`` when built from a file).
 
     Example:
         >>> from rxpipe.operators import access, collect
@@ -86,13 +151,31 @@ class Pipeline:
         source: reactivex.Observable[Any] | None = None,
         config: PipelineConfig | None = None,
     ) -> None:
+        where = "plugins" if config is not None else "stages"  # plugins[i] in a file
+        field = "pipeline." if config is not None else ""
         if not stages:
-            raise ValueError("Pipeline: expected at least one stage. Received: none")
-        if not re.fullmatch(r"[\w.-]+", name):
-            raise ValueError(f"name: expected letters, digits, '_', '-' or '.'. Received: {name!r}")
+            raise ConfigError("Pipeline: expected at least one stage. Received: none")
+        for index, op in enumerate(stages):
+            if not callable(op):
+                raise ConfigError(
+                    "expected an operator (a callable from an Observable to an Observable, "
+                    f"e.g. a plugin's stage). Received: {op!r} ({type(op).__name__})",
+                    f"{where}[{index}]",
+                )
+        if not isinstance(name, str) or not re.fullmatch(PIPELINE_NAME, name):
+            raise ConfigError(
+                "expected letters, digits, '_', '-' or '.', not only dots (it names the run "
+                f"directory). Received: {name!r}",
+                f"{field}name",
+            )
+        self.seed = _checked_seed(seed, f"{field}seed")
+        if not isinstance(runs_dir, str | os.PathLike):
+            raise ConfigError(
+                f"expected a folder path. Received: {runs_dir!r} ({type(runs_dir).__name__})",
+                f"{field}runs_dir",
+            )
         self.stages = tuple(stages)
         self.name = name
-        self.seed = seed
         self.runs_dir = Path(runs_dir)
         self.source = source if source is not None else reactivex.empty()
         self._default_source = source is None
@@ -106,6 +189,7 @@ class Pipeline:
             names.append((f"{base}#{taken + 1}" if taken else base, kind))
         self.stage_names = tuple(n for n, _ in names)
         self._kinds = tuple(k for _, k in names)
+        _check_order(self.stage_names, self._kinds, where, starts_with_data=source is None)
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> Pipeline:
@@ -140,8 +224,6 @@ class Pipeline:
         Raises:
             ConfigError: if ``run_dir`` holds no pipeline.toml.
         """
-        from rxpipe.errors import ConfigError
-
         path = Path(run_dir)
         if not (path / "pipeline.toml").is_file():
             raise ConfigError(
@@ -217,7 +299,15 @@ class Pipeline:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         run_id = f"{stamp}-{secrets.token_hex(3)}"
         run_dir = self.runs_dir / self.name / run_id
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as error:
+            field = "pipeline.runs_dir" if self._config is not None else "runs_dir"
+            raise ConfigError(
+                "expected a folder to create run directories in (or a path where one can be "
+                f"made). Received: {str(self.runs_dir)!r}, {_why_not_a_folder(run_dir, error)}",
+                field,
+            ) from None
         return run_id, run_dir
 
     def run(
@@ -243,7 +333,8 @@ class Pipeline:
             tensorboard: write losses, metrics and throughput for TensorBoard under
                 ``<run dir>/tensorboard``.
             resume_from: an earlier run directory of this pipeline to continue in: training
-                restarts after its last checkpointed epoch (see :meth:`resume`).
+                restarts after its last checkpointed epoch, and event ``seq`` numbers go on
+                from the last one in its events.jsonl (see :meth:`resume`).
             snapshot_interval: seconds between :class:`~rxpipe.events.ThroughputSnapshot`
                 events (default 5; 0: none).
 
@@ -251,6 +342,7 @@ class Pipeline:
             The run's result.
 
         Raises:
+            ConfigError: if ``resume_from`` is not the directory of an earlier run.
             StageError: when a stage fails (naming the stage and the sample ids).
             PipelineCancelled: when interrupted.
         """
@@ -261,10 +353,13 @@ class Pipeline:
 
         if resume_from is None:
             run_id, run_dir = self._new_run_dir()
+            first_seq = 0
         else:
             run_dir = Path(resume_from)
+            _check_run_dir(run_dir)
             run_id = run_dir.name
-        bus = EventBus(run_id)
+            first_seq = _next_seq(run_dir / "events.jsonl")
+        bus = EventBus(run_id, first_seq)
         context = RunContext(run_id, self.name, run_dir, bus, self.seed, resume=bool(resume_from))
         started = time.perf_counter()
         self._write_run_state(run_dir, run_id, "running")
@@ -350,6 +445,52 @@ class Pipeline:
             tmp.write_text(json.dumps(state, indent=2))
 
 
+def _check_run_dir(run_dir: Path) -> None:
+    """Raise a :class:`ConfigError` unless ``run_dir`` is the directory of an earlier run."""
+    if (run_dir / "run.json").is_file():
+        return
+    if not run_dir.exists():
+        found = "which does not exist"
+    elif not run_dir.is_dir():
+        found = "which is not a directory"
+    else:
+        found = "which holds no run.json"
+    raise ConfigError(
+        "resume_from: expected the directory of an earlier run (holding run.json, and "
+        f"checkpoints/ once an epoch completed). Received: {str(run_dir)!r}, {found}"
+    )
+
+
+def _next_seq(events: Path) -> int:
+    """The ``seq`` after the last event recorded in ``events`` (0 if there is none).
+
+    A run killed while writing an event may leave a last line without its newline: if it
+    is a whole event the newline is added, else the torn line is cut off, so the events
+    appended next start on a line of their own.
+    """
+    if not events.is_file():
+        return 0
+    data = events.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if data[end:].strip():
+        try:
+            json.loads(data[end:])
+        except ValueError:
+            os.truncate(events, end)
+        else:
+            with events.open("ab") as file:
+                file.write(b"\n")
+            end = len(data)
+    for line in reversed(data[:end].splitlines()):
+        try:
+            seq = json.loads(line)["seq"]
+        except (ValueError, LookupError, TypeError):
+            continue
+        if isinstance(seq, int):
+            return seq + 1
+    return 0
+
+
 def _close_subscribers(bus: EventBus, detach: Callable[[], None], forward: Any) -> None:
     """Detach the run's subscribers; warn about any that raised while handling events."""
     detach()
@@ -363,7 +504,32 @@ def _close_subscribers(bus: EventBus, detach: Callable[[], None], forward: Any) 
         )
 
 
+def _checked_seed(seed: object, field: str) -> int:
+    """``seed`` as an int, if it is an integer in :data:`rxpipe.config.SEEDS`."""
+    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
+        value = int(seed)  # an int: range's membership test is then arithmetic
+        if value in SEEDS:
+            return value
+    raise ConfigError(f"expected an integer from 0 to 2**32 - 1. Received: {seed!r}", field)
+
+
+def _why_not_a_folder(path: Path, error: OSError) -> str:
+    """Why ``path`` could not be made: the file in its way, or the system's reason."""
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                return f"where {str(parent)!r} is a file, not a folder"
+            break
+    return f"which cannot be made: {error.strerror or error}"
+
+
 def _as_run_error(error: BaseException) -> BaseException:
+    """The error a run fails with: an interrupt becomes :class:`PipelineCancelled`.
+
+    A ``KeyboardInterrupt`` whose argument is a signal's name (the command line raises
+    ``KeyboardInterrupt("SIGTERM")`` on SIGTERM) names it; a bare one is Ctrl-C.
+    """
     if isinstance(error, KeyboardInterrupt):
-        return PipelineCancelled("the run was interrupted (Ctrl-C); every stage was stopped")
+        how = error.args[0] if error.args and isinstance(error.args[0], str) else "Ctrl-C"
+        return PipelineCancelled(f"the run was interrupted ({how}); every stage was stopped")
     return error

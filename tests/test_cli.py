@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from rxpipe import Batch, ConfigError
 from rxpipe.cli import main
+from rxpipe.flow import map_batches
+from rxpipe.registry import plugin
+from rxpipe.stage import Operator
+from rxpipe.tf_import import STARTUP_NOTICES
+
+
+@plugin("custom.test_cli_late_check")
+def late_check(column: str = "nope") -> Operator[Batch, Batch]:
+    """Fail on the first batch with a ConfigError, like a stage checking a column name."""
+
+    def check(batch: Batch) -> Batch:
+        raise ConfigError(
+            f"expected a column of the data. Received: {column!r}",
+            "custom.test_cli_late_check.column",
+        )
+
+    return map_batches("custom.test_cli_late_check", check)
 
 
 def test_plugins_lists_every_registered_plugin(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,3 +96,168 @@ def test_help_lists_the_commands() -> None:
     )
     assert "run" in out.stdout
     assert "plugins" in out.stdout
+
+
+def test_a_bad_training_name_exits_2_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown optimizer set with --set is a configuration error naming the field."""
+    path = tmp_path / "fit.toml"
+    path.write_text('[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "train.fit"\n')
+    runs = tmp_path / "runs"
+    argv = ["run", str(path), "--runs-dir", str(runs), "--set", 'train.fit.optimizer="nope"']
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: plugins[1].optimizer: expected a Keras optimizer name" in err
+    assert not runs.exists()  # no run was started
+
+
+def test_a_config_error_found_by_a_running_stage_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ConfigError a stage raises while running (wrapped in a StageError) exits 2 too."""
+    path = tmp_path / "late.toml"
+    path.write_text(
+        '[[plugins]]\nuse = "collect.iris"\n[[plugins]]\nuse = "custom.test_cli_late_check"\n'
+    )
+    assert main(["run", str(path), "--runs-dir", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "rxpipe: configuration error: stage 'custom.test_cli_late_check' failed" in err
+    assert "custom.test_cli_late_check.column: expected a column" in err
+
+
+def test_resume_with_runs_dir_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--runs-dir cannot move a resumed run (it stays in RUN_DIR): exit 2, saying so."""
+    assert main(["run", "--resume", str(tmp_path), "--runs-dir", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: expected no --runs-dir" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_help_says_what_combines_with_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`rxpipe run --help` says --resume goes with --set, not PIPELINE_FILE or --runs-dir."""
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "not with PIPELINE_FILE or --runs-dir" in help_text
+
+
+def test_a_runs_dir_that_is_a_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--runs-dir naming a file: a configuration error naming pipeline.runs_dir, no traceback."""
+    path = tmp_path / "p.toml"
+    path.write_text('[[plugins]]\nuse = "collect.iris"\n')
+    blocker = tmp_path / "taken"
+    blocker.write_text("")
+    assert main(["run", str(path), "--runs-dir", str(blocker), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "rxpipe: configuration error: pipeline.runs_dir: expected a folder to create run "
+        f"directories in (or a path where one can be made). Received: {str(blocker)!r}, where "
+        f"{str(blocker)!r} is a file, not a folder\n"
+    )
+
+
+def test_plugins_out_of_order_exit_2_naming_plugins_i(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A train.fit without a models stage before it is a configuration error before the run."""
+    path = tmp_path / "order.toml"
+    path.write_text(
+        '[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "access.split"\n'
+        '[[plugins]]\nuse = "train.fit"\n'
+    )
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: plugins[2]: expected a models.* stage before train.fit" in err
+    assert "Received: train.fit after access.split, which passes on data batches" in err
+    assert not runs.exists()
+
+
+RXPIPE_RUN = (sys.executable, "-m", "rxpipe", "run")
+
+LONG_RUN = """
+[pipeline]
+name = "long"
+[[plugins]]
+use = "collect.wine"
+[[plugins]]
+use = "access.split"
+[[plugins]]
+use = "access.batch"
+size = 16
+[[plugins]]
+use = "models.mlp"
+hidden = [8]
+[[plugins]]
+use = "train.fit"
+epochs = 100000
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_the_run_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGTERM mid-training: run_failed is logged, run.json says failed, the exit code is 143."""
+    path = tmp_path / "long.toml"
+    path.write_text(LONG_RUN)
+    argv = [*RXPIPE_RUN, str(path), "--runs-dir", str(tmp_path)]
+    with subprocess.Popen(
+        [*argv, "--log-format", "json"], stderr=subprocess.PIPE, text=True
+    ) as run:
+        assert run.stderr is not None
+        try:
+            for line in run.stderr:  # wait until training is under way
+                if '"epoch_ended"' in line:
+                    break
+            run.send_signal(signal.SIGTERM)
+            err = run.stderr.read()
+            code = run.wait(timeout=60)
+        finally:
+            run.kill()  # if it is still running, the test failed: leave no process behind
+    assert code == 143
+    assert err.endswith("rxpipe: terminated (SIGTERM); every stage was stopped\n")
+    [run_dir] = (tmp_path / "long").iterdir()
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "failed"
+    assert state["error"] == "the run was interrupted (SIGTERM); every stage was stopped"
+    last = json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])
+    assert (last["event"], last["error_type"]) == ("run_failed", "PipelineCancelled")
+
+
+@pytest.mark.slow
+def test_help_names_the_exit_codes_and_imports_no_tensorflow() -> None:
+    """`rxpipe --help` documents 130 and 143 and leaves TensorFlow unimported."""
+    script = (
+        "import contextlib, sys\n"
+        "from rxpipe.cli import main\n"
+        "with contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    text = " ".join(out.stdout.split())
+    assert "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)" in text
+    assert out.stdout.splitlines()[-1] == "False False"
+
+
+@pytest.mark.slow
+def test_run_prints_no_tensorflow_start_up_notices(tmp_path: Path) -> None:
+    """With TF_CPP_MIN_LOG_LEVEL unset, a training run's stderr has no cuInit-style notices."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    wine = Path(__file__).parents[1] / "examples" / "wine.toml"
+    out = subprocess.run(
+        [*RXPIPE_RUN, str(wine), "--set", "train.fit.epochs=1", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "run_completed" in out.stderr
+    assert [line for line in out.stderr.splitlines() if STARTUP_NOTICES.search(line)] == []

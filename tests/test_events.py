@@ -56,3 +56,11 @@ def test_a_failing_subscriber_does_not_break_publishing() -> None:
     bus.events.subscribe(broken)
     bus.publish(RunStarted, pipeline="p", run_dir="d")
     assert [str(e) for e in bus.subscriber_errors] == ["subscriber bug"]
+
+
+def test_a_bus_can_continue_a_sequence() -> None:
+    """first_seq numbers the first event (a resumed run goes on from its last seq)."""
+    bus = EventBus("r", first_seq=41)
+    first = bus.publish(RunStarted, pipeline="p", run_dir="d")
+    second = bus.publish(RunStarted, pipeline="p", run_dir="d")
+    assert (first.seq, second.seq) == (41, 42)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,9 @@ import pytest
 import reactivex
 from reactivex import operators as ops
 
-from rxpipe import Batch, Pipeline, PipelineCancelled, RunFailed, Split, StageError
+from rxpipe import Batch, ConfigError, Pipeline, PipelineCancelled, RunFailed, Split, StageError
 from rxpipe.flow import map_batches
-from rxpipe.operators import access, collect, process
+from rxpipe.operators import access, collect, deploy, evaluate, models, process, train
 from rxpipe.testing import EventRecorder, fail_on, from_arrays
 from rxpipe.testing import collect as collect_items
 
@@ -151,12 +152,161 @@ def test_custom_source_feeds_the_first_stage(runs_dir: Path) -> None:
     assert [b.size for b in pipeline.run(progress=False).outputs] == [3, 3, 1]
 
 
-def test_invalid_pipeline_arguments_are_rejected() -> None:
-    """A pipeline needs stages and a file-system-safe name."""
-    with pytest.raises(ValueError, match="at least one stage"):
-        Pipeline()
-    with pytest.raises(ValueError, match="name: expected letters"):
-        Pipeline(access.batch(2), name="a/b")
+@pytest.mark.parametrize(
+    ("stages", "options", "message"),
+    [
+        ((), {}, "Pipeline: expected at least one stage. Received: none"),
+        (
+            (3,),
+            {},
+            "stages[0]: expected an operator (a callable from an Observable to an Observable, "
+            "e.g. a plugin's stage). Received: 3 (int)",
+        ),
+        ((access.batch(2),), {"name": "a/b"}, "name: expected letters, digits, '_', '-' or '.'"),
+        ((access.batch(2),), {"name": ".."}, "not only dots (it names the run directory). "),
+        ((access.batch(2),), {"name": 3}, "Received: 3"),
+        ((access.batch(2),), {"seed": -1}, "seed: expected an integer from 0 to 2**32 - 1."),
+        ((access.batch(2),), {"seed": 2**32}, "Received: 4294967296"),
+        ((access.batch(2),), {"seed": "x"}, "Received: 'x'"),
+        ((access.batch(2),), {"seed": True}, "Received: True"),
+        ((access.batch(2),), {"runs_dir": 3}, "runs_dir: expected a folder path. Received: 3"),
+    ],
+    ids=[
+        "none",
+        "not-callable",
+        "slash",
+        "dots",
+        "name-int",
+        "seed-neg",
+        "seed-big",
+        "seed-str",
+        "seed-bool",
+        "runs-dir-int",
+    ],
+)
+def test_invalid_pipeline_arguments_are_config_errors(
+    stages: tuple[object, ...], options: dict[str, object], message: str
+) -> None:
+    """No stages, a stage that is not callable, a bad name, seed or runs_dir: a ConfigError."""
+    with pytest.raises(ConfigError) as info:
+        Pipeline(*stages, **options)  # type: ignore[arg-type]
+    assert message in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_seeds_are_integers_of_32_bits() -> None:
+    """The largest 32-bit seed and NumPy integers are accepted (as ints)."""
+    assert Pipeline(access.batch(2), seed=2**32 - 1).seed == 2**32 - 1
+    seed = Pipeline(access.batch(2), seed=np.int64(7)).seed  # type: ignore[arg-type]
+    assert (seed, type(seed)) == (7, int)
+
+
+ORDER = (
+    "(plugin kinds go in the order collect/access/process → models → train → evaluate/deploy; "
+    "custom stages anywhere)"
+)
+
+
+def _identity(source: reactivex.Observable[object]) -> reactivex.Observable[object]:
+    return source
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        (
+            lambda: (collect.digits(), access.split(), train.fit()),
+            f"stages[2]: expected a models.* stage before train.fit {ORDER}. "
+            "Received: train.fit after access.split, which passes on data batches",
+        ),
+        (
+            lambda: (collect.digits(), models.mlp(), access.batch()),
+            "stages[2]: expected access.batch before the models.* stage, with the other data "
+            f"stages {ORDER}. Received: access.batch after models.mlp, which passes on a "
+            "model plan",
+        ),
+        (
+            lambda: (collect.digits(), evaluate.classification()),
+            f"stages[1]: expected a train.* stage before evaluate.classification {ORDER}. "
+            "Received: evaluate.classification after collect.digits, which passes on data batches",
+        ),
+        (
+            lambda: (collect.digits(), models.mlp(), deploy.export()),
+            "stages[2]: expected a train.* stage before deploy.export",
+        ),
+        (
+            lambda: (collect.digits(), models.mlp(), models.cnn()),
+            "stages[2]: expected models.cnn (one models.* stage) after the data stages",
+        ),
+        (
+            lambda: (train.fit(), evaluate.classification()),
+            "stages[0]: expected a models.* stage before train.fit",
+        ),
+        (
+            lambda: (collect.digits(), models.mlp(), _identity, access.batch(), train.fit()),
+            "stages[4]: expected a models.* stage before train.fit",
+        ),
+    ],
+    ids=[
+        "train-no-model",
+        "data-after-model",
+        "evaluate",
+        "deploy",
+        "two-models",
+        "first",
+        "after-custom",
+    ],
+)
+def test_plugin_kinds_out_of_order_are_config_errors(
+    stages: Callable[[], tuple[object, ...]], message: str
+) -> None:
+    """A stage whose plugin kind cannot take what comes before it fails at construction."""
+    with pytest.raises(ConfigError) as info:
+        Pipeline(*stages())  # type: ignore[arg-type]
+    assert str(info.value).startswith(message)
+
+
+def test_custom_stages_and_sources_lift_the_order_check_next_to_them() -> None:
+    """The stage after a custom stage, or first after a source, is not checked; the rest is."""
+    Pipeline(collect.digits(), models.mlp(), _identity, train.fit(), evaluate.classification())
+    Pipeline(collect.digits(), _identity, evaluate.classification(), deploy.export())
+    Pipeline(train.fit(), evaluate.classification(), source=reactivex.empty())
+    with pytest.raises(ConfigError, match=r"^stages\[3\]: expected a train\.\* stage"):
+        Pipeline(collect.digits(), _identity, models.mlp(), evaluate.classification())
+    with pytest.raises(ConfigError, match=r"^stages\[1\]: expected a train\.\* stage"):
+        Pipeline(models.mlp(), evaluate.classification(), source=reactivex.empty())
+
+
+def test_a_pipeline_file_out_of_order_names_plugins_i(tmp_path: Path) -> None:
+    """Built from a pipeline file, the order error names the stage as plugins[i]."""
+    path = tmp_path / "order.toml"
+    path.write_text(
+        '[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "models.mlp"\n'
+        '[[plugins]]\nuse = "access.batch"\n'
+    )
+    with pytest.raises(ConfigError, match=r"^plugins\[2\]: expected access\.batch before"):
+        Pipeline.from_file(path)
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_a_runs_dir_that_cannot_be_a_folder_is_a_config_error(tmp_path: Path, where: str) -> None:
+    """runs_dir naming a file (or a path under one): a ConfigError before anything runs."""
+    blocker = tmp_path / "runs.txt"
+    blocker.write_text("keep me")
+    runs_dir = blocker if where == "file" else blocker / "a" / "b"
+    pipeline = Pipeline(collect.digits(), name="data", runs_dir=runs_dir)
+    with pytest.raises(ConfigError) as info:
+        pipeline.run(progress=False)
+    assert str(info.value) == (
+        "runs_dir: expected a folder to create run directories in (or a path where one can be "
+        f"made). Received: {str(runs_dir)!r}, where {str(blocker)!r} is a file, not a folder"
+    )
+    assert blocker.read_text() == "keep me"
+    config = Pipeline.from_file  # from a pipeline file, the field is pipeline.runs_dir
+    path = tmp_path / "p.toml"
+    path.write_text(f'[pipeline]\nruns_dir = "{runs_dir}"\n[[plugins]]\nuse = "collect.iris"\n')
+    with pytest.raises(ConfigError, match=r"^pipeline\.runs_dir: expected a folder"):
+        config(path).run(progress=False)
 
 
 def test_events_from_a_hot_observable_do_not_block(runs_dir: Path) -> None:
@@ -233,3 +383,66 @@ def test_collect_runs_the_stages_as_run_does(tmp_path: Path) -> None:
         ).collect()
     raw = collect_items(collect.iris()(reactivex.empty()))
     np.testing.assert_allclose(batches[0].features, raw[0].features * 0.25)  # rebuilt
+
+
+def _events(run_dir: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def test_a_resumed_run_continues_the_event_sequence(runs_dir: Path) -> None:
+    """Resuming in a run directory numbers its events after the last recorded seq."""
+    pipeline = data_pipeline(runs_dir)
+    first = pipeline.run(progress=False)
+    recorded = len(_events(first.run_dir))
+    recorder = EventRecorder()
+    pipeline.run(progress=False, resume_from=first.run_dir, subscribers=[recorder])
+    assert recorder.events[0].seq == recorded
+    seqs = [e["seq"] for e in _events(first.run_dir)]
+    assert seqs == list(range(len(seqs)))
+    assert len(seqs) > recorded
+
+
+def test_resuming_after_a_torn_last_event_line(runs_dir: Path) -> None:
+    """A half-written last line (SIGKILL mid-write) is cut; seq goes on after the last whole one."""
+    pipeline = data_pipeline(runs_dir)
+    first = pipeline.run(progress=False)
+    events = first.run_dir / "events.jsonl"
+    recorded = len(_events(first.run_dir))
+    with events.open("a") as file:
+        file.write('{"event": "stage_started", "run_id": "x", "seq": ')
+    pipeline.run(progress=False, resume_from=first.run_dir)
+    lines = _events(first.run_dir)  # every line parses again
+    assert [e["seq"] for e in lines] == list(range(len(lines)))
+    assert lines[recorded]["event"] == "run_started"
+
+
+def test_resuming_after_a_last_event_without_its_newline(runs_dir: Path) -> None:
+    """A whole last event that lost only its newline is kept, and the next event follows it."""
+    pipeline = data_pipeline(runs_dir)
+    first = pipeline.run(progress=False)
+    events = first.run_dir / "events.jsonl"
+    events.write_text(events.read_text().removesuffix("\n"))
+    recorded = len(_events(first.run_dir))
+    pipeline.run(progress=False, resume_from=first.run_dir)
+    seqs = [e["seq"] for e in _events(first.run_dir)]
+    assert seqs == list(range(len(seqs)))
+    assert len(seqs) > recorded
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "file"])
+def test_resume_from_something_that_is_no_run_directory(tmp_path: Path, what: str) -> None:
+    """resume_from must be an earlier run's directory; nothing is created or trained instead."""
+    from rxpipe import ConfigError
+
+    target = tmp_path / "not-a-run"
+    if what == "empty":
+        target.mkdir()
+    elif what == "file":
+        target.write_text("")
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="resume_from: expected the directory of an earlier run"):
+        data_pipeline(runs_dir).run(progress=False, resume_from=target)
+    assert (target.exists(), target.is_dir()) == (what != "missing", what == "empty")
+    assert not runs_dir.exists()
+    if what == "empty":
+        assert list(target.iterdir()) == []

@@ -85,8 +85,14 @@ def classification(
         raise ConfigError(f"min_accuracy: expected a number in [0, 1]. Received: {min_accuracy!r}")
 
     def evaluate(trained: TrainedModel) -> TrainedModel:
+        from rxpipe.training.checks import check_class_labels
         from rxpipe.training.steps import predict_fn
 
+        if not isinstance(trained, TrainedModel):
+            raise BatchError(
+                "evaluate.classification: expected a TrainedModel from a train.* stage. "
+                f"Received: {type(trained).__name__}"
+            )
         label_names = trained.metadata.label_names
         if label_names is None:
             raise BatchError(
@@ -103,6 +109,12 @@ def classification(
         data = trained.data.pipe(ops.filter(wanted))
         with closing(iterate(data, prefetch, name="rxpipe-evaluate-feed")) as batches:
             for batch in batches:
+                if batch.labels is None:
+                    raise BatchError(
+                        "evaluate.classification: expected labelled samples. Received: no "
+                        f"labels (samples {batch.ids[:4].tolist()}...)"
+                    )
+                check_class_labels("evaluate.classification", batch, batch.labels, label_names)
                 if predict is None:
                     predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
                 predicted = np.asarray(predict(batch.features)).argmax(axis=-1)

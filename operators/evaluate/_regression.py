@@ -120,6 +120,11 @@ def regression(
     def evaluate(trained: TrainedModel) -> TrainedModel:
         from rxpipe.training.steps import predict_fn
 
+        if not isinstance(trained, TrainedModel):
+            raise BatchError(
+                "evaluate.regression: expected a TrainedModel from a train.* stage. "
+                f"Received: {type(trained).__name__}"
+            )
         totals = RegressionTotals()
         predict = None
 

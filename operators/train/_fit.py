@@ -10,6 +10,7 @@ from rxpipe.model import ModelPlan, TrainedModel
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 from rxpipe.training import TrainOptions, train
+from rxpipe.training.options import check_names
 
 
 @plugin("train.fit")
@@ -44,6 +45,12 @@ def fit(
     during epochs and ``EpochEnded`` with Keras-style logs (``loss``, ``accuracy``,
     ``val_loss``, ``val_accuracy``) after each; Keras callbacks receive the same logs.
     A checkpoint is saved after every epoch (``rxpipe run --resume RUN_DIR`` continues).
+    The optimizer, loss, metric and device names, ``monitor`` and the callbacks are checked
+    when the stage is built (importing Keras, without starting TensorFlow's runtime). Every
+    batch is checked before it becomes tensors: numeric, finite features and labels, and
+    class indices in range for a data set with label names (a :class:`~rxpipe.BatchError`
+    names the samples at fault); the loss is checked against the labels when training
+    starts.
 
     Args:
         epochs: passes over the training split.
@@ -58,7 +65,9 @@ def fit(
         validate: evaluate on the validation split after every epoch.
         patience: stop after this many epochs without improvement of ``monitor``
             (``keras.callbacks.EarlyStopping``); ``None`` never stops early.
-        monitor: the logged value early stopping watches.
+        monitor: the logged value early stopping watches: ``loss``, a metric's logged name
+            (``"mae"`` logs as ``mean_absolute_error``), or either with ``val_`` (which
+            needs ``validate`` and a validation split).
         min_delta: the least change of ``monitor`` that counts as an improvement.
         restore_best_weights: with early stopping, end with the best epoch's weights.
         checkpoint: save a checkpoint after every epoch in ``<run dir>/checkpoints``.
@@ -101,4 +110,5 @@ def fit(
         callbacks=tuple(callbacks),
         steps_per_epoch=steps_per_epoch,
     )
+    check_names(options, "train.fit")
     return map_batches("train.fit", lambda plan: train(plan, options))

@@ -8,30 +8,59 @@ from typing import Any
 
 from rxpipe.context import atomic_write
 
-__all__ = ["EpochCheckpoints"]
+__all__ = ["EpochCheckpoints", "seed_states"]
+
+
+def seed_states(model: Any) -> list[Any]:
+    """The state variables of ``model``'s random-number generators, in layer order.
+
+    Keras 3 layers draw dropout masks (and random augmentations) from a
+    ``keras.random.SeedGenerator`` whose state advances at every call; ``model.variables``
+    holds these states besides ``model.weights``, but a ``tf.train.Checkpoint`` of the
+    model does not track them.
+
+    Example:
+        >>> import keras
+        >>> inputs = keras.Input((4,))
+        >>> model = keras.Model(inputs, keras.layers.Dropout(0.5)(keras.layers.Dense(2)(inputs)))
+        >>> [v.name for v in seed_states(model)]
+        ['seed_generator_state']
+    """
+    seen = {id(w) for w in model.weights}
+    states = []
+    for variable in model.variables:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            states.append(variable)
+    return states
 
 
 class EpochCheckpoints:
     """Saves a checkpoint after every completed epoch under ``directory``.
 
-    A checkpoint holds the model's and the optimizer's variables, the epoch, and the
-    seed; the data order needs nothing more, since seeded stages draw it from (seed,
-    epoch). ``state.json`` (epoch, seed, history) is written last and atomically, so it
+    A checkpoint holds the model's and the optimizer's variables, the state of the
+    model's random-number generators (the ``keras.random.SeedGenerator`` of each dropout
+    or augmentation layer), the epoch, and the seed; the data order needs nothing more,
+    since seeded stages draw it from (seed, epoch). So a resumed run draws the same
+    dropout masks as an uninterrupted one and, with deterministic ops, ends with the same
+    weights. ``state.json`` (epoch, seed, history) is written last and atomically, so it
     only ever names a checkpoint that is complete; a run killed mid-save resumes from the
-    previous one.
+    previous one (hence ``keep`` >= 2: the older checkpoints are deleted).
 
     Args:
         directory: where checkpoints go (``<run dir>/checkpoints``).
         model: the Keras model.
         optimizer: its optimizer.
-        keep: how many checkpoints to keep.
+        keep: how many checkpoints to keep (the last ``keep`` epochs').
     """
 
     def __init__(self, directory: Path, model: Any, optimizer: Any, keep: int = 2) -> None:
         import tensorflow as tf
 
         self.directory = directory
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self._checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, seed_states=seed_states(model)
+        )
         self._manager = tf.train.CheckpointManager(self._checkpoint, str(directory), keep)
 
     @property

@@ -8,7 +8,14 @@ from typing import Any
 
 from rxpipe.errors import ConfigError
 
-__all__ = ["choose_device", "device_key", "dtype_policy", "op_determinism", "set_memory_growth"]
+__all__ = [
+    "check_device",
+    "choose_device",
+    "device_key",
+    "dtype_policy",
+    "op_determinism",
+    "set_memory_growth",
+]
 
 
 def set_memory_growth() -> list[str]:
@@ -67,6 +74,46 @@ def choose_device(requested: str | None) -> str:
             f"device: expected one of this machine's devices {available}. Received: {requested!r}"
         )
     return requested
+
+
+def configured_devices() -> list[str]:
+    """This machine's logical devices as they will be, without starting TensorFlow's runtime.
+
+    Each visible physical device gives one logical device, or as many as its logical
+    device configuration says. Unlike ``tf.config.list_logical_devices()``, this leaves
+    memory growth and the device configuration free to change.
+
+    Example:
+        >>> "/CPU:0" in configured_devices()
+        True
+    """
+    import tensorflow as tf
+
+    counts: dict[str, int] = {}
+    for device in tf.config.get_visible_devices():
+        logical = tf.config.get_logical_device_configuration(device)
+        counts[device.device_type] = counts.get(device.device_type, 0) + len(logical or [None])
+    return [f"/{kind}:{index}" for kind, count in counts.items() for index in range(count)]
+
+
+def check_device(requested: str, path: str) -> None:
+    """Raise a :class:`ConfigError` at ``path`` unless this machine will have ``requested``.
+
+    Checked without starting TensorFlow's runtime (see :func:`configured_devices`), so a
+    pipeline can check it when it is built; :func:`choose_device` checks again at run time.
+
+    Example:
+        >>> check_device("/GPU:7", "train.fit.device")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: train.fit.device: expected one of this machine's devices ...
+    """
+    available = configured_devices()
+    if device_key(requested) not in {device_key(name) for name in available}:
+        raise ConfigError(
+            f"expected one of this machine's devices {available}. Received: {requested!r}",
+            path,
+        )
 
 
 @contextmanager

@@ -76,9 +76,9 @@ def _all_workers_have_data(strategy: Any, has_data: bool) -> bool:
 
 
 def distributed_feed(
-    strategy: Any, feed: Generator[tuple[Any, Any, int], None, None], multi_worker: bool
-) -> Generator[tuple[Any, Any, int], None, None]:
-    """Per-replica (features, labels) for each local batch of ``feed``.
+    strategy: Any, feed: Generator[tuple[Any, Any, Any], None, None], multi_worker: bool
+) -> Generator[tuple[Any, Any, Any], None, None]:
+    """Per-replica (features, labels), and the sample ids, for each local batch of ``feed``.
 
     With several workers, iteration stops for every worker as soon as one runs out.
     Closing this generator closes ``feed``.
@@ -90,8 +90,8 @@ def distributed_feed(
                 return
             if item is None:
                 return
-            x, y, size = item
+            x, y, ids = item
             xs, ys = _split_for_replicas(strategy, x, y)
-            yield xs, ys, size
+            yield xs, ys, ids
     finally:
         feed.close()

@@ -17,11 +17,16 @@ import tensorflow as tf
 
 from rxpipe.batch import DatasetMetadata
 from rxpipe.errors import ConfigError
+from rxpipe.training.options import logged_metric_name
 
 __all__ = ["Steps", "compile_steps", "predict_fn"]
 
 
 def _metric(name: str, classification: bool) -> Any:
+    """The metric object for ``name``, named as :func:`logged_metric_name` says.
+
+    Keras names a second ``AUC()`` ``"auc_1"``; the logs (and ``monitor``) use ``"auc"``.
+    """
     if classification and name in ("accuracy", "acc"):
         return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     try:
@@ -29,6 +34,9 @@ def _metric(name: str, classification: bool) -> Any:
     except ValueError as error:
         raise ConfigError(f"metrics: expected Keras metric names. Received: {name!r}") from error
     if isinstance(metric, keras.metrics.Metric):
+        logged = logged_metric_name(name)
+        if logged is not None and metric.name != logged:
+            metric = type(metric)(name=logged)
         return metric
     return keras.metrics.MeanMetricWrapper(metric, name=name)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from contextlib import ExitStack, closing, nullcontext
+from types import FrameType
 from typing import Any
 
 import reactivex
 from reactivex import operators as ops
 
-from rxpipe.batch import Batch, DatasetMetadata, Split
+from rxpipe.batch import Batch, Split
 from rxpipe.context import RunContext, current_run, in_epoch
 from rxpipe.errors import BatchError, TrainingError
 from rxpipe.events import EpochEnded, TrainProgress
@@ -19,9 +21,53 @@ from rxpipe.flow.rebatch import Rebatcher
 from rxpipe.model import ModelPlan, TrainedModel
 from rxpipe.training.options import TrainOptions
 
-__all__ = ["train"]
+__all__ = ["clear_stop_requests", "request_stop", "train", "waits_for_next_step"]
 
 STAGE = "train.fit"
+
+_stop_requests: list[str] = []
+_main_thread_fits = [0]  # train() calls under way on the main thread
+
+
+def request_stop(reason: str) -> None:
+    """Make training on the main thread raise ``KeyboardInterrupt(reason)`` at its next step.
+
+    Signal handlers use it where raising ``KeyboardInterrupt`` at once is unsafe (see
+    :func:`waits_for_next_step`). The run then fails as cancelled, naming ``reason`` (e.g.
+    ``"SIGTERM"``). :func:`clear_stop_requests` withdraws it.
+    """
+    _stop_requests.append(reason)
+
+
+def clear_stop_requests() -> None:
+    """Withdraw every :func:`request_stop` (training goes on normally)."""
+    _stop_requests.clear()
+
+
+_UNINTERRUPTIBLE = ("keras", "tensorflow")
+"""Packages a ``KeyboardInterrupt`` must not be raised in: Keras's conversion of logs has a
+bare ``except:`` that swallows it, and TensorFlow's tensor conversion can crash unwinding."""
+
+
+def waits_for_next_step(frame: FrameType | None) -> bool:
+    """Whether an interrupt arriving in ``frame`` should wait for training's next step.
+
+    True while training runs on the main thread and Keras or TensorFlow code is on the
+    stack: a signal handler then calls :func:`request_stop` instead of raising. Anywhere
+    else (e.g. waiting for the next batch), raising at once is safe and prompt.
+    """
+    if not _main_thread_fits[0]:
+        return False
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).partition(".")[0] in _UNINTERRUPTIBLE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _stop_if_requested() -> None:
+    if _stop_requests and threading.current_thread() is threading.main_thread():
+        raise KeyboardInterrupt(_stop_requests[0])
 
 
 def _arrays(batch: Batch) -> tuple[Any, Any]:
@@ -63,14 +109,26 @@ def split_stream(
     return stream
 
 
-def device_feed(
-    stream: reactivex.Observable[Batch], capacity: int, device: str | None, name: str
-) -> Generator[tuple[Any, Any, int], None, None]:
-    """(features, labels, size) as tensors, prepared on a producer thread ``capacity`` ahead.
+Feed = Generator[tuple[Any, Any, Any], None, None]
+"""(features, labels) as tensors, and the batch's sample ids (a NumPy array)."""
 
-    Converting to tensors (sharing the arrays' memory where possible), and copying them to
-    ``device`` unless it is the host CPU where they already are (a GPU, or another logical
-    device), happens on the producer thread, so it overlaps with the current step.
+BatchCheck = Callable[[Batch, Any, Any], None]
+"""Checks a batch's (features, labels) arrays, raising a BatchError that names samples."""
+
+
+def device_feed(
+    stream: reactivex.Observable[Batch],
+    capacity: int,
+    device: str | None,
+    name: str,
+    check: BatchCheck | None = None,
+) -> Feed:
+    """(features, labels, ids) as tensors, prepared on a producer thread ``capacity`` ahead.
+
+    Checking each batch (``check``, e.g. for NaN features or labels out of range),
+    converting it to tensors (sharing the arrays' memory where possible), and copying them
+    to ``device`` unless it is the host CPU where they already are (a GPU, or another
+    logical device), happens on the producer thread, so it overlaps with the current step.
     """
     import tensorflow as tf
 
@@ -79,25 +137,47 @@ def device_feed(
 
     on_host = device_key(device or "/CPU:0") in {("CPU", 0), ("", 0)}
 
-    def to_tensors(batch: Batch) -> tuple[Any, Any, int]:
+    def to_tensors(batch: Batch) -> tuple[Any, Any, Any]:
         x, y = _arrays(batch)
+        if check is not None:
+            check(batch, x, y)
         if on_host:
-            return to_tensor(x), to_tensor(y), batch.size
+            return to_tensor(x), to_tensor(y), batch.ids
         with tf.device(device):
-            return tf.identity(to_tensor(x)), tf.identity(to_tensor(y)), batch.size
+            return tf.identity(to_tensor(x)), tf.identity(to_tensor(y)), batch.ids
 
     return iterate(stream.pipe(map_batches(STAGE, to_tensors)), capacity, name=name)
 
 
-def _peek_metadata(stream: reactivex.Observable[Batch]) -> tuple[DatasetMetadata, Any, Any]:
-    for batch in iterate(stream, 1, name="rxpipe-train-peek"):
-        x, y = _arrays(batch)
-        return batch.metadata, x, y
+def _peek(stream: reactivex.Observable[Batch]) -> Batch:
+    with closing(iterate(stream, 1, name="rxpipe-train-peek")) as batches:
+        first = next(batches, None)
+    if first is not None:
+        return first
     raise TrainingError(
         STAGE,
         "expected batches with split 'train'. Received: none "
         "(add access.split before the model stage, or check the source)",
     )
+
+
+def _has_batches(stream: reactivex.Observable[Batch]) -> bool:
+    with closing(iterate(stream, 1, name="rxpipe-validation-peek")) as batches:
+        return next(batches, None) is not None
+
+
+def _takes_strings(model: Any) -> bool:
+    """Whether ``model`` takes text (a string input), e.g. with a TextVectorization layer."""
+    return any(str(getattr(i, "dtype", "")) == "string" for i in getattr(model, "inputs", ()))
+
+
+def _outputs_per_sample(model: Any) -> int | None:
+    """The width of ``model``'s one output of shape ``(batch, width)``, if it has one."""
+    outputs = getattr(model, "outputs", None)
+    if not outputs or len(outputs) != 1 or len(outputs[0].shape) != 2:
+        return None
+    width = outputs[0].shape[-1]
+    return int(width) if width is not None else None
 
 
 class _Trainer:
@@ -117,6 +197,8 @@ class _Trainer:
         self.wants_batch_hooks = False
         self.saved_epoch = 0
         self.throughput = (0.0, 0.0)
+        self.takes_strings = False
+        self.step_ids: dict[int, Any] = {}  # global step -> its batch's ids, since last check
 
     def setup(self, stack: ExitStack) -> None:
         import keras
@@ -138,12 +220,16 @@ class _Trainer:
     def build(self) -> None:
         import tensorflow as tf
 
+        from rxpipe.training.checks import check_loss
         from rxpipe.training.devices import dtype_policy
         from rxpipe.training.steps import compile_steps, make_optimizer
 
         options = self.options
         train_data = split_stream(self.plan.data, Split.TRAIN, options.batch_size, self.shard)
-        self.meta, x, y = _peek_metadata(train_data)
+        first = _peek(train_data)
+        x, y = _arrays(first)
+        self.meta = first.metadata
+        self.check_validation_split()
         scope = self.strategy.scope() if self.strategy is not None else nullcontext()
 
         with (
@@ -154,6 +240,11 @@ class _Trainer:
             self.model = self.plan.build(self.meta)
             optimizer = make_optimizer(options.optimizer, options.learning_rate, options.precision)
             optimizer.build(self.model.trainable_variables)
+        self.takes_strings = _takes_strings(self.model)
+        self.check_batch(first, x, y)
+        if self.meta.label_names is not None:
+            outputs = _outputs_per_sample(self.model)
+            check_loss(options.loss, self.meta.label_names, y, outputs, f"{STAGE}.loss")
         self.steps = compile_steps(
             self.model,
             optimizer,
@@ -172,6 +263,29 @@ class _Trainer:
             if self.shard is not None and self.shard[0] != 0:
                 directory = self.run.run_dir / f"checkpoints-worker{self.shard[0]}"
             self.checkpoints = EpochCheckpoints(directory, self.model, optimizer)
+
+    def check_validation_split(self) -> None:
+        """Fail now, not after an epoch, if early stopping watches ``val_*`` values that no
+        validation split will provide."""
+        options = self.options
+        if options.patience is None or not options.monitor.startswith("val_"):
+            return
+        if options.validate:
+            data = split_stream(self.plan.data, Split.VALIDATION, None, self.shard)
+            if _has_batches(data):
+                return
+        raise TrainingError(
+            STAGE,
+            f"early stopping (patience={options.patience}) watches {options.monitor!r}: "
+            "expected batches with split 'validation' to compute it. Received: none (give "
+            "access.split a validation share, or set monitor='loss')",
+        )
+
+    def check_batch(self, batch: Batch, x: Any, y: Any) -> None:
+        """Check a batch before it becomes tensors (on the feed's producer thread)."""
+        from rxpipe.training.checks import check_batch
+
+        check_batch(STAGE, batch, x, y, self.takes_strings)
 
     def callbacks(self) -> Any:
         import keras
@@ -196,24 +310,29 @@ class _Trainer:
         return keras.callbacks.CallbackList(callbacks, model=self.model, epochs=self.options.epochs)
 
     def check_finite(self, epoch: int) -> None:
+        """Raise if a step since the last check had a non-finite loss (naming its batch)."""
         bad = int(self.steps.nonfinite_step.numpy())
         if bad >= 0:
             if self.checkpoints is not None and self.saved_epoch:
                 kept = f"The checkpoint of epoch {self.saved_epoch} is kept"
             else:
                 kept = "No checkpoint was saved before it"
+            ids = self.step_ids.get(bad)
+            step = f"step {bad - self.epoch_start_step + 1} (global step {bad})"
+            listed = ", whose batch's samples are listed" if ids is not None else ""
             raise TrainingError(
                 STAGE,
-                f"the loss became NaN or infinite at epoch {epoch}, step "
-                f"{bad - self.epoch_start_step + 1} (global step {bad}); expected a finite "
-                f"loss. {kept}; lower the learning rate or check the data",
+                f"the loss became NaN or infinite at epoch {epoch}, {step}{listed}; expected "
+                f"a finite loss. {kept}; lower the learning rate or check the data",
+                [] if ids is None else ids.tolist(),
             )
+        self.step_ids.clear()
 
-    def feed(self, split: Split, epoch: int) -> Generator[tuple[Any, Any, int], None, None]:
+    def feed(self, split: Split, epoch: int) -> Feed:
         """One pass over ``split`` as tensors (per-replica values under a strategy)."""
         stream = split_stream(self.plan.data, split, self.options.batch_size, self.shard)
         name = f"rxpipe-{split.value}-feed-e{epoch}"
-        feed = device_feed(stream, self.options.prefetch, self.device, name)
+        feed = device_feed(stream, self.options.prefetch, self.device, name, self.check_batch)
         if self.strategy is None:
             return feed
         from rxpipe.training.distribute import distributed_feed
@@ -241,10 +360,12 @@ class _Trainer:
                     train_started = after  # the first batch's wait is start-up, not starvation
                 else:
                     waited += after - before
-                x, y, size = item
+                x, y, ids = item
+                _stop_if_requested()
                 loss = steps.train_step(x, y)
                 step += 1
-                samples += size
+                samples += len(ids)
+                self.step_ids[self.epoch_start_step + step - 1] = ids
                 if batch_hooks:
                     callbacks.on_train_batch_end(step - 1, {"loss": float(loss)})
                 if step == options.steps_per_epoch:
@@ -280,6 +401,7 @@ class _Trainer:
         seen = False
         with in_epoch(epoch), closing(self.feed(Split.VALIDATION, epoch)) as feed:
             for x, y, _ in feed:
+                _stop_if_requested()
                 self.steps.test_step(x, y)
                 seen = True
         return seen
@@ -322,6 +444,7 @@ class _Trainer:
                     data_wait_share=wait_share,
                 )
                 callbacks.on_epoch_end(epoch - 1, dict(logs))
+                _stop_if_requested()
                 if getattr(self.model, "stop_training", False):
                     break
             callbacks.on_train_end(dict(self.history[-1]) if self.history else {})
@@ -341,7 +464,26 @@ def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
     buffer is full. A checkpoint is saved after every epoch; a resumed run restores the
     last one and continues with the next epoch.
 
+    Every batch is checked on the feed's thread (finite, numeric features; finite labels;
+    class indices in range for a data set with label names), and the loss against the
+    labels when training starts.
+
     Raises:
-        TrainingError: if no training batch arrives, or the loss becomes NaN or infinite.
+        BatchError: if ``plan`` is not a :class:`ModelPlan` (no ``models.*`` stage before),
+            or a batch fails a check (naming its samples at fault).
+        ConfigError: if the loss does not fit the labels or the model's output.
+        TrainingError: if no training batch arrives, or the loss becomes NaN or infinite
+            (naming the samples of that step's batch).
     """
-    return _Trainer(plan, options, current_run()).fit()
+    if not isinstance(plan, ModelPlan):
+        raise BatchError(
+            f"{STAGE}: expected a ModelPlan from a models.* stage. Received: {type(plan).__name__}"
+        )
+    on_main = threading.current_thread() is threading.main_thread()
+    _main_thread_fits[0] += on_main
+    try:
+        trained = _Trainer(plan, options, current_run()).fit()
+    finally:
+        _main_thread_fits[0] -= on_main
+    _stop_if_requested()  # one that came after the last step
+    return trained

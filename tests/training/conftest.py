@@ -13,9 +13,10 @@ from rxpipe.operators import access, collect, models, process, train
 
 
 def build_small_digits(
-    runs_dir: Path, *, name: str = "small", limit: int = 400, **fit: Any
+    runs_dir: Path, *, name: str = "small", limit: int = 400, dropout: float = 0.0, **fit: Any
 ) -> rxpipe.Pipeline:
-    """Digits (first ``limit``), a tiny CNN and train.fit(**fit): trains in about a second."""
+    """Digits (first ``limit``), a tiny CNN (with ``dropout``) and train.fit(**fit): trains in
+    about a second."""
     fit.setdefault("epochs", 2)
     fit.setdefault("learning_rate", 0.01)
     return rxpipe.Pipeline(
@@ -24,7 +25,7 @@ def build_small_digits(
         access.shuffle(buffer_size=1000),
         access.batch(32),
         process.normalize(),
-        models.cnn(filters=(8,), dense=16, dropout=0.0),
+        models.cnn(filters=(8,), dense=16, dropout=dropout),
         train.fit(**fit),
         name=name,
         runs_dir=runs_dir,

@@ -40,6 +40,19 @@ def test_resume_continues_after_the_last_checkpoint(small_digits: Any) -> None:
     assert len(resumed.history) == 4
     assert resumed.history[:2] == first.history
     assert resumed.history[3]["loss"] < first.history[0]["loss"]
+    lines = (first.run_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(len(lines)))
+
+
+def test_a_resumed_run_with_dropout_ends_as_an_uninterrupted_one(small_digits: Any) -> None:
+    """With a seed and deterministic ops, 2 epochs then a resume to 3 equal 3 epochs straight."""
+    options = {"deterministic": True, "dropout": 0.5}
+    straight = small_digits(epochs=3, **options).run(progress=False)
+    part = small_digits(epochs=2, **options).run(progress=False)
+    resumed = rxpipe.Pipeline.resume(part.run_dir, ["train.fit.epochs=3"], progress=False)
+    assert resumed.history == straight.history
+    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_resume_of_a_finished_run_trains_nothing_more(small_digits: Any) -> None:
@@ -131,6 +144,8 @@ def test_sigkilled_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     epochs = _epochs_in(run_dir / "events.jsonl")
     assert epochs[-(6 - killed_at) :] == list(range(killed_at + 1, 7))
+    seqs = [json.loads(line)["seq"] for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert seqs == list(range(len(seqs)))  # one sequence across the kill
     state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 6
     assert len(state["history"]) == 6

@@ -11,7 +11,7 @@ import pytest
 import reactivex
 
 import rxpipe
-from rxpipe import ConfigError, TrainingError
+from rxpipe import BatchError, ConfigError, StageError, TrainingError
 from rxpipe.operators import access, models, train
 from rxpipe.testing import EventRecorder, from_arrays, make_metadata
 
@@ -73,22 +73,163 @@ def test_early_stopping_from_options(small_digits: Any, runs_dir: Path) -> None:
     assert len(result.history) == 2  # epoch 1 sets the baseline, epoch 2 is no improvement
 
 
-def test_nan_loss_names_epoch_and_step(small_digits: Any, runs_dir: Path) -> None:
-    """A non-finite loss stops the run with an error naming epoch and step."""
-    features = np.random.default_rng(0).random((64, 4)).astype("float32")
-    features[40] = np.nan
-    labels = np.arange(64) % 2
-    source = from_arrays(features, labels, batch_size=16, split="train")
+META = rxpipe.DatasetMetadata("tiny", rxpipe.FeatureSpec((4,), "float32"), ("a", "b", "c"))
+"""Four float features, three classes."""
 
-    def mlp(meta: rxpipe.DatasetMetadata) -> keras.Model:
-        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
 
-    plan = lambda data: reactivex.just(rxpipe.ModelPlan("mlp", data, mlp))  # noqa: E731
-    pipeline = rxpipe.Pipeline(
-        plan, train.fit(epochs=2, validate=False), source=source, name="nan", runs_dir=runs_dir
-    )
-    with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step 3"):
+def tiny_pipeline(
+    runs_dir: Path,
+    features: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    *,
+    meta: rxpipe.DatasetMetadata | None = META,
+    outputs: int = 3,
+    layers: tuple[Any, ...] = (),
+    **fit: Any,
+) -> rxpipe.Pipeline:
+    """``features`` and ``labels`` in training batches of 16 (sample ids 0..n-1), a Dense
+    model (``layers`` first) with ``outputs`` outputs, and one epoch of train.fit(**fit)."""
+
+    def build(_: rxpipe.DatasetMetadata) -> keras.Model:
+        head = keras.layers.Dense(outputs, activation="softmax" if outputs > 1 else None)
+        return keras.Sequential([keras.Input(features.shape[1:]), *layers, head])
+
+    source = from_arrays(features, labels, batch_size=16, split="train", metadata=meta)
+    plan = lambda data: reactivex.just(rxpipe.ModelPlan("tiny", data, build))  # noqa: E731
+    fit = {"epochs": 1, "validate": False, **fit}
+    return rxpipe.Pipeline(plan, train.fit(**fit), source=source, name="tiny", runs_dir=runs_dir)
+
+
+def tiny_data(n: int = 64) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """``n`` samples of four features in [0, 1) and labels 0, 1, 2, 0, ..."""
+    return np.random.default_rng(0).random((n, 4)).astype("float32"), np.arange(n) % 3
+
+
+def test_nan_loss_names_epoch_step_and_samples(runs_dir: Path) -> None:
+    """A non-finite loss stops the run with an error naming epoch, step and the step's batch."""
+    features, labels = tiny_data()
+    features[40] = 1000.0  # finite, but exp(1000) is not: the loss of step 3 becomes NaN
+    exp = keras.layers.Activation("exponential")
+    pipeline = tiny_pipeline(runs_dir, features, labels, layers=(exp,), epochs=2)
+    with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step 3") as info:
         pipeline.run(progress=False)
+    assert info.value.sample_ids == tuple(range(32, 48))
+
+
+@pytest.mark.parametrize(
+    ("at", "value", "message"),
+    [
+        ("features", np.nan, "train.fit: expected finite feature values. Received: NaN or "),
+        ("features", -np.inf, "train.fit: expected finite feature values."),
+        (
+            "labels",
+            7,
+            "train.fit: expected class indices from 0 to 2 (one per label name: 'a', 'b', 'c')."
+            " Received: 7 for samples [40]",
+        ),
+        ("labels", -1, "Received: -1 for samples [40]"),
+        ("regression", np.nan, "train.fit: expected finite labels. Received: NaN or infinite"),
+    ],
+    ids=["nan-feature", "inf-feature", "label-too-big", "label-negative", "nan-label"],
+)
+def test_bad_values_are_named_by_sample_before_training_on_them(
+    runs_dir: Path, at: str, value: float, message: str
+) -> None:
+    """A NaN or infinite value, or a label out of range, in the third batch: its sample id."""
+    features, labels = tiny_data()
+    meta: rxpipe.DatasetMetadata | None = META
+    if at == "features":
+        features[40, 2] = value
+    elif at == "labels":
+        labels[40] = value
+    else:  # a regression target
+        labels = labels.astype("float32")
+        labels[40] = value
+        meta = None
+    recorder = EventRecorder()
+    pipeline = tiny_pipeline(runs_dir, features, labels, meta=meta, outputs=3 if meta else 1)
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False, subscribers=[recorder])
+    assert (info.value.stage, info.value.sample_ids) == ("train.fit", (40,))
+    assert isinstance(info.value.cause, BatchError)
+    assert message in str(info.value)
+    assert not recorder.of_type(rxpipe.EpochEnded)  # the epoch with it never ended
+
+
+def test_text_features_for_a_numeric_model_are_a_batch_error(runs_dir: Path) -> None:
+    """Object-dtype features fail before the first step, saying what to do instead."""
+    features = np.array([["a", "b"]] * 8, dtype=object)
+    pipeline = tiny_pipeline(runs_dir, features, np.arange(8) % 2, meta=None, outputs=2)
+    with pytest.raises(StageError, match="expected numeric features .* Received: dtype object"):
+        pipeline.run(progress=False)
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "message"),
+    [
+        ("mse", 3, "'mean_squared_error' compares the scores with a class index. Received: 'mse'"),
+        ("binary_crossentropy", 3, "Received: 'binary_crossentropy' (for a regression model"),
+        (
+            "categorical_crossentropy",
+            3,
+            "'categorical_crossentropy' needs one-hot labels of width 3. Received: "
+            "'categorical_crossentropy', with labels of shape (16,)",
+        ),
+        (
+            None,
+            1,
+            "expected a model with one score per class (3) for 'sparse_categorical_crossentropy'"
+            ". Received: None (the default, 'sparse_categorical_crossentropy'), for a model "
+            "with 1 output(s)",
+        ),
+    ],
+    ids=["mse", "binary", "categorical", "default-on-one-output"],
+)
+def test_a_loss_that_does_not_fit_the_labels_is_a_config_error(
+    runs_dir: Path, loss: str | None, outputs: int, message: str
+) -> None:
+    """Class-index labels with a loss for other labels or another model: before any step."""
+    features, labels = tiny_data()
+    pipeline = tiny_pipeline(runs_dir, features, labels, outputs=outputs, loss=loss)
+    recorder = EventRecorder()
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False, subscribers=[recorder])
+    assert isinstance(info.value.cause, ConfigError)
+    assert info.value.cause.path == "train.fit.loss"
+    assert message in str(info.value)
+    assert not recorder.of_type(rxpipe.TrainProgress)
+
+
+def test_patience_without_a_validation_split_fails_before_training(
+    small_digits: Any, runs_dir: Path
+) -> None:
+    """Early stopping on val_loss with no validation batches fails before the first epoch."""
+    pipeline = rxpipe.Pipeline(
+        *small_digits().stages[:1],
+        access.split(train=0.9, validation=0.0, test=0.1),
+        *small_digits().stages[2:-1],
+        train.fit(epochs=3, patience=1),
+        name="novalidation",
+        runs_dir=runs_dir,
+    )
+    recorder = EventRecorder()
+    with pytest.raises(TrainingError) as info:
+        pipeline.run(progress=False, subscribers=[recorder])
+    assert "early stopping (patience=1) watches 'val_loss': expected batches with split " in str(
+        info.value
+    )
+    assert "or set monitor='loss'" in str(info.value)
+    assert not recorder.of_type(rxpipe.EpochEnded)
+
+
+def test_metrics_are_logged_under_one_name_per_run() -> None:
+    """A metric class Keras names auto_1, auto_2... is named as logged_metric_name says."""
+    from rxpipe.training.options import logged_metric_name
+    from rxpipe.training.steps import _metric
+
+    names = {_metric("AUC", True).name for _ in range(3)}
+    assert names == {"auc"} == {logged_metric_name("AUC")}
+    assert _metric("mae", False).name == logged_metric_name("mae") == "mean_absolute_error"
 
 
 def test_no_training_split_is_explained(small_digits: Any, runs_dir: Path) -> None:
@@ -136,12 +277,12 @@ def test_xla_and_explicit_device(small_digits: Any, runs_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("device", ["/GPU:0", "/CPU:3", "/TPU:0"])
-def test_a_device_the_machine_lacks_is_a_clear_error(small_digits: Any, device: str) -> None:
-    """Asking for a missing device fails before training instead of using the CPU silently."""
-    with pytest.raises(
-        rxpipe.StageError, match="device: expected one of this machine's devices"
-    ) as info:
-        small_digits(epochs=1, device=device).run(progress=False)
+def test_training_checks_the_device_again_when_it_starts(device: str) -> None:
+    """choose_device (at run time, after train.fit's own check) rejects a missing device."""
+    from rxpipe.training.devices import choose_device
+
+    with pytest.raises(ConfigError, match="device: expected one of this machine's devices") as info:
+        choose_device(device)
     assert repr(device) in str(info.value)
     assert "CPU:0" in str(info.value)
 
@@ -183,15 +324,34 @@ def test_same_seed_and_determinism_give_identical_weights(
         np.testing.assert_array_equal(a, b)
 
 
-def test_unknown_optimizer_is_a_clear_error(small_digits: Any, runs_dir: Path) -> None:
-    """An unknown optimizer name fails the train stage naming the value."""
-    with pytest.raises(rxpipe.StageError, match="optimizer: expected a Keras optimizer name"):
-        small_digits(epochs=1, optimizer="adamw2").run(progress=False)
-
-
 def test_make_metadata_helper_describes_arrays() -> None:
     """rxpipe.testing.make_metadata derives shapes and classes from arrays."""
     meta = make_metadata(np.zeros((3, 2), "float32"), np.array([0, 2, 1]))
     assert meta.num_classes == 3
     assert meta.feature_spec.shape == (2,)
     _ = access  # the access plugins are used by small_digits
+
+
+def test_a_stop_request_cancels_training_at_the_next_step(
+    small_digits: Any, runs_dir: Path
+) -> None:
+    """request_stop (what SIGTERM does inside Keras code) fails the run as cancelled."""
+    import json
+
+    from rxpipe.training.trainer import clear_stop_requests, request_stop, waits_for_next_step
+
+    class StopAtEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            request_stop("SIGTERM")
+
+    recorder = EventRecorder()
+    pipeline = small_digits(epochs=5, callbacks=[StopAtEpochEnd()])
+    try:
+        with pytest.raises(rxpipe.PipelineCancelled, match=r"interrupted \(SIGTERM\)"):
+            pipeline.run(progress=False, subscribers=[recorder])
+    finally:
+        clear_stop_requests()
+    assert len(recorder.of_type(rxpipe.EpochEnded)) == 1
+    [run_dir] = (runs_dir / "small").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert not waits_for_next_step(None)  # no training under way: interrupts raise at once

@@ -1,0 +1,249 @@
+"""Checks of what training receives: numeric, finite features; labels the loss can use.
+
+:func:`check_batch` runs on the feed's producer thread for every batch (so it overlaps
+the train step): one sum per array tells finite data (NaN and infinity propagate
+through it; summed in the array's own precision, which on a batch of 128 RGB images of
+224×224 takes 4.7 ms against 15.7 ms in float64, and a sum that overflows is checked
+value by value), and the minimum and maximum of class labels tell their range; only when
+a check fails are the samples at fault located, and named in the error. :func:`check_loss`
+runs once, when training starts: the loss against the labels and the model's output.
+
+Without them, a NaN feature is trained on silently (oneDNN's ReLU turns it into 0), and a
+label out of range or a loss that does not fit the labels fails deep in TensorFlow's
+graph, with no sample named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rxpipe.batch import Batch
+from rxpipe.errors import BatchError, ConfigError, format_ids
+
+__all__ = ["check_batch", "check_class_labels", "check_loss"]
+
+NUMERIC_KINDS = frozenset("biuf")
+"""NumPy dtype kinds a model's numeric input takes: bool, signed, unsigned, float."""
+
+STRING_KINDS = frozenset("USO")
+"""NumPy dtype kinds of text (str, bytes, or Python objects such as str)."""
+
+ONE_HOT_LOSSES = frozenset(
+    {"categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge"}
+)
+"""Keras losses that compare one score per class with one-hot (or soft) labels."""
+
+SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy"})
+"""Keras losses that compare one score per class with a class index."""
+
+DEFAULT_CLASSIFICATION_LOSS = "sparse_categorical_crossentropy"
+
+
+def _all_finite(array: np.ndarray[Any, Any]) -> bool:
+    """Whether every value of a float array is finite (one sum; exact on failure)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = array.sum(dtype=np.float32 if array.itemsize < 4 else None)
+    if np.isfinite(total):
+        return True
+    return bool(np.isfinite(array).all())  # the sum may overflow with finite values
+
+
+def _not_finite_rows(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Per sample (first axis), whether any of its values is NaN or infinite."""
+    finite: np.ndarray[Any, Any] = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    return ~finite
+
+
+def _values(array: np.ndarray[Any, Any], mask: np.ndarray[Any, Any]) -> str:
+    shown = array[mask][:8].tolist()
+    return ", ".join(map(repr, shown)) + (", ..." if int(mask.sum()) > 8 else "")
+
+
+def check_features(stage: str, batch: Batch, features: Any, strings: bool = False) -> None:
+    """Raise a :class:`BatchError` unless ``features`` are numeric and finite.
+
+    Args:
+        stage: the stage errors start with, e.g. ``"train.fit"``.
+        batch: the batch, whose ids name the samples at fault.
+        features: its features as one array.
+        strings: text is fine too (the model takes strings).
+
+    Example:
+        >>> from rxpipe.testing import from_arrays, collect
+        >>> [b] = collect(from_arrays(np.array([[1.0], [np.nan]], "float32")))
+        >>> check_features("train.fit", b, b.features)
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.BatchError: train.fit: expected finite feature values. Received: ...
+    """
+    array = np.asarray(features)
+    kind = array.dtype.kind
+    if kind == "f":
+        if _all_finite(array):
+            return
+        bad = _not_finite_rows(array)
+        ids = batch.ids[bad].tolist()
+        raise BatchError(
+            f"{stage}: expected finite feature values. Received: NaN or infinite values in "
+            f"samples {format_ids(ids)} (fill them with process.fill_missing, or leave those "
+            "samples out)",
+            ids,
+        )
+    if kind in NUMERIC_KINDS or (strings and kind in STRING_KINDS):
+        return
+    example = repr(array.reshape(len(array), -1)[0, :3].tolist()) if array.size else "none"
+    raise BatchError(
+        f"{stage}: expected numeric features (bool, int or float) for the model. Received: "
+        f"dtype {array.dtype} (first values {example}); turn text into numbers first "
+        "(process.vectorize for text, process.one_hot for categories)"
+    )
+
+
+def is_class_index(labels: np.ndarray[Any, Any]) -> bool:
+    """Whether ``labels`` hold one class index per sample (shape ``(n,)`` or ``(n, 1)``)."""
+    return labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)
+
+
+def check_class_labels(stage: str, batch: Batch, labels: Any, label_names: tuple[str, ...]) -> None:
+    """Raise a :class:`BatchError` unless ``labels`` are class indices of ``label_names``.
+
+    That is whole numbers from 0 to ``len(label_names) - 1``; the error names the samples
+    whose labels are not, and their values. Labels of another shape (one-hot) pass.
+
+    Example:
+        >>> from rxpipe.testing import from_arrays, collect
+        >>> [b] = collect(from_arrays(np.zeros((2, 1)), np.array([0, 5])))
+        >>> check_class_labels("train.fit", b, b.labels, ("a", "b"))
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.BatchError: train.fit: expected class indices from 0 to 1 ...
+    """
+    array = np.asarray(labels)
+    if not is_class_index(array) or array.size == 0:
+        return
+    flat = array.reshape(len(array))
+    classes = len(label_names)
+    names = ", ".join(map(repr, label_names[:5])) + (", ..." if classes > 5 else "")
+    expected = f"expected class indices from 0 to {classes - 1} (one per label name: {names})"
+    if flat.dtype.kind not in NUMERIC_KINDS:
+        raise BatchError(
+            f"{stage}: {expected}. Received: labels of dtype {flat.dtype} (first "
+            f"{flat[:3].tolist()!r}); encode them with process.label_encode",
+            batch.ids.tolist(),
+        )
+    with np.errstate(invalid="ignore"):  # NaN and infinite labels are out of range too
+        fraction = np.mod(flat, 1) if flat.dtype.kind == "f" else None
+        whole = fraction is None or bool(np.all(fraction == 0))
+        if whole and flat.min() >= 0 and flat.max() < classes:
+            return
+        bad = (flat < 0) | (flat >= classes)
+        if fraction is not None:
+            bad |= ~np.isfinite(flat) | (fraction != 0)
+    ids = batch.ids[bad].tolist()
+    raise BatchError(
+        f"{stage}: {expected}. Received: {_values(flat, bad)} for samples {format_ids(ids)}",
+        ids,
+    )
+
+
+def check_batch(stage: str, batch: Batch, features: Any, labels: Any, strings: bool) -> None:
+    """Check a training or validation batch before it becomes tensors.
+
+    Features: numeric (or text, with ``strings``) and finite. Labels: finite, and for a
+    classification data set (with label names), class indices in range.
+
+    Raises:
+        BatchError: naming the samples at fault, what was expected and what was received.
+    """
+    check_features(stage, batch, features, strings)
+    array = np.asarray(labels)
+    if array.dtype.kind == "f" and not _all_finite(array):
+        bad = _not_finite_rows(array)
+        ids = batch.ids[bad].tolist()
+        raise BatchError(
+            f"{stage}: expected finite labels. Received: NaN or infinite labels for samples "
+            f"{format_ids(ids)}",
+            ids,
+        )
+    label_names = batch.metadata.label_names
+    if label_names is not None:
+        check_class_labels(stage, batch, array, label_names)
+
+
+def loss_name(loss: str | None) -> str:
+    """The name of the Keras loss function ``loss`` names (``"mse"``: ``"mean_squared_error"``).
+
+    ``None`` is the classification default; a name Keras does not know comes back as is.
+    """
+    if loss is None:
+        return DEFAULT_CLASSIFICATION_LOSS
+    import keras
+
+    try:
+        found = keras.losses.get(loss)
+    except ValueError:
+        return loss
+    function = getattr(found, "fn", found)  # a Loss object wraps its function
+    return str(getattr(function, "__name__", loss))
+
+
+def check_loss(
+    loss: str | None, label_names: tuple[str, ...], labels: Any, outputs: int | None, path: str
+) -> None:
+    """Raise a :class:`ConfigError` when a classifier's loss cannot fit its labels.
+
+    Checked for a classification data set (with label names), once when training starts:
+
+    - class-index labels with a loss for one-hot labels (``categorical_crossentropy``);
+    - class-index labels with any other Keras loss but the sparse cross-entropy, for a
+      model with one score per class (``mse`` compares the scores with a class index);
+    - the sparse cross-entropy (the default) for a model without one score per class
+      (a regression head), or with one-hot labels.
+
+    Args:
+        loss: ``train.fit``'s loss (``None``: the classification default).
+        label_names: the data set's classes.
+        labels: an example batch of labels.
+        outputs: the model's output values per sample, if known.
+        path: the option's name in errors, e.g. ``"train.fit.loss"``.
+    """
+    from keras.src import losses
+
+    array = np.asarray(labels)
+    classes = len(label_names)
+    name = loss_name(loss)
+    shown = repr(loss) if loss is not None else f"None (the default, {name!r})"
+    sparse = f"{DEFAULT_CLASSIFICATION_LOSS!r} (the default for a data set with label names)"
+    index_labels = is_class_index(array)
+    if index_labels and name in ONE_HOT_LOSSES:
+        raise ConfigError(
+            f"expected a loss for class-index labels, such as {sparse}: {name!r} needs "
+            f"one-hot labels of width {classes}. Received: {shown}, with labels of shape "
+            f"{array.shape} (one class index per sample)",
+            path,
+        )
+    builtin = getattr(losses, "ALL_OBJECTS_DICT", {})  # a custom loss is not checked
+    if index_labels and outputs == classes and name in builtin and name not in SPARSE_LOSSES:
+        raise ConfigError(
+            f"expected {sparse} for a model with one score per class ({classes}) and "
+            f"class-index labels; {name!r} compares the scores with a class index. "
+            f"Received: {shown} (for a regression model, give the models stage "
+            "head='regression')",
+            path,
+        )
+    if name in SPARSE_LOSSES and outputs is not None and outputs != classes:
+        raise ConfigError(
+            f"expected a model with one score per class ({classes}) for {name!r}. "
+            f"Received: {shown}, for a model with {outputs} output(s) per sample (with "
+            "head='regression', set a regression loss such as 'mse')",
+            path,
+        )
+    if name in SPARSE_LOSSES and not index_labels:
+        raise ConfigError(
+            f"expected class-index labels (one per sample) for {name!r}. Received: {shown}, "
+            f"with labels of shape {array.shape} (for one-hot labels, set "
+            "'categorical_crossentropy')",
+            path,
+        )
