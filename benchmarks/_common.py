@@ -37,6 +37,7 @@ __all__ = [
     "best_of",
     "machine",
     "make_parser",
+    "paired",
     "peak_rss_bytes",
 ]
 
@@ -152,6 +153,19 @@ def best_of(repeats: int, run: Callable[[], Any]) -> float:
         run()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def paired(rates: list[float], bounds: list[float]) -> list[float]:
+    """Each rate over the mean of the baseline measured right before and right after it.
+
+    On a shared machine whose speed drifts, a variant measured between two baseline runs
+    is compared with what the machine did around it, not with its best moment.
+
+    Example:
+        >>> paired([90.0], [100.0, 80.0])
+        [1.0]
+    """
+    return [rate / ((bounds[i] + bounds[i + 1]) / 2) for i, rate in enumerate(rates)]
 
 
 def peak_rss_bytes() -> int:

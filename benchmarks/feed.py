@@ -44,14 +44,13 @@ Usage: python benchmarks/feed.py [--quick] [--json] [--epochs N]
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+from _common import Report, at_least, machine, make_parser, paired
 
 
 def build_model(_: Any = None) -> Any:
@@ -103,11 +102,6 @@ class ComputeBound:
             loss = self.steps.train_step(self.x, self.y)
         float(loss)
         return self.count * 128 / (time.perf_counter() - start)
-
-
-def paired(rates: list[float], bounds: list[float]) -> list[float]:
-    """Each rate over the mean of the bound measured right before and right after it."""
-    return [rate / ((bounds[i] + bounds[i + 1]) / 2) for i, rate in enumerate(rates)]
 
 
 def tf_data_ratios(
@@ -269,8 +263,6 @@ def costly_stage(seconds: float, kind: str) -> Any:
 
 
 def main() -> int:
-    from _common import Report, at_least, machine, make_parser
-
     parser = make_parser(__doc__)
     parser.add_argument(
         "--epochs", type=int, help="measured epochs per variant (default 10, quick 3)"
@@ -369,6 +361,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     raise SystemExit(main())

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import enum
 import json
+import numbers
+import os
+import re
 import tomllib
 import types
 import typing
@@ -84,12 +87,15 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("collections.abc.", "")
 
 
-def structure_value(value: Any, annotation: Any, path: str) -> Any:
+def structure_value(value: Any, annotation: Any, path: str, *, python: bool = False) -> Any:
     """Check ``value`` against a type hint strictly and convert containers.
 
     Ints are not silently truncated, strings are not taken as numbers: the value must
     already be of the declared type (an int is accepted where a float is expected; a
     list where a tuple is). Lists become tuples where the hint says tuple.
+
+    With ``python`` (a value given in Python code, not read from a file), NumPy numbers
+    count as ints and floats, ``os.PathLike`` as a string and arrays as sequences.
 
     Raises:
         ConfigError: naming ``path``, the expected type and the received value.
@@ -113,7 +119,7 @@ def structure_value(value: Any, annotation: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
-                return structure_value(value, option, path)
+                return structure_value(value, option, path, python=python)
             except ConfigError:
                 continue
         fail()
@@ -130,15 +136,17 @@ def structure_value(value: Any, annotation: Any, path: str) -> Any:
             return value
         fail()
     if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, numbers.Integral if python else int) and not isinstance(value, bool):
             return value
         fail()
     if annotation is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real if python else int | float) and not isinstance(
+            value, bool
+        ):
             return float(value)
         fail()
     if annotation is str:
-        if isinstance(value, str):
+        if isinstance(value, str) or (python and isinstance(value, os.PathLike)):
             return value
         fail()
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -147,24 +155,31 @@ def structure_value(value: Any, annotation: Any, path: str) -> Any:
         except ValueError:
             fail()
     if origin in (tuple, list, Sequence) or annotation in (tuple, list):
+        if python and type(value).__name__ == "ndarray":
+            return value
         if isinstance(value, str) or not isinstance(value, Sequence):
             fail()
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(args) != len(value):
                 fail()
             return tuple(
-                structure_value(v, a, f"{path}[{i}]")
+                structure_value(v, a, f"{path}[{i}]", python=python)
                 for i, (v, a) in enumerate(zip(value, args, strict=True))
             )
         item_type = args[0] if args else Any
-        items = [structure_value(v, item_type, f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [
+            structure_value(v, item_type, f"{path}[{i}]", python=python)
+            for i, v in enumerate(value)
+        ]
         return items if origin is list else tuple(items)
     if origin in (dict, Mapping) or annotation in (dict, Mapping):
         if not isinstance(value, Mapping):
             fail()
         key_type, value_type = args or (Any, Any)
         return {
-            structure_value(k, key_type, path): structure_value(v, value_type, f"{path}.{k}")
+            structure_value(k, key_type, path, python=python): structure_value(
+                v, value_type, f"{path}.{k}", python=python
+            )
             for k, v in value.items()
         }
     if isinstance(annotation, type):
@@ -197,6 +212,14 @@ def _structure_plugins(raw: Any) -> tuple[PluginSpec, ...]:
     return tuple(specs)
 
 
+PIPELINE_NAME = r"(?=.*[\w-])[\w.-]+"
+"""A pipeline's name: letters, digits, '_', '-' and '.', not only dots (it names its runs'
+directory, ``runs/<name>/``)."""
+
+SEEDS = range(2**32)
+"""The seeds every random generator rxpipe seeds accepts (NumPy's legacy one is 32-bit)."""
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineConfig:
     """Validate a pipeline-file dict into a :class:`PipelineConfig`.
 
@@ -220,7 +243,21 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineCon
             )
         structure_value(value, fields[key], f"pipeline.{key}")
     header = dict(header)
-    header.setdefault("name", Path(source).stem if source != "<dict>" else "pipeline")
+    if "name" not in header:  # the file's name, made a valid pipeline name
+        stem = Path(source).stem if source != "<dict>" else ""
+        name = re.sub(r"[^\w.-]+", "_", stem).strip("_")
+        header["name"] = name if re.fullmatch(PIPELINE_NAME, name) else "pipeline"
+    elif not re.fullmatch(PIPELINE_NAME, header["name"]):
+        raise ConfigError(
+            "expected letters, digits, '_', '-' or '.', not only dots (it names the run "
+            f"directory). Received: {header['name']!r}",
+            "pipeline.name",
+        )
+    if "seed" in header and header["seed"] not in SEEDS:
+        raise ConfigError(
+            f"expected an integer from 0 to 2**32 - 1. Received: {header['seed']!r}",
+            "pipeline.seed",
+        )
     return PipelineConfig(plugins=_structure_plugins(data.get("plugins")), **header)
 
 
@@ -232,7 +269,7 @@ def load_config(path: str | Path) -> PipelineConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no syntax error
     except OSError as error:
         raise ConfigError(f"cannot read pipeline file {str(path)!r}: {error.strerror}") from error
     try:

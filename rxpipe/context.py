@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ __all__ = [
     "current_epoch",
     "current_run",
     "in_epoch",
+    "not_replaceable",
     "running",
 ]
 
@@ -151,6 +152,7 @@ class RunContext:
     history: list[dict[str, float]] = attrs.Factory(list)
     resume: bool = False
     _lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_lock")
+    _reported_skips: set[tuple[str, Any]] = attrs.field(factory=set, alias="_reported_skips")
 
     def publish(self, event_type: type[E], **fields: Any) -> E:
         """Publish an event on the run's bus (see :meth:`EventBus.publish`)."""
@@ -163,6 +165,20 @@ class RunContext:
             if counts is None:
                 counts = self.counts[stage] = StageCounts(stage, kind)
             return counts
+
+    def first_skips(self, stage: str, sample_ids: Sequence[Any]) -> tuple[Any, ...]:
+        """The ids of ``sample_ids`` that ``stage`` skips for the first time in this run.
+
+        Every pass over the data (an epoch, a fitting pass) meets a bad record again;
+        :class:`~rxpipe.events.SamplesSkipped` reports it once. Outside a run (the
+        detached context, shared by everything), every skip is reported.
+        """
+        if self is _DETACHED:
+            return tuple(sample_ids)
+        with self._lock:
+            fresh = tuple(i for i in sample_ids if (stage, i) not in self._reported_skips)
+            self._reported_skips.update((stage, i) for i in fresh)
+        return fresh
 
     def require_run_dir(self, who: str) -> Path:
         """The run directory; a clear error for ``who`` when running detached."""
@@ -205,12 +221,51 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+def not_replaceable(path: Path, marker: str | None = None) -> str | None:
+    """Why rxpipe must not replace ``path`` with what it writes; ``None`` if it may.
+
+    rxpipe replaces a file, an empty folder, or a folder holding ``marker`` (the file
+    that marks a folder rxpipe wrote, e.g. ``model_card.json``). It never deletes a
+    folder of anything else, nor a file where it writes a folder.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "thesis.txt").write_text("mine")
+        >>> not_replaceable(folder, "cache.json").split(". Received")[0]
+        "expected no folder, an empty folder or one rxpipe wrote (holding 'cache.json')"
+    """
+    if path.is_dir():
+        names = sorted(p.name for p in path.iterdir())
+        if not names or (marker is not None and marker in names):
+            return None
+        shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+        wrote = f" (holding {marker!r})" if marker is not None else ""
+        return (
+            f"expected no folder, an empty folder or one rxpipe wrote{wrote}. Received: "
+            f"{str(path)!r} holds {shown}; rxpipe does not delete what it did not write"
+        )
+    if marker is not None and path.exists():
+        return f"expected a folder. Received: {str(path)!r}, which is a file"
+    return None
+
+
 @contextmanager
-def atomic_write(path: Path) -> Iterator[Path]:
+def atomic_write(path: Path, *, marker: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    Works for files and for directories (e.g. a SavedModel). Readers never see a
+    Works for files and for folders (e.g. a SavedModel). Readers never see a
     half-written artifact: it is either absent or complete.
+
+    Args:
+        path: the file or folder to write.
+        marker: for a folder, the file that marks one rxpipe wrote; an existing folder
+            at ``path`` is replaced only if it is empty or holds it (see
+            :func:`not_replaceable`).
+
+    Raises:
+        FileExistsError: ``path`` is a folder (or, with ``marker``, a file) that rxpipe
+            did not write; checked before and after writing.
 
     Example:
         >>> import pathlib, tempfile
@@ -220,11 +275,17 @@ def atomic_write(path: Path) -> Iterator[Path]:
         >>> target.read_text()
         'done'
     """
+    problem = not_replaceable(path, marker)
+    if problem is not None:
+        raise FileExistsError(problem)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
+        problem = not_replaceable(path, marker)  # something may have appeared meanwhile
+        if problem is not None:
+            raise FileExistsError(problem)
         if path.is_dir():
             _remove(path)
         os.replace(target, path)

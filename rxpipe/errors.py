@@ -93,7 +93,16 @@ class UnknownPluginError(ConfigError, LookupError):
 
 
 class BatchError(RxpipeError, ValueError):
-    """A batch is inconsistent, or not what a stage expects."""
+    """A batch is inconsistent, or not what a stage expects.
+
+    Attributes:
+        sample_ids: the samples at fault, when the stage knows them (a stage's error then
+            names these, not every sample of the batch).
+    """
+
+    def __init__(self, message: str, sample_ids: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.sample_ids = tuple(sample_ids)
 
 
 class StageError(RxpipeError):

@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar, get_type_hints
 
 import attrs
 
+from rxpipe.config import structure_value
 from rxpipe.errors import ConfigError, UnknownPluginError
 from rxpipe.stage import Operator, PluginKind, Stage
 
@@ -168,8 +169,6 @@ class Registry:
             UnknownPluginError: for an unknown name.
             ConfigError: for an unknown or missing parameter, or a value of the wrong type.
         """
-        from rxpipe.config import structure_value
-
         info = self.get(name, f"{path}.use" if path else "")
         known = {p.name: p for p in info.params}
         unknown = sorted(set(params) - set(known))
@@ -255,10 +254,14 @@ def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Sta
         @functools.wraps(factory)
         def build(*args: P.args, **kwargs: P.kwargs) -> Stage[A, B]:
             bound = signature.bind(*args, **kwargs)
+            for param in info.params:  # checked as from a file, leniently; passed unchanged
+                value = bound.arguments.get(param.name, param.default)
+                if value is not param.default:
+                    structure_value(value, param.annotation, f"{name}.{param.name}", python=True)
             bound.apply_defaults()
             return Stage(name, factory(*args, **kwargs), kind, dict(bound.arguments))
 
-        registry.add(name, build)
+        info = registry.add(name, build)
         return build
 
     return decorate

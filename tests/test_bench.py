@@ -140,6 +140,31 @@ def test_run_publishes_snapshots_and_stage_timing(runs_dir: Path) -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("rxpipe-snapshots")]
 
 
+def gather(source: reactivex.Observable[Batch]) -> reactivex.Observable[Any]:
+    """A stage emitting one list of every batch at the end (no batches)."""
+    return source.pipe(ops.to_list())
+
+
+def last(source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
+    """A stage whose only input, a list, comes at the end of the run (like a trainer's)."""
+    return source.pipe(ops.map(len))
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_a_stage_waiting_for_its_first_input_is_not_busy(runs_dir: Path) -> None:
+    """Until its input begins, a stage taking no batches shows as idle, not 100% busy."""
+    recorder = EventRecorder()
+    pipeline = Pipeline(sleepy, gather, last, name="waiting", runs_dir=runs_dir, source=_source())
+    pipeline.run(progress=False, subscribers=[recorder], snapshot_interval=0.05)
+    rates = [
+        {r.stage: r for r in e.stages} for e in recorder.events if isinstance(e, ThroughputSnapshot)
+    ]
+    waiting = [r["custom.last"].busy_share for r in rates if "custom.last" in r]
+    assert len(waiting) >= 3  # the 30 sleepy batches take 0.3 s
+    assert max(waiting) < 0.5
+    assert max(r["custom.sleepy"].busy_share for r in rates) > 0.5
+
+
 def test_no_snapshots_when_the_interval_is_zero(runs_dir: Path) -> None:
     """snapshot_interval=0 turns the snapshot timer off."""
     recorder = EventRecorder()

@@ -43,6 +43,38 @@ def test_json_file_loads_and_name_defaults_to_file_stem(tmp_path: Path) -> None:
     assert load_config(path).name == "mine"
 
 
+def test_a_file_name_that_is_no_valid_pipeline_name_is_made_one(tmp_path: Path) -> None:
+    """Without [pipeline] name, 'my pipe.toml' names the pipeline 'my_pipe'."""
+    path = tmp_path / "my pipe (2).toml"
+    path.write_text('[[plugins]]\nuse = "collect.digits"\n')
+    assert load_config(path).name == "my_pipe_2"
+
+
+def test_an_invalid_pipeline_name_is_a_config_error() -> None:
+    """A name that cannot name a run directory fails at pipeline.name, also from --set."""
+    with pytest.raises(ConfigError, match=r"^pipeline\.name: expected letters.*'my digits'"):
+        parse_config({"pipeline": {"name": "my digits"}, "plugins": [{"use": "collect.digits"}]})
+    config = parse_config({"plugins": [{"use": "collect.digits"}]})
+    with pytest.raises(ConfigError, match=r"^pipeline\.name: .*Received: 'a/b'"):
+        apply_overrides(config, ['pipeline.name="a/b"'])
+    with pytest.raises(ConfigError, match=r"^pipeline\.name: .*not only dots.*Received: '\.\.'"):
+        apply_overrides(config, ['pipeline.name=".."'])
+
+
+@pytest.mark.parametrize("seed", [-5, 2**32, 10**20])
+def test_a_seed_out_of_range_is_a_config_error(seed: int) -> None:
+    """Seeds every generator accepts are 0 to 2**32 - 1; others fail at pipeline.seed."""
+    with pytest.raises(ConfigError, match=rf"^pipeline\.seed: expected an integer .*{seed}"):
+        parse_config({"pipeline": {"seed": seed}, "plugins": [{"use": "collect.digits"}]})
+
+
+def test_a_byte_order_mark_is_read_as_nothing(tmp_path: Path) -> None:
+    """Editors that start UTF-8 files with a byte-order mark write valid pipeline files."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[plugins]]\nuse = "collect.digits"\n')
+    assert load_config(path).plugins[0].use == "collect.digits"
+
+
 def test_syntax_errors_name_the_file(tmp_path: Path) -> None:
     """A TOML syntax error names the file."""
     path = tmp_path / "bad.toml"

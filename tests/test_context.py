@@ -24,11 +24,30 @@ def test_atomic_write_replaces_a_directory(tmp_path: Path) -> None:
     """Directories (like a SavedModel) are swapped in whole."""
     target = tmp_path / "model"
     for version in ("one", "two"):
-        with atomic_write(target) as tmp:
+        with atomic_write(target, marker="v") as tmp:
             tmp.mkdir()
             (tmp / "v").write_text(version)
     assert (target / "v").read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_write_never_replaces_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    """A folder without the marker (or, without a marker, any non-empty folder) stays."""
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "thesis.txt").write_text("mine")
+    for marker in ("v", None):
+        with (
+            pytest.raises(FileExistsError, match=r"holds thesis\.txt"),
+            atomic_write(target, marker=marker),
+        ):
+            pass
+    (tmp_path / "file").write_text("mine")
+    wrong = pytest.raises(FileExistsError, match=r"expected a folder. Received: .*which is a file")
+    with wrong, atomic_write(tmp_path / "file", marker="v"):
+        pass
+    assert (target / "thesis.txt").read_text() == (tmp_path / "file").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "model"]
 
 
 def test_current_run_is_detached_outside_a_run() -> None:

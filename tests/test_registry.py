@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import reactivex
 from reactivex import operators as ops
 
 from rxpipe import ConfigError, PluginKind, Stage, UnknownPluginError, plugin, registry
+from rxpipe.operators import access, collect, train
 from rxpipe.stage import Operator
 
 
@@ -97,3 +101,27 @@ def test_registering_a_second_factory_under_a_taken_name_fails() -> None:
         def second() -> Operator[int, int]:
             """Second."""
             return ops.map(lambda x: x)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: access.batch("3"), r"access\.batch\.size: expected int. Received: '3' \(str\)"),
+        (lambda: access.batch(2.5), r"access\.batch\.size: expected int. Received: 2\.5"),
+        (lambda: train.fit(epochs="3"), r"train\.fit\.epochs: expected int"),
+        (lambda: train.fit(metrics="accuracy"), r"train\.fit\.metrics: expected Sequence\[str\]"),
+    ],
+)
+def test_plugins_built_in_python_check_their_parameter_types(build: object, message: str) -> None:
+    """A wrong type from Python fails at construction, naming kind.name.param."""
+    with pytest.raises(ConfigError, match=message):
+        build()  # type: ignore[operator]
+
+
+def test_python_values_of_the_right_kind_are_accepted_unchanged(tmp_path: Path) -> None:
+    """NumPy numbers pass as ints and floats, paths as strings; the factory gets them as given."""
+    size = np.int64(3)
+    assert access.batch(size).params["size"] is size
+    assert train.fit(learning_rate=np.float32(0.01), epochs=np.int32(2)).params["epochs"] == 2
+    (tmp_path / "t.csv").write_text("a,label\n1,0\n")
+    assert collect.csv(tmp_path / "t.csv", label="label").params["path"] == tmp_path / "t.csv"

@@ -12,7 +12,7 @@ import reactivex
 from reactivex import abc
 
 from rxpipe.batch import Batch, DatasetMetadata
-from rxpipe.context import atomic_write, current_run
+from rxpipe.context import atomic_write, current_run, not_replaceable
 from rxpipe.errors import ConfigError, StageError
 from rxpipe.events import CacheRebuilt
 from rxpipe.flow import current_tally, generate
@@ -58,7 +58,7 @@ def write_folder(folder: Path, batches: list[Batch], lineage: dict[str, Any] | N
     manifest, so a later pass can tell whether the folder still matches its input.
     """
     metas: list[DatasetMetadata] = []
-    with atomic_write(folder) as tmp:
+    with atomic_write(folder, marker=MANIFEST) as tmp:
         tmp.mkdir()
         for index, batch in enumerate(batches):
             position = next((i for i, m in enumerate(metas) if m is batch.metadata), None)
@@ -157,7 +157,9 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
 
     Args:
         path: a folder for a disk cache (written with pickle: only replay folders you
-            wrote yourself); ``None`` keeps the batches in memory.
+            wrote yourself); ``None`` keeps the batches in memory. It must not exist
+            yet, be empty, or be a cache folder: a folder of other files is an error,
+            never deleted.
 
     Example:
         >>> import numpy as np
@@ -167,11 +169,9 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
         True
     """
     folder = None if path is None else Path(path).expanduser()
-    if folder is not None and folder.exists() and not folder.is_dir():
-        raise ConfigError(
-            f"expected a folder for the cache. Received: {path!r}, which is a file",
-            "access.cache.path",
-        )
+    problem = None if folder is None else not_replaceable(folder, MANIFEST)
+    if problem is not None:
+        raise ConfigError(problem, "access.cache.path")
     kept: PerRun[list[Batch]] = PerRun()
 
     def operator(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:

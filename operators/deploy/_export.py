@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rxpipe.context import atomic_write, current_run
+from rxpipe.context import atomic_write, current_run, not_replaceable
+from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import map_batches
 from rxpipe.model import TrainedModel
 from rxpipe.registry import plugin
@@ -116,21 +117,35 @@ def export(
     sees part of a bundle. ``rxpipe predict`` and ``rxpipe serve`` read it.
 
     Args:
-        path: the bundle directory; default ``<run dir>/model``.
+        path: the bundle directory; default ``<run dir>/model``. It must not exist yet,
+            be empty, or hold a bundle (which is replaced): a folder of other files is
+            an error, never deleted.
         name: the model's name when served; default the pipeline's name.
 
     Example:
         >>> export().params
         {'path': None, 'name': None}
     """
+    problem = None if path is None else not_replaceable(Path(path).expanduser(), CARD_FILE)
+    if problem is not None:
+        raise ConfigError(problem, "deploy.export.path")
 
     def save(trained: TrainedModel) -> TrainedModel:
+        if not isinstance(trained, TrainedModel):
+            raise BatchError(
+                "deploy.export: expected a TrainedModel from a train.* stage. "
+                f"Received: {type(trained).__name__}"
+            )
         run = current_run()
-        target = Path(path) if path is not None else run.require_run_dir("deploy.export") / "model"
+        target = (
+            Path(path).expanduser()
+            if path is not None
+            else run.require_run_dir("deploy.export") / "model"
+        )
         pipeline_file = None if run.run_dir is None else run.run_dir / PIPELINE_FILE
         about = None if run.run_dir is None else {"run_id": run.run_id, "pipeline": run.pipeline}
         served = name or (run.pipeline if run.run_dir is not None else None)
-        with atomic_write(target) as tmp:
+        with atomic_write(target, marker=CARD_FILE) as tmp:
             write_bundle(trained, tmp, name=served, pipeline_file=pipeline_file, run=about)
         run.add_artifact("model", target)
         return trained.evolve(artifacts={**trained.artifacts, "model": str(target)})

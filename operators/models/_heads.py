@@ -48,7 +48,9 @@ def check_head(plugin: str, head: str) -> str:
 def task(meta: DatasetMetadata, head: str, plugin: str) -> str:
     """``"classification"`` or ``"regression"`` for ``meta`` (``head="auto"``: by label names)."""
     if head == "auto":
-        return "regression" if meta.label_names is None else "classification"
+        if meta.label_names is None:
+            return "regression"
+        head = "classification"  # and it needs 2 classes or more
     if head == "classification" and (meta.num_classes is None or meta.num_classes < 2):
         raise BatchError(
             f"{plugin}: expected a classification data set with at least 2 label names. "

@@ -95,7 +95,9 @@ def decode_image(
             try:
                 images.append(step.decode(data))
             except ValueError as error:
-                raise ValueError(f"cannot decode sample {sample_id!r}: {error}") from None
+                raise BatchError(
+                    f"cannot decode sample {sample_id!r}: {error}", [sample_id]
+                ) from None
         sizes = {image.shape for image in images}
         if len(sizes) > 1:
             raise BatchError(

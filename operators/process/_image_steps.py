@@ -46,7 +46,12 @@ def decode_one(data: bytes, channels: int) -> np.ndarray[Any, Any]:
         with Image.open(io.BytesIO(data)) as image:
             image.seek(0)
             rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"not a readable PNG, JPEG, BMP or GIF image (an unknown format, starting "
+            f"{bytes(data[:8])!r})"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"not a readable PNG, JPEG, BMP or GIF image ({error})") from None
     return rgb if channels == 3 else grayscale(rgb[np.newaxis])[0]
 

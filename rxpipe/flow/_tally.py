@@ -22,10 +22,13 @@ from rxpipe.batch import Batch
 from rxpipe.context import RunContext, SkippedSample, current_run
 from rxpipe.events import BatchesDropped, SamplesSkipped
 
-__all__ = ["Tally", "current_tally", "tallying"]
+__all__ = ["FITTING_PASS", "Tally", "current_tally", "tallying"]
 
 DROP_EVENT_INTERVAL_S = 1.0
 """Drop events of one pass are published at most about this often."""
+
+FITTING_PASS = "fitting pass"
+"""The drop reason of samples a processor consumed to fit itself (nothing was lost)."""
 
 
 def _plain(value: Any) -> Any:
@@ -108,6 +111,8 @@ class Tally:
     ) -> int:
         """Count samples skipped as bad records; publish :class:`SamplesSkipped`.
 
+        The event names only the samples no pass of this run has reported before.
+
         Args:
             sample_ids: the skipped samples' ids.
             reason: the error, as ``"ValueError: message"``.
@@ -123,10 +128,13 @@ class Tally:
             self.batches_failed += int(whole_batch)
             self.skipped.extend(SkippedSample(self.stage, i, reason) for i in ids)
             total = len(self.skipped)
+        fresh = self.run.first_skips(self.stage, ids)
+        if not fresh:  # an earlier pass of this run reported them
+            return total
         self.run.publish(
             SamplesSkipped,
             stage=self.stage,
-            sample_ids=ids,
+            sample_ids=fresh,
             reason=reason,
             total=total,
             max_skipped=max_skipped,

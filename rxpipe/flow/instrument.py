@@ -49,6 +49,7 @@ class _Pass:
         self.other_out = 0
         self.ended = False
         self.started = _perf()
+        self.began: float | None = None  # when its first input, or its input's end, came
         self.inside = 0  # the thread id while the stage handles an input item, else 0
         self.own_s = 0.0  # time handling input items (and their completion)
         self.nested_s = 0.0  # ... of which downstream stages took this long
@@ -62,8 +63,10 @@ class _Pass:
         if self.tally.workers:  # its work runs on worker threads or processes: their
             # time, not the waits for a free worker (which a slow downstream also causes)
             own = self.tally.work_s / self.tally.workers
-        if not self.batches_in:  # a source: its time minus downstream's
-            elapsed = (now if now is not None else _perf()) - self.started
+        if not self.batches_in and self.began is not None:
+            # A source (or a stage taking no batches, like a trainer): busy from when its
+            # input began or ended, minus downstream's time. Before that it only waits.
+            elapsed = (now if now is not None else _perf()) - self.began
             own = max(own, elapsed - self.outside_s - self.nested_s - blocked)
         return max(0.0, own)
 
@@ -220,6 +223,8 @@ def instrument(
             ) -> abc.DisposableBase:
                 def forward(item: Any) -> None:
                     last_input[0] = item
+                    if counts.began is None:
+                        counts.began = _perf()
                     if isinstance(item, Batch):
                         counts.batches_in += 1
                         counts.samples_in += item.size
@@ -233,6 +238,8 @@ def instrument(
 
                 def forward_completed() -> None:
                     before = _perf()
+                    if counts.began is None:
+                        counts.began = before
                     counts.inside = _ident()
                     try:
                         inner.on_completed()

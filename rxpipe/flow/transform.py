@@ -36,11 +36,16 @@ class BatchTransformer(Protocol[A_contra, B_co]):
 
 
 def as_stage_error(stage: str, error: Exception, item: object = None) -> StageError:
-    """Wrap ``error`` as a :class:`StageError` naming ``stage`` and ``item``'s sample ids."""
+    """Wrap ``error`` as a :class:`StageError` naming ``stage`` and the samples at fault.
+
+    Those are the error's own ``sample_ids`` (a :class:`~rxpipe.errors.BatchError` may
+    name them), else every sample of ``item``.
+    """
     if isinstance(error, StageError):
         return error
     ids = item.ids.tolist() if isinstance(item, Batch) else ()
-    return StageError(stage, f"{type(error).__name__}: {error}", ids, cause=error)
+    named = getattr(error, "sample_ids", ())  # the stage knows which samples are at fault
+    return StageError(stage, f"{type(error).__name__}: {error}", named or ids, cause=error)
 
 
 def transform(

@@ -7,7 +7,15 @@ from typing import Any, TextIO
 
 import structlog
 
-from rxpipe.events import Event, StageCompleted, StageStarted, ThroughputSnapshot, TrainProgress
+from rxpipe.events import (
+    BatchesDropped,
+    Event,
+    StageCompleted,
+    StageStarted,
+    ThroughputSnapshot,
+    TrainProgress,
+)
+from rxpipe.flow._tally import FITTING_PASS
 
 _QUIET = (TrainProgress, StageStarted, StageCompleted)
 _FORMATS = ("console", "json")
@@ -29,8 +37,10 @@ def _compact(value: Any) -> Any:
 class EventLogger:
     """Log each event as one structlog line named after the event (``epoch_ended`` ...).
 
-    Train-progress and per-pass stage events are left out, floats are rounded and per-class
-    metrics and confusion matrices are dropped (everything is in events.jsonl).
+    Train-progress and per-pass stage events are left out, and so are the samples a
+    processor consumed to fit itself (dropped with reason ``"fitting pass"``: nothing is
+    lost). Floats are rounded and per-class metrics and confusion matrices are dropped
+    (everything is in events.jsonl).
     The logger has its own processor chain, so it neither needs nor changes the
     application's global structlog configuration.
 
@@ -58,6 +68,8 @@ class EventLogger:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, _QUIET):
+            return
+        if isinstance(event, BatchesDropped) and event.reason == FITTING_PASS:
             return
         if isinstance(event, ThroughputSnapshot):  # one readable line, not a tuple of records
             self._log.info(event.kind, run_id=event.run_id, seq=event.seq, stages=event.summary())

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rxpipe.events import EpochEnded, EventBus, RunFailed, TrainProgress
+from rxpipe.events import BatchesDropped, EpochEnded, EventBus, RunFailed, TrainProgress
 from rxpipe.subscribers import EventLogger
 
 
@@ -35,6 +35,20 @@ def test_train_progress_is_not_logged() -> None:
         )
     )
     assert stream.getvalue() == ""
+
+
+def test_samples_consumed_by_a_fitting_pass_are_not_logged_as_losses() -> None:
+    """A processor's fitting pass is not logged as dropped data; real drops are."""
+    stream = io.StringIO()
+    bus = EventBus("r")
+    bus.events.subscribe(EventLogger("json", stream))
+    counts = {"batches": 2, "samples": 16, "total_batches": 2, "total_samples": 16}
+    bus.publish(BatchesDropped, stage="process.standardize", reason="fitting pass", **counts)
+    bus.publish(BatchesDropped, stage="access.buffer", reason="buffer full", **counts)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["event"], line["stage"]) for line in lines] == [
+        ("batches_dropped", "access.buffer")
+    ]
 
 
 def test_unknown_format_is_rejected() -> None:

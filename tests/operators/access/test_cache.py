@@ -99,6 +99,25 @@ def test_cache_path_must_not_be_a_file(tmp_path: Path) -> None:
         access.cache(str(tmp_path / "f"))
 
 
+def test_a_folder_of_other_files_is_never_deleted(tmp_path: Path) -> None:
+    """A folder that is no cache is an error at construction, and if one appears later,
+    at the write; its files stay."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("precious")
+    with pytest.raises(ConfigError, match=r"access\.cache\.path: .*holds thesis\.txt"):
+        access.cache(str(mine))
+    later = tmp_path / "later"
+    stage = access.cache(str(later))
+    later.mkdir()
+    (later / "thesis.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match=r"holds thesis\.txt; rxpipe does not delete"):
+        collect(source([]).pipe(stage))
+    assert (later / "thesis.txt").read_text() == "precious"
+    assert [p.name for p in later.iterdir()] == ["thesis.txt"]
+    assert not list(tmp_path.glob(".later.*"))  # no partial folder left beside it
+
+
 def cached_run(
     tmp_path: Path, csv: Path, scale: float = 0.5, seed: int = 0
 ) -> tuple[list[Any], list[Any]]:

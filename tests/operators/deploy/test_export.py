@@ -21,7 +21,7 @@ import tensorflow as tf
 import rxpipe
 from rxpipe.batch import DatasetMetadata, FeatureSpec
 from rxpipe.context import atomic_write
-from rxpipe.errors import StageError
+from rxpipe.errors import ConfigError, StageError
 from rxpipe.model import TrainedModel
 from rxpipe.operators import deploy
 from rxpipe.serving import Bundle
@@ -222,6 +222,24 @@ def test_a_failed_export_leaves_the_previous_bundle_whole(tmp_path: Path) -> Non
         collect(reactivex.just(bad).pipe(deploy.export(path=str(target))))
     assert sorted(p.name for p in target.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no .partial left behind
+
+
+def test_export_never_deletes_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
+    """A path holding other files is rejected when the plugin is built; they stay."""
+    (tmp_path / "thesis.txt").write_text("precious")
+    with pytest.raises(ConfigError, match=r"deploy\.export\.path: .*holds thesis\.txt"):
+        deploy.export(path=str(tmp_path))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"deploy\.export\.path: expected a folder"):
+        deploy.export(path=str(tmp_path / "file"))
+    assert (tmp_path / "thesis.txt").read_text() == "precious"
+
+
+def test_export_of_something_not_trained_is_a_batch_error() -> None:
+    """Data batches reaching deploy.export (after a custom stage) fail naming what it needs."""
+    batches = reactivex.just(object()).pipe(deploy.export())
+    with pytest.raises(StageError, match=r"expected a TrainedModel from a train\.\* stage"):
+        collect(batches)
 
 
 def test_named_tabular_inputs_become_named_signature_inputs(tmp_path: Path) -> None:

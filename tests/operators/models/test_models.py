@@ -62,6 +62,15 @@ def test_a_classification_head_needs_label_names() -> None:
         plan.build(first_meta(plan))
 
 
+def test_one_class_is_an_error_not_a_one_output_softmax() -> None:
+    """head='auto' on data with a single label name fails, as head='classification' does."""
+    source = from_arrays(np.zeros((4, 3), "float32"), np.zeros(4, "int64"), split="train")
+    meta = run(source)[0].metadata.evolve(label_names=("cat",))
+    [plan] = run(source.pipe(models.mlp(hidden=[4])))
+    with pytest.raises(BatchError, match=r"at least 2 label names. Received: .*\('cat',\)"):
+        plan.build(meta)
+
+
 @pytest.mark.parametrize("architecture", ["pooling", "conv"])
 def test_text_classifier_sizes_its_embedding_from_the_vocabulary(architecture: str) -> None:
     """The embedding covers every token id process.vectorize can emit."""

@@ -102,7 +102,11 @@ def test_a_corrupt_image_fails_naming_the_file(digit_folder: Path, tmp_path: Pat
     (root / "a" / "good.png").write_bytes(png_bytes(np.zeros((4, 4), np.uint8)))
     (root / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     stream = reactivex.empty().pipe(collect.image_folder(str(root)), process.decode_image())
-    with pytest.raises(StageError, match=r"cannot decode sample 'b/broken\.png'"):
+    with pytest.raises(StageError, match=r"cannot decode sample 'b/broken\.png'") as info:
+        run(stream)
+    assert info.value.sample_ids == ("b/broken.png",)  # not every sample of its batch
+    (root / "b" / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(StageError, match=r"an unknown format, starting b'not an i'\)$"):
         run(stream)
     tally = Tally("process.decode_image")
     with tallying(tally):
