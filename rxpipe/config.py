@@ -220,6 +220,26 @@ SEEDS = range(2**32)
 """The seeds every random generator rxpipe seeds accepts (NumPy's legacy one is 32-bit)."""
 
 
+def check_name(name: object, field: str) -> str:
+    """``name`` if it is a valid pipeline name (:data:`PIPELINE_NAME`), else a ConfigError."""
+    if not isinstance(name, str) or not re.fullmatch(PIPELINE_NAME, name):
+        raise ConfigError(
+            "expected letters, digits, '_', '-' or '.', not only dots (it names the run "
+            f"directory). Received: {name!r}",
+            field,
+        )
+    return name
+
+
+def check_seed(seed: object, field: str) -> int:
+    """``seed`` as an int if it is an integer in :data:`SEEDS` (NumPy's too), else a ConfigError."""
+    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
+        value = int(seed)  # an int: range's membership test is then arithmetic
+        if value in SEEDS:
+            return value
+    raise ConfigError(f"expected an integer from 0 to 2**32 - 1. Received: {seed!r}", field)
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineConfig:
     """Validate a pipeline-file dict into a :class:`PipelineConfig`.
 
@@ -247,17 +267,10 @@ def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineCon
         stem = Path(source).stem if source != "<dict>" else ""
         name = re.sub(r"[^\w.-]+", "_", stem).strip("_")
         header["name"] = name if re.fullmatch(PIPELINE_NAME, name) else "pipeline"
-    elif not re.fullmatch(PIPELINE_NAME, header["name"]):
-        raise ConfigError(
-            "expected letters, digits, '_', '-' or '.', not only dots (it names the run "
-            f"directory). Received: {header['name']!r}",
-            "pipeline.name",
-        )
-    if "seed" in header and header["seed"] not in SEEDS:
-        raise ConfigError(
-            f"expected an integer from 0 to 2**32 - 1. Received: {header['seed']!r}",
-            "pipeline.seed",
-        )
+    else:
+        check_name(header["name"], "pipeline.name")
+    if "seed" in header:
+        check_seed(header["seed"], "pipeline.seed")
     return PipelineConfig(plugins=_structure_plugins(data.get("plugins")), **header)
 
 

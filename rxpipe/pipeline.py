@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import numbers
 import os
-import re
 import secrets
 import threading
 import time
@@ -20,11 +18,11 @@ import tomli_w
 from reactivex.subject import Subject
 
 from rxpipe.config import (
-    PIPELINE_NAME,
-    SEEDS,
     PipelineConfig,
     PluginSpec,
     apply_overrides,
+    check_name,
+    check_seed,
     load_config,
 )
 from rxpipe.context import RunContext, atomic_write, running
@@ -162,13 +160,8 @@ class Pipeline:
                     f"e.g. a plugin's stage). Received: {op!r} ({type(op).__name__})",
                     f"{where}[{index}]",
                 )
-        if not isinstance(name, str) or not re.fullmatch(PIPELINE_NAME, name):
-            raise ConfigError(
-                "expected letters, digits, '_', '-' or '.', not only dots (it names the run "
-                f"directory). Received: {name!r}",
-                f"{field}name",
-            )
-        self.seed = _checked_seed(seed, f"{field}seed")
+        check_name(name, f"{field}name")
+        self.seed = check_seed(seed, f"{field}seed")
         if not isinstance(runs_dir, str | os.PathLike):
             raise ConfigError(
                 f"expected a folder path. Received: {runs_dir!r} ({type(runs_dir).__name__})",
@@ -502,15 +495,6 @@ def _close_subscribers(bus: EventBus, detach: Callable[[], None], forward: Any) 
             RuntimeWarning,
             stacklevel=3,
         )
-
-
-def _checked_seed(seed: object, field: str) -> int:
-    """``seed`` as an int, if it is an integer in :data:`rxpipe.config.SEEDS`."""
-    if not isinstance(seed, bool) and isinstance(seed, numbers.Integral):
-        value = int(seed)  # an int: range's membership test is then arithmetic
-        if value in SEEDS:
-            return value
-    raise ConfigError(f"expected an integer from 0 to 2**32 - 1. Received: {seed!r}", field)
 
 
 def _why_not_a_folder(path: Path, error: OSError) -> str:
