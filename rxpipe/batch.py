@@ -9,7 +9,7 @@ error anywhere can name the samples involved, and a shared :class:`DatasetMetada
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
@@ -20,10 +20,47 @@ from rxpipe.errors import BatchError
 if TYPE_CHECKING:
     from rxpipe.preprocessing import Preprocessor
 
-__all__ = ["Batch", "DatasetMetadata", "FeatureSpec", "Features", "Split"]
+__all__ = ["Batch", "DatasetMetadata", "FeatureSpec", "Features", "Split", "inferred_label_names"]
 
 Features: TypeAlias = "np.ndarray[Any, Any] | Mapping[str, np.ndarray[Any, Any]]"
 """A batch's features: one array, or a mapping of feature name to array (first axis = sample)."""
+
+
+def inferred_label_names(
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+    chunks: Callable[[], Iterable[np.ndarray[Any, Any]]],
+) -> tuple[str, ...] | None:
+    """The classes of labels given without names (``None``: regression targets).
+
+    Integer labels are classes ``"0"`` to their maximum; label rows that are all one-hot
+    (one 1, zeros elsewhere; any numeric dtype) are classes ``"0"`` to ``"<width - 1>"``;
+    anything else is a regression target.
+
+    Args:
+        dtype: the labels' dtype.
+        shape: the labels' shape (first axis: samples).
+        chunks: returns the labels in chunks of rows (called at most twice).
+
+    Example:
+        >>> y = np.eye(3, dtype="float32")[[2, 0]]
+        >>> inferred_label_names(y.dtype, y.shape, lambda: [y])
+        ('0', '1', '2')
+        >>> y = np.array([4, 1])
+        >>> inferred_label_names(y.dtype, y.shape, lambda: [y])
+        ('0', '1', '2', '3', '4')
+    """
+
+    def one_hot(rows: np.ndarray[Any, Any]) -> bool:
+        return bool(((rows == 0) | (rows == 1)).all() and (rows.sum(axis=1) == 1).all())
+
+    two_d = len(shape) == 2 and shape[1] > 1 and dtype.kind in "biuf"
+    if two_d and all(one_hot(chunk) for chunk in chunks()):
+        return tuple(str(i) for i in range(shape[1]))
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    top = max((int(chunk.max()) for chunk in chunks() if chunk.size), default=-1)
+    return tuple(str(i) for i in range(top + 1))
 
 
 class Split(enum.StrEnum):

@@ -85,13 +85,20 @@ class StageBench:
 class TrainingBench:
     """End-to-end training throughput in a :class:`BenchReport`.
 
+    Both runs train ``epochs`` timed epochs of ``steps_per_epoch`` steps each, after a
+    first epoch that is not timed (it traces the train step).
+
     Attributes:
-        steps: training steps run (after the first, which traces the step).
+        steps: training steps timed in each run (``epochs * steps_per_epoch``: at least
+            the steps asked for, rounded up to whole epochs).
         samples_per_s: training samples per second fed by the pipeline.
         compute_bound_samples_per_s: the same steps on one cached batch repeated (the
             model's compute-only bound: no data work at all).
         ratio: ``samples_per_s / compute_bound_samples_per_s`` (1: the data keeps up).
         data_wait_share: share of the step time the trainer waited for data.
+        epochs: timed epochs.
+        steps_per_epoch: steps in each epoch: a pass over the training data, or the
+            steps asked for if a pass is longer.
     """
 
     steps: int
@@ -99,6 +106,8 @@ class TrainingBench:
     compute_bound_samples_per_s: float
     ratio: float
     data_wait_share: float
+    epochs: int = 1
+    steps_per_epoch: int = 0
 
 
 @attrs.frozen
@@ -174,7 +183,8 @@ class BenchReport:
         if self.training is not None:
             t = self.training
             caption += (
-                f"\ntraining ({t.steps} steps): {t.samples_per_s:,.0f} samples/s, "
+                f"\ntraining ({t.steps} steps: {t.epochs} x {t.steps_per_epoch}, after an "
+                f"untimed epoch): {t.samples_per_s:,.0f} samples/s, "
                 f"{t.ratio:.0%} of the compute-only bound "
                 f"({t.compute_bound_samples_per_s:,.0f} samples/s); "
                 f"waited for data {t.data_wait_share:.0%} of the step time"
@@ -235,11 +245,13 @@ def bench(
 ) -> BenchReport:
     """Run ``pipeline``'s data stages for one pass and report each stage's throughput.
 
-    With ``train_steps``, also runs the pipeline up to its ``train.*`` stage for one
-    epoch of at most ``train_steps + 1`` steps, then the same on one cached batch
-    repeated: the model's compute-only bound (after a 2-step warm-up run, so neither
-    pays TensorFlow's one-time start-up; each still traces its step once, so use
-    enough steps to make that small).
+    With ``train_steps``, also trains: the pipeline up to its ``train.*`` stage, fed by
+    its data, then the same on one cached batch repeated (the model's compute-only
+    bound). An epoch is a pass over the training data, cut to ``train_steps`` steps if
+    it is longer; a first, untimed run of one epoch pays TensorFlow's one-time start-up
+    and finds the epoch's length. Each measured run then trains one untimed epoch (which
+    traces the train step) and as many timed epochs as reach ``train_steps`` steps;
+    both runs time the same number of steps (:attr:`TrainingBench.steps`).
 
     Args:
         pipeline: the pipeline to measure.
@@ -326,20 +338,39 @@ def _sub_pipeline(pipeline: Pipeline, stages: Sequence[Any]) -> Pipeline:
     )
 
 
-def _cached_batch(steps: int) -> Any:
-    """A stage replacing the data by its first training batch, repeated ``steps`` times."""
+def _cached_batch(steps: int, batch_size: int | None) -> Any:
+    """A stage replacing the data by its first training batch, repeated: enough for
+    ``steps`` training steps of ``batch_size`` samples (``None``: the batch's size)."""
     import reactivex
     from reactivex import operators as ops
 
     from rxpipe.batch import Batch, Split
 
+    def repeated(batch: Batch) -> reactivex.Observable[Batch]:
+        per_step = 1 if batch_size is None else -(-batch_size // max(1, len(batch)))
+        return reactivex.repeat_value(batch, steps * per_step)
+
     def cached_batch(source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
         first = source.pipe(
             ops.filter(lambda b: isinstance(b, Batch) and b.split is Split.TRAIN), ops.take(1)
         )
-        return first.pipe(ops.flat_map(lambda b: reactivex.repeat_value(b, steps)))
+        return first.pipe(ops.flat_map(repeated))
 
     return cached_batch
+
+
+def _timed_epochs(ended: Sequence[Any]) -> tuple[float, float]:
+    """Samples/s and data-wait share over the epochs ``ended`` (``EpochEnded`` events).
+
+    Every timed epoch trains the same number of samples, so each one's time is
+    proportional to ``1 / samples_per_s``: the rate over all of them is the harmonic
+    mean, and the wait share the time-weighted mean.
+    """
+    times = [1 / e.samples_per_s for e in ended if e.samples_per_s > 0]
+    if len(times) < len(ended) or not times:
+        return 0.0, 0.0
+    waits = [e.data_wait_share * t for e, t in zip(ended, times, strict=True)]
+    return len(times) / sum(times), sum(waits) / sum(times)
 
 
 def _bench_training(pipeline: Pipeline, steps: int) -> TrainingBench:
@@ -357,31 +388,44 @@ def _bench_training(pipeline: Pipeline, steps: int) -> TrainingBench:
     train_at = kinds.index("train", model_at)
     op = pipeline.stages[train_at]
     params = dict(getattr(op, "params", {}) or {})
-    params.update(
-        epochs=1, steps_per_epoch=steps + 1, validate=False, checkpoint=False, patience=None
-    )
+    params.update(validate=False, checkpoint=False, patience=None)
     name = pipeline.stage_names[train_at].partition("#")[0]
-    train = registry.create(name, params, f"plugins[{train_at}]")
 
-    def epoch_of(stages: Sequence[Any]) -> EpochEnded:
+    def train(epochs: int, steps_per_epoch: int) -> Any:
+        fit = dict(params, epochs=epochs, steps_per_epoch=steps_per_epoch)
+        return registry.create(name, fit, f"plugins[{train_at}]")
+
+    def epochs_of(stages: Sequence[Any]) -> tuple[list[EpochEnded], int]:
+        """The run's EpochEnded events, and the steps of its last epoch."""
         ended: list[EpochEnded] = []
         keep = lambda e: ended.append(e) if isinstance(e, EpochEnded) else None  # noqa: E731
-        _sub_pipeline(pipeline, stages).run(progress=False, subscribers=[keep], snapshot_interval=0)
-        return ended[-1]
+        result = _sub_pipeline(pipeline, stages).run(
+            progress=False, subscribers=[keep], snapshot_interval=0
+        )
+        trained = result.trained
+        done = trained.stats.get("steps_per_epoch") if trained is not None else None
+        return ended, int(done or 0)
 
     head = list(pipeline.stages[:model_at])
     model = list(pipeline.stages[model_at:train_at])
-    warm = dict(params, steps_per_epoch=2)  # TensorFlow's one-time start-up, untimed
-    epoch_of([*head, _cached_batch(2), *model, registry.create(name, warm, "warm-up")])
-    fed = epoch_of([*head, *model, train])
-    bound = epoch_of([*head, _cached_batch(steps + 1), *model, train])
-    rate, best = fed.samples_per_s, bound.samples_per_s
+    # TensorFlow's one-time start-up, untimed; and how long an epoch is (at most `steps`).
+    _, per_epoch = epochs_of([*head, *model, train(1, steps)])
+    per_epoch = max(1, per_epoch)
+    timed = -(-steps // per_epoch)  # epochs
+    fed, _ = epochs_of([*head, *model, train(1 + timed, per_epoch)])
+    batch_size = params.get("batch_size")
+    cached = _cached_batch(per_epoch, batch_size if isinstance(batch_size, int) else None)
+    bound, _ = epochs_of([*head, cached, *model, train(1 + timed, per_epoch)])
+    rate, wait = _timed_epochs(fed[1:])
+    best, _ = _timed_epochs(bound[1:])
     return TrainingBench(
-        steps=steps,
+        steps=timed * per_epoch,
         samples_per_s=rate,
         compute_bound_samples_per_s=best,
         ratio=rate / best if best > 0 else 0.0,
-        data_wait_share=fed.data_wait_share,
+        data_wait_share=wait,
+        epochs=timed,
+        steps_per_epoch=per_epoch,
     )
 
 

@@ -2,8 +2,11 @@
 
 Importing this module is cheap (argparse only), and so are ``rxpipe --help`` and
 ``rxpipe plugins``. The commands that need TensorFlow import it first, through
-:func:`rxpipe.tf_import.import_tensorflow` (without its start-up notices), once a
-pipeline file has been read and before its stages are built.
+:func:`rxpipe.tf_import.import_tensorflow` (without its start-up notices), once
+everything that can be checked without it has been: the pipeline file (plugin names,
+parameter names and types, the order of plugin kinds, the runs directory), the
+``--resume`` directory, the model bundle of ``predict`` and ``serve``, and the options'
+ranges. A mistake there exits 2 within a fraction of a second.
 
 SIGTERM stops a command as Ctrl-C does: the run is cancelled, every stage stopped, its
 run.json says ``failed`` and a ``run_failed`` event is published; the exit status is 143
@@ -16,10 +19,8 @@ import argparse
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,7 +32,13 @@ _EPILOG = (
     "exit status: 0 done, 1 the run failed, 2 a configuration or usage error, 130 "
     "interrupted (Ctrl-C), 143 terminated (SIGTERM). Ctrl-C and SIGTERM both stop every "
     "stage, mark the run failed in its run.json and log run_failed; a second SIGTERM "
-    "ends the process at once."
+    "ends the process at once. A run that fails or is stopped prints its run directory, "
+    "and the --resume command when it can go on."
+)
+_SERVING_EPILOG = (
+    "exit status: 0 done, 1 failed (serve: the address cannot be used), 2 a usage error: "
+    "RUN_DIR holds no readable model bundle, an INPUT is unreadable or does not fit the "
+    "model, or an option is out of range; 130 interrupted (Ctrl-C)."
 )
 
 
@@ -61,8 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-format",
         choices=("console", "json"),
-        help="log every event as a line on stderr (default: console when stderr is not a "
-        "terminal, else a progress bar)",
+        help="log events as lines on stderr: run, epoch, evaluation, artifact, drop, skip, "
+        "cache and throughput events; not train_progress, stage_started or stage_completed "
+        "(events.jsonl has every event). Default: console when stderr is not a terminal, "
+        "else a progress bar",
     )
     run.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
@@ -98,8 +107,9 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser, optional: bool = Fa
 def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     """The pipeline of ``args.pipeline`` with the --set overrides and --runs-dir applied.
 
-    The file is read and checked first; then TensorFlow is imported (see
-    :func:`_import_tensorflow`), then the stages are built (some import Keras).
+    The file is read and checked first (:meth:`rxpipe.Pipeline.check_config`, which builds
+    no stage); then TensorFlow is imported (see :func:`_import_tensorflow`), then the
+    stages are built (some import Keras).
     """
     import json
 
@@ -110,6 +120,7 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     if args.runs_dir:
         overrides.append(f"pipeline.runs_dir={json.dumps(args.runs_dir)}")
     config = apply_overrides(load_config(args.pipeline), overrides)
+    Pipeline.check_config(config)
     _import_tensorflow()
     return Pipeline.from_config(config)
 
@@ -156,6 +167,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.interval <= 0:
         raise _usage(f"--interval: expected a number > 0. Received: {args.interval}")
+    if args.train_steps is not None and args.train_steps < 1:
+        raise _usage(f"--train-steps: expected an int >= 1. Received: {args.train_steps}")
     if args.plot:
         check_plot_path(args.plot)  # a bad --plot path fails now, not after the whole bench
     report = bench(_load_pipeline(args), args.train_steps, snapshot_interval=args.interval)
@@ -174,7 +187,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _add_serving_commands(commands: Any) -> None:
     predict = commands.add_parser(
-        "predict", help="print the top labels a trained model gives images, arrays or JSON rows"
+        "predict",
+        help="print the top labels a trained model gives images, arrays or JSON rows",
+        epilog=_SERVING_EPILOG,
     )
     predict.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model/)")
     predict.add_argument(
@@ -187,7 +202,9 @@ def _add_serving_commands(commands: Any) -> None:
     predict.add_argument("--json", action="store_true", help="print JSON for machines")
 
     serve = commands.add_parser(
-        "serve", help="serve a trained model over HTTP (TensorFlow Serving's REST API)"
+        "serve",
+        help="serve a trained model over HTTP (TensorFlow Serving's REST API)",
+        epilog=_SERVING_EPILOG,
     )
     serve.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model/)")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
@@ -244,7 +261,12 @@ def _run(args: argparse.Namespace) -> int:
             "rxpipe run --resume: expected no --runs-dir (a resumed run stays in its own "
             f"directory). Received: --runs-dir {args.runs_dir!r} with --resume {args.resume!r}"
         )
+    if args.tensorboard:
+        from rxpipe.subscribers.tensorboard import check_available
+
+        check_available("--tensorboard")
     if args.resume is not None:
+        Pipeline.check_resume(args.resume, args.overrides, field="--resume")
         _import_tensorflow()
         result = Pipeline.resume(args.resume, args.overrides, **options)
     else:
@@ -263,8 +285,10 @@ def _run(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise _usage(f"--top-k: expected an int >= 1. Received: {args.top_k}")
+    from rxpipe.serving.bundle import Bundle, find_bundle
+
+    find_bundle(args.run_dir)  # a missing bundle is reported before TensorFlow loads
     _import_tensorflow()
-    from rxpipe.serving.bundle import Bundle
     from rxpipe.serving.predict import format_predictions, predict_inputs
 
     bundle = Bundle.load(args.run_dir)
@@ -279,8 +303,12 @@ def _serve(args: argparse.Namespace) -> int:
             "expected --max-batch-size >= 1, --max-wait-ms >= 0 and --max-body-mb > 0. "
             f"Received: {args.max_batch_size}, {args.max_wait_ms}, {args.max_body_mb}"
         )
+    from rxpipe.serving.bundle import find_bundle
+    from rxpipe.serving.server import check_port, serve
+
+    check_port(args.port)
+    find_bundle(args.run_dir)  # a missing bundle is reported before TensorFlow loads
     _import_tensorflow()  # the model is loaded in this process
-    from rxpipe.serving.server import serve
 
     try:
         serve(
@@ -342,59 +370,15 @@ def _annotation(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("collections.abc.", "")
 
 
-@contextmanager
-def _stopping_on_signals() -> Iterator[list[int]]:
-    """In the block, SIGTERM stops a command as Ctrl-C (SIGINT) does.
-
-    Either signal raises ``KeyboardInterrupt`` (``KeyboardInterrupt("SIGTERM")`` for
-    SIGTERM), so a run is cancelled and cleaned up (see :meth:`rxpipe.Pipeline.run`).
-    While training runs inside Keras or TensorFlow code, it is raised at the next step
-    instead (:func:`rxpipe.training.trainer.waits_for_next_step`): raised there, it can
-    be swallowed or crash the process. A second Ctrl-C raises at once; a second SIGTERM
-    ends the process at once. Off the main thread, or for a signal that already has
-    another handler (or is ignored), nothing changes.
-
-    Yields:
-        The numbers of the signals received, in order.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    from rxpipe.training.trainer import clear_stop_requests, request_stop, waits_for_next_step
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        reason = "Ctrl-C"
-        if signum == signal.SIGTERM:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
-            reason = "SIGTERM"
-        request_stop(reason)
-        if len(received) > 1 or not waits_for_next_step(frame):
-            raise KeyboardInterrupt(reason)
-
-    previous = {}
-    for signum, default in (
-        (signal.SIGTERM, signal.SIG_DFL),
-        (signal.SIGINT, signal.default_int_handler),
-    ):
-        if signal.getsignal(signum) is default:
-            previous[signum] = signal.signal(signum, on_signal)
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        clear_stop_requests()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
     0 ok, 1 the run failed, 2 a configuration or usage error, 130 Ctrl-C, 143 SIGTERM.
     """
     args = _parser().parse_args(argv)
-    with _stopping_on_signals() as signals:
+    from rxpipe.interrupts import stopping_on_signals
+
+    with stopping_on_signals(signal.SIGINT, signal.SIGTERM) as signals:
         return _dispatch(args, signals)
 
 
@@ -420,21 +404,54 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
             return _bench(args)
         return _plugins(args)
     except ConfigError as error:
+        _print_run_dir(error, interrupted=False)
         print(f"rxpipe: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (BundleError, PredictionInputError) as error:
         print(f"rxpipe {args.command}: {error}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, PredictionInputError) else EXIT_FAILED
-    except (PipelineCancelled, KeyboardInterrupt):
+        return EXIT_USAGE  # the RUN_DIR or INPUT the user named is not what is expected
+    except (PipelineCancelled, KeyboardInterrupt) as error:
+        _print_run_dir(error, interrupted=True)
         if signals and signals[0] == signal.SIGTERM:
             print("rxpipe: terminated (SIGTERM); every stage was stopped", file=sys.stderr)
             return EXIT_TERMINATED
         print("rxpipe: interrupted; every stage was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RxpipeError as error:
+        _print_run_dir(error, interrupted=False)
         if isinstance(error, StageError) and isinstance(error.cause, ConfigError):
             # A parameter only the running stage could check (e.g. a file's column names).
             print(f"rxpipe: configuration error: {error}", file=sys.stderr)
             return EXIT_USAGE
         print(f"rxpipe: run failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _print_run_dir(error: BaseException, *, interrupted: bool) -> None:
+    """Print the run directory of a run that stopped with ``error``, if one was made.
+
+    :meth:`rxpipe.Pipeline.run` gives its errors the run's directory as ``run_dir``.
+    When the run can go on (it was interrupted, or saved training checkpoints), the
+    ``--resume`` command follows.
+    """
+    for line in _run_dir_lines(getattr(error, "run_dir", None), interrupted=interrupted):
+        print(line, file=sys.stderr)
+
+
+def _run_dir_lines(run_dir: Path | None, *, interrupted: bool) -> list[str]:
+    """The lines naming ``run_dir`` (none for ``None``) and, if it can go on, how to resume.
+
+    Example:
+        >>> for line in _run_dir_lines(Path("runs/digits/20260101-abc"), interrupted=True):
+        ...     print(line)
+        rxpipe: run directory: runs/digits/20260101-abc
+        rxpipe: resume with: rxpipe run --resume runs/digits/20260101-abc
+    """
+    import shlex
+
+    if run_dir is None:
+        return []
+    lines = [f"rxpipe: run directory: {run_dir}"]
+    if interrupted or (Path(run_dir) / "checkpoints").is_dir():
+        lines.append(f"rxpipe: resume with: rxpipe run --resume {shlex.quote(str(run_dir))}")
+    return lines

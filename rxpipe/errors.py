@@ -25,6 +25,7 @@ config field), in the form ``"...: expected X. Received: Y"``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = [
     "AccountingError",
@@ -58,7 +59,15 @@ def format_ids(ids: Sequence[object]) -> str:
 
 
 class RxpipeError(Exception):
-    """Base class of every error rxpipe raises."""
+    """Base class of every error rxpipe raises.
+
+    Attributes:
+        run_dir: the run directory of the run that failed with this error, when it came
+            out of :meth:`rxpipe.Pipeline.run` (``None`` otherwise): its run.json, events
+            and checkpoints, e.g. to resume from.
+    """
+
+    run_dir: Path | None = None
 
 
 class ConfigError(RxpipeError, ValueError):

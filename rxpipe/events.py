@@ -34,6 +34,7 @@ __all__ = [
     "EvaluationCompleted",
     "Event",
     "EventBus",
+    "EventSubject",
     "RunCompleted",
     "RunFailed",
     "RunStarted",
@@ -41,6 +42,7 @@ __all__ = [
     "StageCompleted",
     "StageRate",
     "StageStarted",
+    "SubscriberError",
     "ThroughputSnapshot",
     "TrainProgress",
 ]
@@ -291,12 +293,73 @@ class CacheRebuilt(Event):
     reason: str
 
 
+@attrs.frozen
+class SubscriberError:
+    """An exception a subscriber raised while handling an event.
+
+    Attributes:
+        subscriber: the subscriber's name (its function's or class's qualified name).
+        event: the kind of event it was handling, e.g. ``"epoch_ended"``.
+        error: what it raised.
+    """
+
+    subscriber: str
+    event: str
+    error: BaseException
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} on {self.event}: {type(self.error).__name__}: {self.error}"
+
+
+def _subscriber_name(observer: Any) -> str:
+    target = getattr(observer, "_on_next", observer)  # subscribe() wraps a function
+    target = getattr(target, "__self__", target)  # a bound method: its object's class
+    named = target if callable(target) and hasattr(target, "__qualname__") else type(target)
+    return str(getattr(named, "__qualname__", repr(named)))
+
+
+class EventSubject(Subject[Event]):
+    """A subject that calls its observers one by one: one that raises misses nothing else.
+
+    RxPY's :class:`~reactivex.subject.Subject` stops delivering an item at the first
+    observer that raises, so a broken subscriber would cut off every one after it (the
+    run's events.jsonl among them). Here each observer's error is recorded in
+    :attr:`errors` and the others still get the event, as does the broken one next time.
+
+    Example:
+        >>> subject = EventSubject()
+        >>> seen = []
+        >>> _ = subject.subscribe(lambda e: 1 / 0)
+        >>> _ = subject.subscribe(seen.append)
+        >>> subject.on_next(RunStarted(run_id="r", seq=0, time=0.0, pipeline="p", run_dir="d"))
+        >>> len(seen), str(subject.errors[0])
+        (1, '<lambda> on run_started: ZeroDivisionError: division by zero')
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[SubscriberError] = []
+
+    def _on_next_core(self, value: Event) -> None:
+        with self.lock:
+            observers = self.observers.copy()
+        for observer in observers:
+            try:
+                observer.on_next(value)
+            except Exception as error:  # a broken subscriber must not break the run
+                self.errors.append(SubscriberError(_subscriber_name(observer), value.kind, error))
+
+
 class EventBus:
     """Publishes a run's events, in order, on a hot observable.
 
     ``publish`` is thread-safe: stages on different threads may publish concurrently;
     subscribers see events one at a time, in ``seq`` order. A subscriber that raises
-    does not stop the run: the error is kept in :attr:`subscriber_errors`.
+    does not stop the run, nor keep the event from the other subscribers: the error is
+    kept in :attr:`subscriber_errors`.
+    :class:`RunCompleted` or :class:`RunFailed` is always the last event: what threads
+    still winding down publish after it (e.g. a stage's pass ending as the run is
+    cancelled) is not delivered.
 
     Args:
         run_id: the id stamped on every event.
@@ -309,10 +372,15 @@ class EventBus:
 
     def __init__(self, run_id: str, first_seq: int = 0) -> None:
         self.run_id = run_id
-        self._subject: Subject[Event] = Subject()
+        self._subject = EventSubject()
         self._lock = threading.Lock()
         self._seq = first_seq
-        self.subscriber_errors: list[BaseException] = []
+        self._ended = False
+
+    @property
+    def subscriber_errors(self) -> list[SubscriberError]:
+        """What subscribers raised while handling events, in order."""
+        return self._subject.errors
 
     @property
     def events(self) -> reactivex.Observable[Event]:
@@ -323,15 +391,15 @@ class EventBus:
         """Create an event of ``event_type`` with the next sequence number and publish it.
 
         Returns:
-            The published event.
+            The published event (not delivered if the run has already ended).
         """
         with self._lock:
             event = event_type(run_id=self.run_id, seq=self._seq, time=time.time(), **fields)
+            if self._ended:
+                return event
+            self._ended = event_type in (RunCompleted, RunFailed)
             self._seq += 1
-            try:
-                self._subject.on_next(event)
-            except Exception as error:  # a broken subscriber must not break the run
-                self.subscriber_errors.append(error)
+            self._subject.on_next(event)
         return event
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import signal
 import threading
 import time
 import warnings
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import reactivex
 import tomli_w
-from reactivex.subject import Subject
 
 from rxpipe.config import (
     PipelineConfig,
@@ -26,9 +26,18 @@ from rxpipe.config import (
     load_config,
 )
 from rxpipe.context import RunContext, atomic_write, running
-from rxpipe.errors import ConfigError, PipelineCancelled
-from rxpipe.events import Event, EventBus, RunCompleted, RunFailed, RunStarted
+from rxpipe.errors import ConfigError, PipelineCancelled, RxpipeError, UnknownPluginError
+from rxpipe.events import (
+    Event,
+    EventBus,
+    EventSubject,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    SubscriberError,
+)
 from rxpipe.flow import check_accounting, instrument
+from rxpipe.interrupts import stopping_on_signals
 from rxpipe.lineage import lineage
 from rxpipe.registry import registry
 from rxpipe.result import RunResult
@@ -45,6 +54,9 @@ _POLL_S = 0.1
 def _stage_name(op: Callable[..., Any], index: int) -> tuple[str, str]:
     if isinstance(op, Stage):
         return op.name, op.kind.value
+    named = getattr(op, "stage_name", None)  # rxpipe.flow's factories name their stage
+    if isinstance(named, str) and named:
+        return (named if "." in named else f"custom.{named}"), "custom"
     name = getattr(op, "__name__", "")
     if not name.isidentifier() or name.startswith("_"):  # lambdas, library internals
         name = f"stage{index}"
@@ -153,11 +165,18 @@ class Pipeline:
         field = "pipeline." if config is not None else ""
         if not stages:
             raise ConfigError("Pipeline: expected at least one stage. Received: none")
+        plugins = {id(info.factory): info.name for info in registry.infos()}
         for index, op in enumerate(stages):
             if not callable(op):
                 raise ConfigError(
                     "expected an operator (a callable from an Observable to an Observable, "
                     f"e.g. a plugin's stage). Received: {op!r} ({type(op).__name__})",
+                    f"{where}[{index}]",
+                )
+            if id(op) in plugins:
+                raise ConfigError(
+                    "expected a plugin's stage, made by calling its factory: "
+                    f"{plugins[id(op)]}(...). Received: the factory {plugins[id(op)]} itself",
                     f"{where}[{index}]",
                 )
         check_name(name, f"{field}name")
@@ -174,7 +193,7 @@ class Pipeline:
         self._default_source = source is None
         self._config = config
         self._bench_mode = False  # bench: keep no outputs; a last snapshot at the end
-        self._events: Subject[Event] = Subject()
+        self._events = EventSubject()
         names: list[tuple[str, str]] = []
         for index, op in enumerate(stages):
             base, kind = _stage_name(op, index)
@@ -204,6 +223,60 @@ class Pipeline:
         """Load a pipeline file (TOML or JSON), apply ``--set`` style overrides, build it."""
         return cls.from_config(apply_overrides(load_config(path), overrides))
 
+    @staticmethod
+    def check_config(config: PipelineConfig) -> None:
+        """Check what can be checked of ``config`` without building a stage.
+
+        Each plugin's name, parameter names and types, the order of the plugin kinds, a
+        collect.* stage first (a file has no source) and the runs directory; no plugin is
+        built and TensorFlow is not imported, so the command line reports a mistake at
+        once.
+
+        Raises:
+            ConfigError: naming the field, e.g. ``plugins[2].epochs``.
+
+        Example:
+            >>> from rxpipe.config import parse_config
+            >>> config = parse_config({"plugins": [{"use": "access.batch", "size": 8}]})
+            >>> Pipeline.check_config(config)
+            Traceback (most recent call last):
+            ...
+            rxpipe.errors.ConfigError: plugins[0]: expected a collect.* stage first, ...
+        """
+        names = [spec.use for spec in config.plugins]
+        for index, spec in enumerate(config.plugins):
+            registry.check(spec.use, spec.params, f"plugins[{index}]")
+        kinds = [registry.get(name).kind.value for name in names]
+        _check_order(names, kinds, "plugins", starts_with_data=True)
+        _check_first_stage(names, kinds, "plugins")
+        _check_runs_dir(Path(config.runs_dir), config.name, "pipeline.runs_dir")
+
+    @classmethod
+    def check_resume(
+        cls, run_dir: str | Path, overrides: Sequence[str] = (), field: str = "run_dir"
+    ) -> PipelineConfig:
+        """The configuration :meth:`resume` would rebuild from ``run_dir``, checked.
+
+        Raises:
+            ConfigError: if ``run_dir`` is not an earlier run's directory (named as
+                ``field``), or its pipeline.toml with ``overrides`` is not valid.
+        """
+        path = Path(run_dir)
+        _check_run_dir(path, field, ("run.json", "pipeline.toml"))
+        try:
+            config = apply_overrides(load_config(path / "pipeline.toml"), overrides)
+            cls.check_config(config)
+        except UnknownPluginError as error:
+            if not error.name.startswith("custom."):
+                raise
+            raise ConfigError(
+                f"expected a run of a pipeline made of registered plugins. Received: a run "
+                f"with the custom stage {error.name!r}, which only Python code can rebuild: "
+                "build the same Pipeline again and call its run(resume_from=...)",
+                field,
+            ) from error
+        return config
+
     @classmethod
     def resume(
         cls, run_dir: str | Path, overrides: Sequence[str] = (), **run_options: Any
@@ -215,15 +288,11 @@ class Pipeline:
         epoch, and trains the remaining epochs. Events are appended to its events.jsonl.
 
         Raises:
-            ConfigError: if ``run_dir`` holds no pipeline.toml.
+            ConfigError: if ``run_dir`` is not an earlier run's directory (see
+                :meth:`check_resume`).
         """
-        path = Path(run_dir)
-        if not (path / "pipeline.toml").is_file():
-            raise ConfigError(
-                f"--resume: expected a run directory holding pipeline.toml. Received: {str(path)!r}"
-            )
-        pipeline = cls.from_file(path / "pipeline.toml", overrides)
-        return pipeline.run(resume_from=path, **run_options)
+        pipeline = cls.from_config(cls.check_resume(run_dir, overrides))
+        return pipeline.run(resume_from=Path(run_dir), **run_options)
 
     @property
     def events(self) -> reactivex.Observable[Event]:
@@ -254,6 +323,12 @@ class Pipeline:
         ]
         return self.source.pipe(*ops)
 
+    def _check_source(self) -> None:
+        """Raise a :class:`ConfigError` for a run that has no data to start from."""
+        if self._default_source:
+            where = "plugins" if self._config is not None else "stages"
+            _check_first_stage(self.stage_names, self._kinds, where)
+
     def collect(self) -> list[Any]:
         """Run the stages without a run directory and return every item the last emits.
 
@@ -261,6 +336,8 @@ class Pipeline:
         (so a folder cache is checked), but no files, events or accounting are kept.
         """
         from rxpipe.testing import collect
+
+        self._check_source()
 
         context = RunContext("collect", self.name, None, EventBus("collect"), self.seed)
         with running(context):
@@ -317,11 +394,15 @@ class Pipeline:
 
         Creates the run directory, publishes events on :attr:`events` (and to
         ``events.jsonl``), and blocks until the last stage completes. Ctrl-C (or any
-        error) disposes every stage and stops the producer threads.
+        error) disposes every stage and stops the producer threads; during training,
+        Ctrl-C takes effect at the next train step, never inside Keras or TensorFlow code
+        (see :mod:`rxpipe.interrupts`).
 
         Args:
             progress: show a progress bar; ``None`` shows it when stderr is a terminal.
-            log_format: also log every event with structlog, as ``"console"`` or ``"json"``.
+            log_format: also log events with structlog, as ``"console"`` or ``"json"`` (all but
+                train_progress, stage_started and stage_completed; see
+                :class:`~rxpipe.subscribers.EventLogger`).
             subscribers: extra callables called with every event of this run.
             tensorboard: write losses, metrics and throughput for TensorBoard under
                 ``<run dir>/tensorboard``.
@@ -335,14 +416,19 @@ class Pipeline:
             The run's result.
 
         Raises:
-            ConfigError: if ``resume_from`` is not the directory of an earlier run.
+            ConfigError: if an option is invalid, or ``resume_from`` is not the directory
+                of an earlier run.
             StageError: when a stage fails (naming the stage and the sample ids).
             PipelineCancelled: when interrupted.
+
+            An error of a run that started carries its run directory as ``run_dir``.
         """
         from rxpipe.snapshots import DEFAULT_INTERVAL_S, snapshot_timer
         from rxpipe.subscribers import attach_subscribers
 
         interval = DEFAULT_INTERVAL_S if snapshot_interval is None else snapshot_interval
+        _check_run_options(progress, log_format, subscribers, tensorboard, interval)
+        self._check_source()
 
         if resume_from is None:
             run_id, run_dir = self._new_run_dir()
@@ -359,6 +445,12 @@ class Pipeline:
         with atomic_write(run_dir / "pipeline.toml") as tmp:
             tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
         forward = bus.events.subscribe(self._events.on_next)
+        known_errors = len(self._events.errors)  # the user's subscribers', from earlier runs
+
+        def close_subscribers() -> None:
+            errors = [*bus.subscriber_errors, *self._events.errors[known_errors:]]
+            _close_subscribers(detach, forward, errors)
+
         try:
             detach = attach_subscribers(
                 bus,
@@ -374,7 +466,7 @@ class Pipeline:
             raise
         outputs: list[Any] = []
         try:
-            with running(context):
+            with stopping_on_signals(signal.SIGINT), running(context):
                 bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
                 with snapshot_timer(context, self.stage_names, interval, self._bench_mode):
                     self._execute(outputs)
@@ -389,14 +481,16 @@ class Pipeline:
                 sample_ids=tuple(getattr(failure, "sample_ids", ())),
             )
             self._write_run_state(run_dir, run_id, "failed", error=str(failure))
-            _close_subscribers(bus, detach, forward)
+            close_subscribers()
+            if isinstance(failure, RxpipeError):
+                failure.run_dir = run_dir
             if failure is error:
                 raise
             raise failure from error
         duration = time.perf_counter() - started
         bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
         self._write_run_state(run_dir, run_id, "completed")
-        _close_subscribers(bus, detach, forward)
+        close_subscribers()
         return RunResult(
             run_id=run_id,
             run_dir=run_dir,
@@ -438,20 +532,49 @@ class Pipeline:
             tmp.write_text(json.dumps(state, indent=2))
 
 
-def _check_run_dir(run_dir: Path) -> None:
+def _check_run_dir(
+    run_dir: Path, field: str = "resume_from", needs: Sequence[str] = ("run.json",)
+) -> None:
     """Raise a :class:`ConfigError` unless ``run_dir`` is the directory of an earlier run."""
-    if (run_dir / "run.json").is_file():
-        return
     if not run_dir.exists():
         found = "which does not exist"
     elif not run_dir.is_dir():
         found = "which is not a directory"
     else:
-        found = "which holds no run.json"
+        absent = [name for name in needs if not (run_dir / name).is_file()]
+        if not absent:
+            return
+        found = f"which holds no {' and no '.join(absent)}"
     raise ConfigError(
-        "resume_from: expected the directory of an earlier run (holding run.json, and "
-        f"checkpoints/ once an epoch completed). Received: {str(run_dir)!r}, {found}"
+        f"expected the directory of an earlier run (holding {' and '.join(needs)}, and "
+        f"checkpoints/ once an epoch completed). Received: {str(run_dir)!r}, {found}",
+        field,
     )
+
+
+def _check_first_stage(names: Sequence[str], kinds: Sequence[str], where: str) -> None:
+    """Raise a :class:`ConfigError` unless a pipeline without a source starts with data."""
+    if kinds and kinds[0] not in ("collect", "custom"):
+        raise ConfigError(
+            "expected a collect.* stage first, or a pipeline made with a source "
+            "(Pipeline(..., source=...)) to run without one. Received: "
+            f"{names[0]} first and no source (it would run on nothing)",
+            f"{where}[0]",
+        )
+
+
+def _check_runs_dir(runs_dir: Path, name: str, field: str) -> None:
+    """Raise a :class:`ConfigError` if a file stands where the run directories would go."""
+    for parent in (runs_dir / name, *(runs_dir / name).parents):
+        if parent.exists():
+            if parent.is_dir():
+                return
+            raise ConfigError(
+                "expected a folder to create run directories in (or a path where one can "
+                f"be made). Received: {str(runs_dir)!r}, where {str(parent)!r} is a file, "
+                "not a folder",
+                field,
+            )
 
 
 def _next_seq(events: Path) -> int:
@@ -484,14 +607,52 @@ def _next_seq(events: Path) -> int:
     return 0
 
 
-def _close_subscribers(bus: EventBus, detach: Callable[[], None], forward: Any) -> None:
+def _check_run_options(
+    progress: object, log_format: object, subscribers: object, tensorboard: object, interval: float
+) -> None:
+    """Raise a :class:`ConfigError` naming the first option of ``run()`` that is invalid."""
+    from rxpipe.subscribers.logs import LOG_FORMATS
+    from rxpipe.subscribers.tensorboard import check_available
+
+    formats = (None, *LOG_FORMATS)
+    if progress not in (None, True, False):
+        raise ConfigError(f"expected True, False or None. Received: {progress!r}", "progress")
+    if log_format not in formats:
+        raise ConfigError(f"expected one of {formats}. Received: {log_format!r}", "log_format")
+    if tensorboard not in (True, False):
+        raise ConfigError(f"expected True or False. Received: {tensorboard!r}", "tensorboard")
+    if tensorboard:
+        check_available("tensorboard")
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval >= 0:
+        raise ConfigError(
+            f"expected a number of seconds >= 0. Received: {interval!r}", "snapshot_interval"
+        )
+    if callable(subscribers) or not isinstance(subscribers, Sequence | set | frozenset):
+        raise ConfigError(
+            "expected a list of callables, each called with every event. Received: "
+            f"{subscribers!r} (for one subscriber, pass [it])",
+            "subscribers",
+        )
+    for index, subscriber in enumerate(subscribers):
+        if not callable(subscriber):
+            raise ConfigError(
+                f"expected a callable, called with every event. Received: {subscriber!r} "
+                f"({type(subscriber).__name__})",
+                f"subscribers[{index}]",
+            )
+
+
+def _close_subscribers(
+    detach: Callable[[], None], forward: Any, errors: Sequence[SubscriberError]
+) -> None:
     """Detach the run's subscribers; warn about any that raised while handling events."""
     detach()
     forward.dispose()
-    if bus.subscriber_errors:
-        shown = "; ".join(f"{type(e).__name__}: {e}" for e in bus.subscriber_errors[:3])
+    if errors:
+        shown = "; ".join(map(str, errors[:3]))
         warnings.warn(
-            f"{len(bus.subscriber_errors)} event subscriber error(s) were ignored: {shown}",
+            f"{len(errors)} event subscriber error(s) were ignored (each subscriber still "
+            f"got every event): {shown}",
             RuntimeWarning,
             stacklevel=3,
         )

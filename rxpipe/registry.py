@@ -14,7 +14,7 @@ import difflib
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module, metadata
 from typing import Any, ParamSpec, TypeVar, get_type_hints
 
@@ -157,27 +157,38 @@ class Registry:
                 close = [n for n in sorted(self._plugins) if n.endswith("." + tail)][:3]
             raise UnknownPluginError(name, close, path) from None
 
-    def create(self, name: str, params: Mapping[str, Any], path: str = "") -> Stage[Any, Any]:
-        """Build the stage ``name`` from ``params``, checking names and types first.
+    def check(self, name: str, params: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+        """Check ``params`` against the factory of ``name``, without building the stage.
+
+        The names must be the factory's parameters, every required one given, and each
+        value of its parameter's type. Nothing is built, so nothing heavy is imported: the
+        command line checks a whole pipeline file this way before it imports TensorFlow.
 
         Args:
             name: the registered plugin name.
             params: keyword parameters for its factory.
             path: where the parameters came from, for errors (e.g. ``plugins[2]``).
 
+        Returns:
+            The parameters structured for the factory (e.g. lists as tuples).
+
         Raises:
             UnknownPluginError: for an unknown name.
             ConfigError: for an unknown or missing parameter, or a value of the wrong type.
+
+        Example:
+            >>> registry.check("access.batch", {"size": 64})
+            {'size': 64}
+            >>> registry.check("access.batch", {"size": "64"}, "plugins[1]")
+            Traceback (most recent call last):
+            ...
+            rxpipe.errors.ConfigError: plugins[1].size: expected int. Received: '64' (str)
         """
         info = self.get(name, f"{path}.use" if path else "")
         known = {p.name: p for p in info.params}
         unknown = sorted(set(params) - set(known))
         if unknown:
-            close = [
-                match
-                for key in unknown
-                for match in difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            ]
+            close = _closest(unknown, known)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(
                 f"unknown parameter(s) {', '.join(map(repr, unknown))} for plugin {name!r}; "
@@ -189,18 +200,98 @@ class Registry:
             raise ConfigError(
                 f"plugin {name!r} needs parameter(s) {', '.join(map(repr, missing))}", path
             )
-        values = {
+        return {
             key: structure_value(value, known[key].annotation, f"{path}.{key}" if path else key)
             for key, value in params.items()
         }
+
+    def create(self, name: str, params: Mapping[str, Any], path: str = "") -> Stage[Any, Any]:
+        """Build the stage ``name`` from ``params``, checking names and types first.
+
+        The checks are :meth:`check`'s; then the factory runs (and may check more, e.g.
+        that a file exists).
+
+        Args:
+            name: the registered plugin name.
+            params: keyword parameters for its factory.
+            path: where the parameters came from, for errors (e.g. ``plugins[2]``).
+
+        Raises:
+            UnknownPluginError: for an unknown name.
+            ConfigError: for an unknown or missing parameter, a value of the wrong type, or
+                a value the factory rejects.
+        """
+        values = self.check(name, params, path)
+        info = self.get(name)
         try:
             return info.factory(**values)
         except ConfigError as error:
             if not path:
                 raise
-            raise _relocate(error, name, path, known) from error
+            raise _relocate(error, name, path, {p.name: p for p in info.params}) from error
         except (TypeError, ValueError) as error:
             raise ConfigError(f"plugin {name!r}: {error}", path) from error
+
+
+def _closest(unknown: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The known parameter name closest to each unknown one (where one is close).
+
+    Example:
+        >>> _closest(["epoch", "zzz"], ["epochs", "batch_size"])
+        ['epochs']
+    """
+    names = list(known)
+    return [
+        match for key in unknown for match in difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    ]
+
+
+def _call_error(
+    name: str,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    error: TypeError,
+) -> ConfigError:
+    """The :class:`ConfigError` for a plugin factory called from Python with bad arguments.
+
+    ``error`` is what binding ``args`` and ``kwargs`` to ``signature`` raised; the message
+    names the plugin, the parameters it takes and, for a misspelt one, the closest.
+    """
+    params = signature.parameters
+    named = [p.name for p in params.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    among = f"expected parameters among ({', '.join(named)})"
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    unknown = [] if takes_any else [key for key in kwargs if key not in named]
+    if unknown:
+        close = _closest(unknown, named)
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        return ConfigError(f"{among}. Received: {', '.join(map(repr, unknown))}{hint}", name)
+    try:
+        given = signature.bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        given = None
+    if given is not None:
+        missing = [
+            p.name
+            for p in params.values()
+            if p.default is p.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.name not in given
+        ]
+        if missing:
+            return ConfigError(
+                f"expected a value for the required parameter(s) {', '.join(map(repr, missing))}"
+                f". Received: {_described(args, kwargs)}",
+                name,
+            )
+    return ConfigError(f"{among}. Received: {_described(args, kwargs)} ({error})", name)
+
+
+def _described(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """The arguments of a call as they were written, e.g. ``3, epochs=2`` (or ``no arguments``)."""
+    written = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return ", ".join(written) or "no arguments"
 
 
 def _relocate(
@@ -253,7 +344,10 @@ def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Sta
 
         @functools.wraps(factory)
         def build(*args: P.args, **kwargs: P.kwargs) -> Stage[A, B]:
-            bound = signature.bind(*args, **kwargs)
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as error:  # a misspelt, missing or extra argument
+                raise _call_error(name, signature, args, kwargs, error) from None
             for param in info.params:  # checked as from a file, leniently; passed unchanged
                 value = bound.arguments.get(param.name, param.default)
                 if value is not param.default:

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 import reactivex
 
-from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, Split
+from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, Split, inferred_label_names
 from rxpipe.events import Event
 from rxpipe.flow import generate, map_batches
 from rxpipe.stage import Stage
@@ -35,10 +35,11 @@ def make_metadata(
     labels: np.ndarray[Any, Any] | None = None,
     name: str = "arrays",
 ) -> DatasetMetadata:
-    """Metadata describing ``features`` (and integer class ``labels``, if given)."""
+    """Metadata describing ``features`` (and ``labels``, if given, as ``collect.numpy``
+    reads them: integer or one-hot labels are classes, other float labels are targets)."""
     label_names = None
-    if labels is not None and np.issubdtype(labels.dtype, np.integer):
-        label_names = tuple(str(i) for i in range(int(labels.max()) + 1))
+    if labels is not None:
+        label_names = inferred_label_names(labels.dtype, labels.shape, lambda: [labels])
     return DatasetMetadata(name, FeatureSpec(features.shape[1:], features.dtype.name), label_names)
 
 

@@ -267,3 +267,43 @@ def test_bench_with_training_steps_reports_the_compute_bound(
 SPLIT = (
     '[[plugins]]\nuse = "access.split"\ntrain = 0.8\nvalidation = 0.1\ntest = 0.1\n\n[[plugins]]\n'
 )
+
+
+def _epochs_by_run(runs: Path) -> list[list[dict[str, Any]]]:
+    """The EpochEnded events of each run under ``runs``, runs in the order they started."""
+    found = []
+    for path in runs.glob("*/*/events.jsonl"):
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        found.append((events[0]["time"], [e for e in events if e["event"] == "epoch_ended"]))
+    return [ended for _, ended in sorted(found, key=lambda pair: pair[0])]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_thread_leak")
+def test_bench_trains_whole_epochs_until_the_steps_asked_for(
+    tmp_path: Path, runs_dir: Path
+) -> None:
+    """When a pass over the data is shorter than train_steps, both runs loop over epochs.
+
+    The digits come in 29 batches, so 50 steps take 2 epochs, after an untimed first epoch
+    (which traces the step); the rate is that of the timed epochs.
+    """
+    path = _write_pipeline(tmp_path)
+    text = path.read_text().replace('use = "models.cnn"', 'use = "models.cnn"\nfilters = [4]')
+    path.write_text(text.replace('[[plugins]]\nuse = "models.cnn"', SPLIT + 'use = "models.cnn"'))
+    pipeline = Pipeline.from_file(path, [f"pipeline.runs_dir={json.dumps(str(runs_dir))}"])
+    report = pipeline.bench(train_steps=50, snapshot_interval=0)
+    training = report.training
+    assert training is not None
+    assert (training.steps_per_epoch, training.epochs) == (29, 2)
+    assert training.steps == training.epochs * training.steps_per_epoch >= 50
+    data, warm_up, fed, bound = _epochs_by_run(runs_dir)
+    assert (data, len(warm_up)) == ([], 1)
+    assert len(fed) == len(bound) == 1 + training.epochs
+    timed = [1 / e["samples_per_s"] for e in fed[1:]]
+    assert training.samples_per_s == pytest.approx(len(timed) / sum(timed))
+    assert training.samples_per_s > fed[0]["samples_per_s"]  # the first epoch traced the step
+    table = io.StringIO()
+    Console(file=table, width=300).print(report.table())
+    steps = f"{training.steps} steps: {training.epochs} x {training.steps_per_epoch}"
+    assert f"training ({steps}, after an untimed epoch)" in table.getvalue()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rxpipe import Batch, ConfigError
-from rxpipe.cli import main
+from rxpipe.cli import _run_dir_lines, main
 from rxpipe.flow import map_batches
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
@@ -30,6 +30,16 @@ def late_check(column: str = "nope") -> Operator[Batch, Batch]:
         )
 
     return map_batches("custom.test_cli_late_check", check)
+
+
+@plugin("custom.test_cli_fails")
+def fails() -> Operator[Batch, Batch]:
+    """Fail on the first batch with a plain error, as a buggy stage does."""
+
+    def fail(batch: Batch) -> Batch:
+        raise ValueError("boom")
+
+    return map_batches("custom.test_cli_fails", fail)
 
 
 def test_plugins_lists_every_registered_plugin(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,12 +113,15 @@ def test_a_bad_training_name_exits_2_before_the_run(
 ) -> None:
     """An unknown optimizer set with --set is a configuration error naming the field."""
     path = tmp_path / "fit.toml"
-    path.write_text('[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "train.fit"\n')
+    path.write_text(
+        '[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "models.mlp"\n'
+        '[[plugins]]\nuse = "train.fit"\n'
+    )
     runs = tmp_path / "runs"
     argv = ["run", str(path), "--runs-dir", str(runs), "--set", 'train.fit.optimizer="nope"']
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "configuration error: plugins[1].optimizer: expected a Keras optimizer name" in err
+    assert "configuration error: plugins[2].optimizer: expected a Keras optimizer name" in err
     assert not runs.exists()  # no run was started
 
 
@@ -221,6 +234,8 @@ def test_sigterm_cancels_the_run_as_ctrl_c_does(tmp_path: Path) -> None:
     assert code == 143
     assert err.endswith("rxpipe: terminated (SIGTERM); every stage was stopped\n")
     [run_dir] = (tmp_path / "long").iterdir()
+    assert f"rxpipe: run directory: {run_dir}\n" in err
+    assert f"rxpipe: resume with: rxpipe run --resume {run_dir}\n" in err
     state = json.loads((run_dir / "run.json").read_text())
     assert state["status"] == "failed"
     assert state["error"] == "the run was interrupted (SIGTERM); every stage was stopped"
@@ -261,3 +276,152 @@ def test_run_prints_no_tensorflow_start_up_notices(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "run_completed" in out.stderr
     assert [line for line in out.stderr.splitlines() if STARTUP_NOTICES.search(line)] == []
+
+
+@pytest.mark.slow
+def test_configuration_mistakes_exit_2_before_tensorflow_is_imported(tmp_path: Path) -> None:
+    """Typos, wrong types, bad paths and ranges exit 2 with their message, TensorFlow unloaded."""
+    (tmp_path / "typo.toml").write_text('[[plugins]]\nuse = "collect.digit"\n')
+    (tmp_path / "nosource.toml").write_text('[[plugins]]\nuse = "access.batch"\nsize = 8\n')
+    (tmp_path / "afile").write_text("")
+    digits = Path(__file__).parents[1] / "examples" / "digits.toml"
+    runs, nowhere = tmp_path / "runs", tmp_path / "nowhere"
+    to_runs = f"--runs-dir {runs}"
+    cases = {  # the message expected: the command line (tmp_path has no spaces)
+        "plugins[0].use: unknown plugin 'collect.digit'": f"run {tmp_path}/typo.toml {to_runs}",
+        "plugins[6].epochs: expected int. Received: 'ten' (str)": (
+            f"run {digits} --set train.fit.epochs=ten {to_runs}"
+        ),
+        "plugins[0]: expected a collect.* stage first": f"run {tmp_path}/nosource.toml {to_runs}",
+        "pipeline.runs_dir: expected a folder to create run directories in": (
+            f"run {digits} --runs-dir {tmp_path}/afile"
+        ),
+        "--resume: expected the directory of an earlier run": f"run --resume {nowhere}",
+        "--train-steps: expected an int >= 1. Received: 0": (
+            f"bench {digits} --train-steps 0 {to_runs}"
+        ),
+        f"rxpipe predict: {nowhere}: expected a run directory": f"predict {nowhere} [1]",
+        f"rxpipe serve: {nowhere}: expected a run directory": f"serve {nowhere}",
+    }
+    argvs = [line.split() for line in cases.values()]
+    script = (
+        "import json, sys\n"
+        "from rxpipe.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    code = main(argv)\n"
+        "    print(json.dumps([code, 'tensorflow' in sys.modules]), flush=True)\n"
+        "    print('-- case end', file=sys.stderr, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    messages = out.stderr.split("-- case end\n")[:-1]
+    for expected, argv, (code, tensorflow), message in zip(
+        cases, argvs, results, messages, strict=True
+    ):
+        assert (code, tensorflow) == (2, False), (argv, message)
+        assert expected in message, (argv, message)
+    assert not runs.exists()
+
+
+def test_resume_of_a_missing_directory_exits_2_saying_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume names the directory and why it is not an earlier run's."""
+    assert main(["run", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err == (
+        "rxpipe: configuration error: --resume: expected the directory of an earlier run "
+        "(holding run.json and pipeline.toml, and checkpoints/ once an epoch completed). "
+        f"Received: {str(tmp_path / 'nowhere')!r}, "
+        "which does not exist\n"
+    )
+    (tmp_path / "run.json").write_text("{}")
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "which holds no pipeline.toml" in capsys.readouterr().err
+
+
+def test_bench_with_no_train_steps_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rxpipe bench --train-steps 0` exits 2 naming the option, and runs nothing."""
+    path = tmp_path / "p.toml"
+    path.write_text('[[plugins]]\nuse = "collect.iris"\n')
+    runs = tmp_path / "runs"
+    assert main(["bench", str(path), "--train-steps", "0", "--runs-dir", str(runs)]) == 2
+    assert capsys.readouterr().err == (
+        "rxpipe: configuration error: --train-steps: expected an int >= 1. Received: 0\n"
+    )
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("command", [["predict", "[1]"], ["serve"]])
+def test_predict_and_serve_without_a_bundle_exit_2(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A RUN_DIR holding no model bundle is a usage error (2), as a missing INPUT is."""
+    argv = [command[0], str(tmp_path / "nowhere"), *command[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rxpipe {command[0]}: {tmp_path / 'nowhere'}: expected a run directory")
+    assert "model/model_card.json" in err
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_predict_and_serve_help_give_the_exit_statuses(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rxpipe predict --help` says a RUN_DIR without a bundle exits 2."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "2 a usage error: RUN_DIR holds no readable model bundle" in help_text
+
+
+def test_tensorboard_without_its_package_exits_2_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--tensorboard with tensorboard not installed: exit 2 naming the option, no run made."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    path = tmp_path / "p.toml"
+    path.write_text('[[plugins]]\nuse = "collect.iris"\n')
+    runs = tmp_path / "runs"
+    assert main(["run", str(path), "--runs-dir", str(runs), "--tensorboard"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "rxpipe: configuration error: --tensorboard: expected the tensorboard package to be "
+        "installed (TensorFlow no longer ships it): pip install 'rxpipe[tensorboard]'"
+    )
+    assert not runs.exists()
+
+
+def test_a_failed_run_prints_its_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that fails names its run directory just before the failure line."""
+    path = tmp_path / "fails.toml"
+    path.write_text(
+        '[pipeline]\nname = "fails"\n'
+        '[[plugins]]\nuse = "collect.iris"\n[[plugins]]\nuse = "custom.test_cli_fails"\n'
+    )
+    assert main(["run", str(path), "--runs-dir", str(tmp_path), "--no-progress"]) == 1
+    [run_dir] = (tmp_path / "fails").iterdir()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2] == f"rxpipe: run directory: {run_dir}"
+    assert lines[-1].startswith("rxpipe: run failed: stage 'custom.test_cli_fails' failed")
+    assert not any(line.startswith("rxpipe: resume with") for line in lines)
+
+
+def test_a_stopped_run_can_be_resumed_once_it_saved_checkpoints(tmp_path: Path) -> None:
+    """The --resume command is offered for an interrupted run, or one with checkpoints/."""
+    run_dir = tmp_path / "my runs" / "20260101-abc"
+    run_dir.mkdir(parents=True)
+    resume = f"rxpipe: resume with: rxpipe run --resume '{run_dir}'"
+    assert _run_dir_lines(None, interrupted=True) == []
+    assert _run_dir_lines(run_dir, interrupted=False) == [f"rxpipe: run directory: {run_dir}"]
+    assert _run_dir_lines(run_dir, interrupted=True)[1:] == [resume]
+    (run_dir / "checkpoints").mkdir()
+    assert _run_dir_lines(run_dir, interrupted=False)[1:] == [resume]

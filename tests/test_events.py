@@ -46,16 +46,26 @@ def test_concurrent_publishers_get_unique_ordered_sequence_numbers() -> None:
     assert seen == list(range(800))
 
 
-def test_a_failing_subscriber_does_not_break_publishing() -> None:
-    """A subscriber that raises is recorded; publishing goes on."""
+def test_a_failing_subscriber_cuts_off_nothing() -> None:
+    """A subscriber that raises is recorded by name; the others (and it) get every event."""
     bus = EventBus("r")
+    calls: list[int] = []
+    seen: list[int] = []
 
-    def broken(_: object) -> None:
+    def broken(event: RunStarted) -> None:
+        calls.append(event.seq)
         raise RuntimeError("subscriber bug")
 
     bus.events.subscribe(broken)
-    bus.publish(RunStarted, pipeline="p", run_dir="d")
-    assert [str(e) for e in bus.subscriber_errors] == ["subscriber bug"]
+    bus.events.subscribe(lambda event: seen.append(event.seq))
+    for _ in range(2):
+        bus.publish(RunStarted, pipeline="p", run_dir="d")
+    assert calls == seen == [0, 1]
+    assert str(bus.subscriber_errors[0]) == (
+        "test_a_failing_subscriber_cuts_off_nothing.<locals>.broken on run_started: "
+        "RuntimeError: subscriber bug"
+    )
+    assert len(bus.subscriber_errors) == 2
 
 
 def test_a_bus_can_continue_a_sequence() -> None:
@@ -64,3 +74,25 @@ def test_a_bus_can_continue_a_sequence() -> None:
     first = bus.publish(RunStarted, pipeline="p", run_dir="d")
     second = bus.publish(RunStarted, pipeline="p", run_dir="d")
     assert (first.seq, second.seq) == (41, 42)
+
+
+def test_the_runs_end_is_its_last_event() -> None:
+    """After RunFailed (or RunCompleted), late events of threads winding down are dropped."""
+    from rxpipe.events import RunFailed, StageCompleted
+
+    bus = EventBus("r")
+    seen: list[object] = []
+    bus.events.subscribe(seen.append)
+    bus.publish(RunStarted, pipeline="p", run_dir="d")
+    bus.publish(RunFailed, error_type="PipelineCancelled", message="m", stage=None, sample_ids=())
+    bus.publish(
+        StageCompleted,
+        stage="access.batch",
+        pass_index=3,
+        batches_in=1,
+        batches_out=1,
+        samples_in=1,
+        samples_out=1,
+        duration_s=0.1,
+    )
+    assert [type(e).__name__ for e in seen] == ["RunStarted", "RunFailed"]

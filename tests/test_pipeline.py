@@ -446,3 +446,91 @@ def test_resume_from_something_that_is_no_run_directory(tmp_path: Path, what: st
     assert not runs_dir.exists()
     if what == "empty":
         assert list(target.iterdir()) == []
+
+
+def test_a_raising_subscriber_cuts_off_no_other(runs_dir: Path) -> None:
+    """The user's subscriber raises on every event: events.jsonl still gets every one of
+    them, and the warning at the end names the subscriber and the event."""
+    pipeline = data_pipeline(runs_dir)
+    seen: list[str] = []
+
+    def report(event: object) -> None:
+        raise KeyError("val_accuracy")
+
+    pipeline.events.subscribe(report)
+    pipeline.events.subscribe(lambda event: seen.append(event.kind))
+    with pytest.warns(RuntimeWarning, match=r"report on run_started: KeyError: 'val_accuracy'"):
+        result = pipeline.run(progress=False)
+    assert result.run_dir is not None
+    lines = (result.run_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == seen
+    assert seen[0] == "run_started"
+    assert seen[-1] == "run_completed"
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "received"),
+    [
+        ({"log_format": "text"}, "log_format", "'text'"),
+        ({"subscribers": print}, "subscribers", "<built-in function print>"),
+        ({"subscribers": [3]}, r"subscribers\[0\]", r"3 \(int\)"),
+        ({"progress": "yes"}, "progress", "'yes'"),
+        ({"snapshot_interval": -1}, "snapshot_interval", "-1"),
+        ({"tensorboard": 1.5}, "tensorboard", "1.5"),
+    ],
+)
+def test_run_options_are_checked_before_anything_is_made(
+    runs_dir: Path, options: dict[str, object], field: str, received: str
+) -> None:
+    """A bad run() option is a ConfigError naming it; no run directory is left behind."""
+    with pytest.raises(ConfigError, match=rf"^{field}: expected .*Received: {received}"):
+        data_pipeline(runs_dir).run(**options)  # type: ignore[arg-type]
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_pipeline_without_data_to_start_from_is_rejected(runs_dir: Path) -> None:
+    """No source and no collect stage first: running it would run on nothing."""
+    pipeline = Pipeline(access.batch(4), name="nothing", runs_dir=runs_dir)
+    with pytest.raises(ConfigError, match=r"^stages\[0\]: expected a collect\.\* stage first"):
+        pipeline.run(progress=False)
+    with pytest.raises(ConfigError, match="Received: access.batch first and no source"):
+        pipeline.collect()
+    source = from_arrays(np.ones((10, 2), "float32"), batch_size=3)
+    given = Pipeline(access.batch(4), name="given", runs_dir=runs_dir, source=source)
+    assert [b.size for b in given.run(progress=False).outputs] == [4, 4, 2]
+
+
+def test_a_failed_run_names_its_run_directory(runs_dir: Path) -> None:
+    """The error out of run() carries the run directory (to read, or to resume from)."""
+    pipeline = data_pipeline(runs_dir, fail_on(0))
+    with pytest.raises(StageError) as caught:
+        pipeline.run(progress=False)
+    run_dir = caught.value.run_dir
+    assert run_dir is not None
+    assert run_dir.parent == runs_dir / "data"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_flow_operator_is_named_by_its_stage_name() -> None:
+    """An operator carrying stage_name (rxpipe.flow's factories set it) is named by it."""
+
+    def double(source: reactivex.Observable[int]) -> reactivex.Observable[int]:
+        return source.pipe(ops.map(lambda x: 2 * x))
+
+    double.stage_name = "custom.double"  # type: ignore[attr-defined]
+    assert Pipeline(double, double).stage_names == ("custom.double", "custom.double#2")
+
+
+def test_a_plugin_factory_not_called_is_named() -> None:
+    """Pipeline(..., access.batch) (the factory, not a stage) says how to call it."""
+    with pytest.raises(
+        ConfigError, match=r"^stages\[1\]: expected .*access\.batch\(\.\.\.\)\. Received: the"
+    ):
+        Pipeline(collect.digits(), access.batch)
+
+
+def test_resuming_a_run_with_a_custom_stage_says_how(runs_dir: Path) -> None:
+    """Only Python can rebuild a custom stage: Pipeline.resume says to use run(resume_from=)."""
+    result = data_pipeline(runs_dir, ops.map(lambda batch: batch)).run(progress=False)
+    with pytest.raises(ConfigError, match=r"custom stage 'custom\.stage4'.*run\(resume_from"):
+        Pipeline.resume(result.run_dir)  # type: ignore[arg-type]

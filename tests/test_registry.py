@@ -125,3 +125,53 @@ def test_python_values_of_the_right_kind_are_accepted_unchanged(tmp_path: Path) 
     assert train.fit(learning_rate=np.float32(0.01), epochs=np.int32(2)).params["epochs"] == 2
     (tmp_path / "t.csv").write_text("a,label\n1,0\n")
     assert collect.csv(tmp_path / "t.csv", label="label").params["path"] == tmp_path / "t.csv"
+
+
+def test_check_structures_parameters_without_building_the_stage() -> None:
+    """Registry.check checks names and types and returns the values; only create builds."""
+    built: list[int] = []
+
+    @plugin("custom.test_check_only")
+    def counted(size: int = 1) -> Operator[int, int]:
+        """Count the builds."""
+        built.append(size)
+        return ops.map(lambda x: x)
+
+    assert registry.check("custom.test_check_only", {"size": 3}, "plugins[0]") == {"size": 3}
+    with pytest.raises(ConfigError) as info:
+        registry.check("custom.test_check_only", {"size": "3"}, "plugins[0]")
+    assert str(info.value) == "plugins[0].size: expected int. Received: '3' (str)"
+    with pytest.raises(UnknownPluginError):
+        registry.check("custom.test_check_onyl", {}, "plugins[0]")
+    assert built == []
+    registry.create("custom.test_check_only", {"size": 3})
+    assert built == [3]
+
+
+def test_a_misspelt_keyword_from_python_names_the_plugin_and_the_closest() -> None:
+    """train.fit(epoch=3) is a ConfigError naming train.fit, its parameters and 'epochs'."""
+    with pytest.raises(ConfigError) as info:
+        train.fit(epoch=3)  # type: ignore[call-arg]
+    message = str(info.value)
+    assert message.startswith("train.fit: expected parameters among (epochs, batch_size, ")
+    assert message.endswith(". Received: 'epoch' (did you mean 'epochs'?)")
+    assert info.value.path == "train.fit"
+
+
+def test_a_missing_required_argument_from_python_names_the_plugin() -> None:
+    """collect.csv() without its path is a ConfigError naming collect.csv and 'path'."""
+    with pytest.raises(ConfigError) as info:
+        collect.csv()  # type: ignore[call-arg]
+    assert str(info.value) == (
+        "collect.csv: expected a value for the required parameter(s) 'path'. Received: no arguments"
+    )
+
+
+def test_extra_positional_arguments_from_python_name_the_plugin() -> None:
+    """Too many positional arguments: a ConfigError naming the plugin and its parameters."""
+    with pytest.raises(ConfigError) as info:
+        access.batch(32, False, 7)  # type: ignore[call-arg]
+    assert str(info.value) == (
+        "access.batch: expected parameters among (size, drop_remainder). "
+        "Received: 32, False, 7 (too many positional arguments)"
+    )

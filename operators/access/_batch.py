@@ -26,5 +26,5 @@ def batch(size: int = 32, drop_remainder: bool = False) -> Operator[Batch, Batch
         [4, 4, 2]
     """
     if size < 1:
-        raise ConfigError(f"size: expected an int >= 1. Received: {size!r}")
-    return transform("access.batch", lambda: Rebatcher(size, drop_remainder))
+        raise ConfigError(f"expected an int >= 1. Received: {size!r}", "access.batch.size")
+    return transform("access.batch", lambda: Rebatcher(size, drop_remainder, "access.batch"))

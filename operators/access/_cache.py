@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import reactivex
 from reactivex import abc
+from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from rxpipe.batch import Batch, DatasetMetadata
 from rxpipe.context import atomic_write, current_run, not_replaceable
@@ -51,32 +53,186 @@ def _recorded(source: reactivex.Observable[Batch], finished: Any) -> reactivex.O
     return reactivex.create(subscribe)
 
 
-def write_folder(folder: Path, batches: list[Batch], lineage: dict[str, Any] | None) -> None:
-    """Write ``batches`` to ``folder`` (atomically: the folder appears complete or not at all).
+class _PassCutShort(Exception):
+    """Thrown into :func:`~rxpipe.context.atomic_write` to discard a pass that did not complete."""
 
+
+class FolderWriter:
+    """Writes one pass to a cache folder as it flows, a file per batch.
+
+    The batches go to a temporary folder beside ``folder`` (opened with
+    :func:`~rxpipe.context.atomic_write`, which checks at once that ``folder`` may be
+    replaced); :meth:`commit` adds the metadata and the manifest and renames it to
+    ``folder``, :meth:`abort` deletes it. Only the metadata objects are kept in memory.
     ``lineage`` (what the cache's input was made of, ``None`` if unknown) goes into the
     manifest, so a later pass can tell whether the folder still matches its input.
+
+    Raises:
+        FileExistsError: ``folder`` is a folder rxpipe did not write (when opened, and
+            again on :meth:`commit`).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from rxpipe.testing import from_arrays, collect
+        >>> scratch = tempfile.TemporaryDirectory()
+        >>> folder = pathlib.Path(scratch.name) / "cache"
+        >>> writer = FolderWriter(folder, lineage=None)
+        >>> for batch in collect(from_arrays(np.zeros((5, 1)), batch_size=2)):
+        ...     writer.write(batch)
+        >>> writer.commit()
+        >>> read_manifest(folder)["samples"], sorted(p.name for p in folder.iterdir())[:2]
+        (5, ['batch-000000.pkl', 'batch-000001.pkl'])
+        >>> scratch.cleanup()
     """
-    metas: list[DatasetMetadata] = []
-    with atomic_write(folder, marker=MANIFEST) as tmp:
-        tmp.mkdir()
-        for index, batch in enumerate(batches):
-            position = next((i for i, m in enumerate(metas) if m is batch.metadata), None)
-            if position is None:
-                metas.append(batch.metadata)
-                position = len(metas) - 1
-            record = (batch.features, batch.labels, batch.ids, batch.split.value, position)
-            with (tmp / f"batch-{index:06d}.pkl").open("wb") as handle:
+
+    def __init__(self, folder: Path, lineage: dict[str, Any] | None) -> None:
+        self._lineage = lineage
+        self._metas: list[DatasetMetadata] = []
+        self._positions: dict[int, int] = {}  # id(metadata) → index in _metas (kept alive)
+        self._batches = 0
+        self._samples = 0
+        self._writing = atomic_write(folder, marker=MANIFEST)
+        self._tmp = self._writing.__enter__()
+        try:
+            self._tmp.mkdir()
+        except BaseException as error:
+            self._writing.__exit__(type(error), error, error.__traceback__)
+            raise
+
+    def write(self, batch: Batch) -> None:
+        """Append ``batch`` to the folder being written.
+
+        Raises:
+            StageError: the batch could not be pickled or written (naming file and ids).
+        """
+        position = self._positions.get(id(batch.metadata))
+        if position is None:
+            position = self._positions[id(batch.metadata)] = len(self._metas)
+            self._metas.append(batch.metadata)
+        record = (batch.features, batch.labels, batch.ids, batch.split.value, position)
+        file = self._tmp / f"batch-{self._batches:06d}.pkl"
+        try:
+            with file.open("wb") as handle:
                 pickle.dump(record, handle, protocol=5)
-        with (tmp / "metadata.pkl").open("wb") as handle:
-            pickle.dump(metas, handle, protocol=5)
-        manifest = {
-            "format": FORMAT,
-            "batches": len(batches),
-            "samples": sum(b.size for b in batches),
-            "lineage": lineage,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        except Exception as error:
+            raise StageError(
+                "access.cache",
+                f"{str(file)!r}: expected to write the batch to the cache folder. "
+                f"Received: {type(error).__name__}: {error}",
+                batch.ids.tolist(),
+                error,
+            ) from error
+        self._batches += 1
+        self._samples += batch.size
+
+    def commit(self) -> None:
+        """Write the metadata and the manifest, then rename the folder into place.
+
+        Raises:
+            FileExistsError: a folder rxpipe did not write appeared at ``folder``
+                meanwhile (it is left alone; the batches written are deleted).
+        """
+        try:
+            with (self._tmp / "metadata.pkl").open("wb") as handle:
+                pickle.dump(self._metas, handle, protocol=5)
+            manifest = {
+                "format": FORMAT,
+                "batches": self._batches,
+                "samples": self._samples,
+                "lineage": self._lineage,
+            }
+            (self._tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        except BaseException as error:
+            self._writing.__exit__(type(error), error, error.__traceback__)
+            raise
+        self._writing.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Delete what was written; the folder at ``folder`` is left as it was."""
+        cut = _PassCutShort("the pass ended before it completed")
+        self._writing.__exit__(_PassCutShort, cut, None)
+
+
+def _written(
+    source: reactivex.Observable[Batch], folder: Path, lineage: dict[str, Any] | None
+) -> reactivex.Observable[Batch]:
+    """``source``, writing every batch to ``folder`` before passing it on.
+
+    The folder appears when the pass completes; an error, a failed write or a
+    disposal before that deletes what was written, and nothing appears.
+    """
+
+    def subscribe(
+        observer: abc.ObserverBase[Batch], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        writer: FolderWriter | None = FolderWriter(folder, lineage)
+        lock = threading.Lock()  # a disposal on another thread waits for the write
+        upstream = SingleAssignmentDisposable()
+
+        def on_next(batch: Batch) -> None:
+            nonlocal writer
+            with lock:
+                if writer is None:  # disposed, or a write already failed
+                    return
+                try:
+                    writer.write(batch)
+                except StageError as error:
+                    writer.abort()
+                    writer = None
+                    failure: StageError | None = error
+                else:
+                    failure = None
+            if failure is not None:
+                upstream.dispose()
+                observer.on_error(failure)
+                return
+            observer.on_next(batch)
+
+        def on_error(error: Exception) -> None:
+            nonlocal writer
+            with lock:
+                if writer is None:
+                    return
+                writer.abort()
+                writer = None
+            observer.on_error(error)
+
+        def on_completed() -> None:
+            nonlocal writer
+            with lock:
+                if writer is None:
+                    return
+                done, writer = writer, None
+                try:
+                    done.commit()
+                except Exception as error:
+                    failure: Exception | None = error
+                else:
+                    failure = None
+            if failure is not None:
+                observer.on_error(failure)
+                return
+            observer.on_completed()
+
+        def dispose() -> None:
+            nonlocal writer
+            upstream.dispose()
+            with lock:
+                if writer is not None:
+                    writer.abort()
+                    writer = None
+
+        try:
+            upstream.disposable = source.subscribe(
+                on_next, on_error, on_completed, scheduler=scheduler
+            )
+        except BaseException:
+            dispose()
+            raise
+        return Disposable(dispose)
+
+    return reactivex.create(subscribe)
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -138,10 +294,16 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
 
     In memory (``path`` unset), the first complete pass of a run is kept and every
     later pass of that run (every epoch, validation, evaluation) replays it without
-    reading or processing again. With ``path``, the first complete pass is written to
-    that folder (atomically: it appears when complete) and every later pass, in this
-    run or any later one, replays it from disk a batch at a time. A pass cut short (an
-    error, ``access.take`` downstream) is not kept.
+    reading or processing again: the whole data set stays in memory for the run. With
+    ``path``, the first complete pass is written to that folder and every later pass,
+    in this run or any later one, replays it from disk. The folder is written and read
+    a batch at a time, so a disk cache keeps no batches in memory (only their metadata):
+    each batch is written (one file per batch, in a temporary folder beside ``path``)
+    before it is passed on, and the folder appears at ``path``, complete, only when the
+    pass completes; a replay loads one batch file at a time. A pass cut short (an
+    error, a failed write, ``access.take`` downstream) is not kept: what it wrote is
+    deleted. (A process killed mid-pass may leave a ``.<name>.*.partial`` folder beside
+    ``path``; it never passes for a cache, and can be deleted.)
 
     In a pipeline, the folder records the lineage of its data (:mod:`rxpipe.lineage`):
     the plugins and parameters before the cache, the run's seed, rxpipe's version, and
@@ -182,7 +344,7 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
                     manifest = read_manifest(folder)
                     if not _stale(folder, manifest, lineage):
                         return generate(lambda: read_folder(folder, manifest))
-                return _recorded(source, lambda batches: write_folder(folder, batches, lineage))
+                return _written(source, folder, lineage)
             batches = kept.get()
             if batches is not None:
                 replay = batches

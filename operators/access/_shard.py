@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rxpipe.batch import Batch
+from rxpipe.config import check_seed
 from rxpipe.context import current_run
 from rxpipe.errors import ConfigError
 from rxpipe.flow import current_tally, transform
@@ -57,6 +58,8 @@ def shard(index: int, count: int, seed: int | None = None) -> Operator[Batch, Ba
         >>> sorted(int(i) for part in halves for b in part for i in b.ids) == list(range(100))
         True
     """
+    if seed is not None:
+        seed = check_seed(seed, "access.shard.seed")
     positive_int("access.shard", "count", count)
     non_negative_int("access.shard", "index", index)
     if index >= count:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from rxpipe.batch import Batch, Split
+from rxpipe.config import check_seed
 from rxpipe.context import current_epoch, current_run
 from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import transform
@@ -94,8 +95,8 @@ class _Pool:
         incoming = _arrays(batch)
         self._check(incoming, batch)
         if self.count < self.capacity:
-            # Whole batches only, so every output batch has its input batch's size (and
-            # access.batch downstream can slice instead of copying).
+            # Whole batches only, so an output batch has its input batch's size unless
+            # that is larger than the fill (access.batch downstream can then slice).
             self._grow(self.count + batch.size)
             for name, array in incoming.items():
                 self.arrays[name][self.count : self.count + batch.size] = array
@@ -159,10 +160,15 @@ def shuffle(buffer_size: int = 10_000, seed: int | None = None) -> Operator[Batc
     every epoch. As in ``tf.data``, each sample arriving at a full buffer replaces a random
     held one, which is emitted; a buffer at least as large as the data set gives a uniform
     shuffle, a smaller one bounds memory (``buffer_size`` samples per split, rounded up to
-    whole input batches) at the cost of a more local shuffle. Output batches have the size
-    of the input batches; those emptying the buffer at the end have the size of the
-    largest one. Every batch of a split must have the first batch's per-sample shapes,
-    and dtypes that cast safely to its dtypes.
+    whole input batches) at the cost of a more local shuffle. Batch sizes are not kept
+    exactly: an input batch at most as large as the buffer's fill (``buffer_size``
+    rounded up to whole input batches) comes out as one batch of its size, but a larger
+    one comes out cut into batches of that fill (with ``buffer_size=5`` and input
+    batches of 7 then 11, a split's buffer holds 7, and the 11 leave as 7 and 4); the
+    batches emptying the buffer at the end have the size of the largest input batch
+    (the last one fewer). Follow with ``access.batch`` for batches of one size. Every
+    batch of a split must have the first batch's per-sample shapes, and dtypes that
+    cast safely to its dtypes.
 
     Args:
         buffer_size: samples held per split (rounded up to whole input batches).
@@ -175,6 +181,8 @@ def shuffle(buffer_size: int = 10_000, seed: int | None = None) -> Operator[Batc
         >>> sorted(int(i) for b in out for i in b.ids)
         [0, 1, 2, 3, 4, 5]
     """
+    if seed is not None:
+        seed = check_seed(seed, "access.shuffle.seed")
     if buffer_size < 1:
         raise ConfigError(f"buffer_size: expected an int >= 1. Received: {buffer_size!r}")
 

@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata, Split
+from rxpipe.config import check_seed
 from rxpipe.context import current_run
 from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import transform
@@ -110,6 +111,13 @@ def _stratified_apply(assignment: dict[Any, int]) -> Callable[[Batch], list[Batc
     return apply
 
 
+def _split_text(value: Any) -> str:
+    """A split column's cell as text: bytes (e.g. from collect.tfrecord) decoded as UTF-8."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
 @attrs.frozen
 class _ColumnSplit:
     """Split by a feature column holding split names; the column is removed."""
@@ -140,7 +148,7 @@ class _ColumnSplit:
         values = features[self.column]
         codes = np.empty(batch.size, dtype=np.int64)
         for index, value in enumerate(values.tolist()):
-            split = SPLIT_VALUES.get(str(value).strip().lower())
+            split = SPLIT_VALUES.get(_split_text(value).strip().lower())
             if split is None:
                 raise BatchError(
                     f"access.split: column {self.column!r} of sample {batch.ids[index].item()!r}: "
@@ -178,7 +186,8 @@ def split(
     first pass of a run reads every sample's id and label (not the features), then each
     class's ids, ordered by their seeded hash, are cut by the ratios. ``column`` instead
     takes each sample's split from a feature column (``"train"``, ``"validation"`` or
-    ``"valid"``/``"val"``/``"dev"``, ``"test"``), which is then removed from the features.
+    ``"valid"``/``"val"``/``"dev"``, ``"test"``, as text or UTF-8 bytes, in any case),
+    which is then removed from the features.
 
     Args:
         train: share of samples for training.
@@ -201,6 +210,8 @@ def split(
         >>> sorted(sizes), sum(sizes.values())
         (['test', 'train', 'validation'], 1000)
     """
+    if seed is not None:
+        seed = check_seed(seed, "access.split.seed")
     ratios = {"train": train, "validation": validation, "test": test}
     for name, ratio in ratios.items():
         if not 0.0 <= ratio <= 1.0:

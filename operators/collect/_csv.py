@@ -33,6 +33,9 @@ _LABEL_EXPECTED = {
     "str": "a class name",
 }
 _ESCAPED = re.compile("[\udc80-\udcff]")  # bytes the decoder could not read (surrogateescape)
+NUMBERS_IN_TEN = 9
+"""How many in ten of a column's present values in the first chunk must be numbers for
+the column to be inferred ``"float"`` (the other values are then row errors)."""
 
 
 class RowError(ValueError):
@@ -57,7 +60,9 @@ class CsvLayout:
     encoding: str
 
 
-def _float(column: str, values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+def _float(
+    column: str, values: list[str], missing: frozenset[str], hint: str
+) -> np.ndarray[Any, Any]:
     out = np.empty(len(values), dtype=np.float32)
     for i, value in enumerate(values):
         text = value.strip()
@@ -67,7 +72,9 @@ def _float(column: str, values: list[str], missing: frozenset[str]) -> np.ndarra
         try:
             out[i] = float(text)
         except ValueError:
-            raise RowError(f"column {column!r}: expected a number. Received: {value!r}") from None
+            raise RowError(
+                f"column {column!r}: expected a number{hint}. Received: {value!r}"
+            ) from None
     return out
 
 
@@ -88,33 +95,121 @@ def _str(values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
     return out
 
 
-def convert(column: str, kind: str, values: list[str], missing: frozenset[str]) -> Any:
-    """Convert one column's strings to a float32, int64 or object array (``RowError``)."""
+def convert(
+    column: str, kind: str, values: list[str], missing: frozenset[str], hint: str = ""
+) -> Any:
+    """Convert one column's strings to a float32, int64 or object array (``RowError``).
+
+    ``hint`` follows "expected a number" in the error for a value that is not one.
+    """
     if kind == "float":
-        return _float(column, values, missing)
+        return _float(column, values, missing, hint)
     if kind == "int":
         return _int(column, values, missing)
     return _str(values, missing)
 
 
 def infer_type(values: list[str], missing: frozenset[str]) -> str:
-    """``"float"`` if every present value is a number, else ``"str"``."""
-    try:
-        for value in values:
-            if value.strip() not in missing:
-                float(value)
-    except ValueError:
-        return "str"
-    return "float"
+    """``"float"`` if at least :data:`NUMBERS_IN_TEN` in ten of the present values are
+    numbers (or none is present), else ``"str"``.
+
+    A column of numbers with a few bad cells (``"?"``, ``"old"``) stays a number column,
+    its bad cells row errors that name them; a column of words stays text.
+
+    Example:
+        >>> infer_type(["1", "2.5", "", *["3"] * 7, "?"], frozenset({""}))
+        'float'
+        >>> infer_type(["1", "?", "", "NA"], frozenset({"", "NA"}))
+        'str'
+        >>> infer_type(["red", "blue", "7"], frozenset({""}))
+        'str'
+    """
+    present = numbers = 0
+    for value in values:
+        text = value.strip()
+        if text in missing:
+            continue
+        present += 1
+        try:
+            float(text)
+        except ValueError:
+            continue
+        numbers += 1
+    return "float" if 10 * numbers >= NUMBERS_IN_TEN * present else "str"
 
 
-def open_text(path: Path, encoding: str) -> Any:
-    """``path`` opened for the csv module: a UTF-8 BOM is dropped, and a byte the encoding
-    cannot decode becomes a lone surrogate (see :func:`undecodable`) instead of an error
-    that loses the text wrapper's whole chunk and the line number."""
+def open_text(path: Path, encoding: str, errors: str = "surrogateescape") -> Any:
+    """``path`` opened for the csv module: a UTF-8 BOM is dropped, and (by default) a byte
+    the encoding cannot decode becomes a lone surrogate (see :func:`undecodable`) instead
+    of an error that loses the text wrapper's whole chunk and the line number."""
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"
-    return path.open(newline="", encoding=encoding, errors="surrogateescape")
+    return path.open(newline="", encoding=encoding, errors=errors)
+
+
+class CsvRows:
+    """A CSV file's csv reader, decoding strictly until a byte fails to decode.
+
+    Strict decoding needs no per-row search for undecodable bytes. When a byte fails
+    (``UnicodeDecodeError`` from ``reader``), :meth:`escape` opens the file again with
+    undecodable bytes escaped (:func:`open_text`) and reads past the rows already
+    taken; from then on ``escaping`` is true and the caller checks each row with
+    :func:`undecodable`, so a bad byte loses only its row.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> file = pathlib.Path(tempfile.mkdtemp()) / "rows.csv"
+        >>> _ = file.write_bytes(b"a\\n1\\n\\xe9\\n")
+        >>> with CsvRows(file, "utf-8", ",") as rows:
+        ...     rows.escaping, rows.next_row(0), rows.escaping
+        (False, ['a'], True)
+        >>> with CsvRows(file, "utf-8", ",") as rows:
+        ...     _ = rows.escape(2)
+        ...     undecodable(next(rows.reader)), rows.reader.line_num
+        ((0, 233), 3)
+    """
+
+    def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
+        self.path = path
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.escaping = False
+        self._handle = open_text(path, encoding, errors="strict")
+        self.reader: Any = csv.reader(self._handle, delimiter=delimiter)
+
+    def __enter__(self) -> CsvRows:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._handle.close()
+
+    def escape(self, taken: int) -> Any:
+        """Open the file again with undecodable bytes escaped and return the new reader,
+        past the first ``taken`` calls of the old one (rows or ``csv.Error``)."""
+        self._handle.close()
+        self._handle = open_text(self.path, self.encoding)
+        self.reader = csv.reader(self._handle, delimiter=self.delimiter)
+        self.escaping = True
+        for _ in range(taken):  # the same text as before: the same rows and errors
+            try:
+                next(self.reader)
+            except csv.Error:
+                continue
+            except StopIteration:  # the file changed under us
+                break
+        return self.reader
+
+    def next_row(self, taken: int) -> list[str]:
+        """The next row, escaping if a byte fails to decode (``taken``: calls so far).
+
+        For a single row such as the header; a loop over rows inlines this.
+        """
+        try:
+            return list(next(self.reader))
+        except UnicodeDecodeError:
+            if self.escaping:
+                raise
+        return list(next(self.escape(taken)))
 
 
 def undecodable(fields: Sequence[str]) -> tuple[int, int] | None:
@@ -132,7 +227,8 @@ def header_problem(layout: CsvLayout, header: Sequence[str]) -> tuple[str, str] 
     """What is wrong with the header row, if anything: ``(parameter, message)``.
 
     An undecodable byte is the ``encoding`` parameter's problem; a repeated column name
-    (the second would silently hide the first) is the file's (``path``).
+    (the second would silently hide the first) is the file's (``path``), and so is an
+    empty one, unless ``columns`` leaves the unnamed columns out.
     """
     where = f"the header of {str(layout.path)!r}"
     found = undecodable(header)
@@ -142,7 +238,14 @@ def header_problem(layout: CsvLayout, header: Sequence[str]) -> tuple[str, str] 
             f"Received: the byte {found[1]:#04x}"
         )
     names = [h.strip() for h in header]
-    repeated = sorted({n for n in names if names.count(n) > 1}, key=names.index)
+    unnamed = [str(i + 1) for i, n in enumerate(names) if not n]
+    if unnamed and layout.columns is None:
+        return "path", (
+            f"{where}, column{'s' if len(unnamed) > 1 else ''} {', '.join(unnamed)}: "
+            "expected a column name. Received: an empty name (name it in the file, give "
+            "names= for every column, or pick the named columns with columns=)"
+        )
+    repeated = sorted({n for n in names if n and names.count(n) > 1}, key=names.index)
     if repeated:
         shown = "; ".join(
             f"{n!r} in columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)}"
@@ -153,6 +256,20 @@ def header_problem(layout: CsvLayout, header: Sequence[str]) -> tuple[str, str] 
             "(rename them, or give names=)"
         )
     return None
+
+
+@attrs.frozen
+class _Plan:
+    """How to read the rows: the feature columns, every column's type and position."""
+
+    features: tuple[str, ...]
+    kinds: Mapping[str, str]
+    index: Mapping[str, int]
+    hints: Mapping[str, str]  # column → why "a number" was expected (inferred types)
+
+
+Row = tuple[int, int, list[str]]
+"""A data row: its index (from 0), the line it ends on and its fields."""
 
 
 class _Reader:
@@ -171,6 +288,7 @@ class _Reader:
         self.chunk_size = chunk_size
         self.limit = limit
         self.bad = bad
+        self.id_lines: dict[str, int] = {}  # id_column value → the line it was read from
 
     def _fail(self, sample_id: Any, line: int, message: str, cause: Exception | None) -> None:
         where = f"{str(self.layout.path)!r} line {line}"
@@ -180,10 +298,9 @@ class _Reader:
 
     def batches(self) -> Iterator[Batch]:
         layout = self.layout
-        with open_text(layout.path, layout.encoding) as handle:
-            reader = csv.reader(handle, delimiter=layout.delimiter)
+        with CsvRows(layout.path, layout.encoding, layout.delimiter) as reader:
             try:
-                header = next(reader) if layout.header else None
+                header = reader.next_row(0) if layout.header else None
             except StopIteration:
                 return
             except (csv.Error, UnicodeDecodeError) as error:
@@ -212,22 +329,29 @@ class _Reader:
                     yield batch
                 chunk = list(itertools.islice(rows, self.chunk_size))
 
-    def _rows(
-        self, reader: Any, names: tuple[str, ...] | None
-    ) -> Iterator[tuple[int, int, list[str]]]:
+    def _rows(self, rows: CsvRows, names: tuple[str, ...] | None) -> Iterator[Row]:
         index = 0
+        taken = int(self.layout.header)  # calls of the reader so far (see CsvRows.escape)
+        reader, escaping = rows.reader, rows.escaping
         while self.limit is None or index < self.limit:
             try:
                 row = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as error:
+            except UnicodeDecodeError:
+                if escaping:  # cannot happen: an escaping decoder does not fail
+                    raise
+                reader, escaping = rows.escape(taken), True
+                continue
+            except csv.Error as error:
+                taken += 1
                 self._fail(index, reader.line_num, f"cannot parse the row: {error}", error)
                 index += 1
                 continue
+            taken += 1
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
-            found = undecodable(row)
+            found = undecodable(row) if escaping else None
             if found is not None:
                 field, byte = found
                 column = (
@@ -245,7 +369,7 @@ class _Reader:
             yield index, reader.line_num, row
             index += 1
 
-    def _plan(self, names: tuple[str, ...], first: list[tuple[int, int, list[str]]]) -> Any:
+    def _plan(self, names: tuple[str, ...], first: list[Row]) -> _Plan:
         layout = self.layout
         for what, name in (("label", layout.label), ("id_column", layout.id_column)):
             if name is not None and name not in names:
@@ -265,31 +389,34 @@ class _Reader:
             )
         index = {n: i for i, n in enumerate(names)}
         kinds: dict[str, str] = {}
+        hints: dict[str, str] = {}
         for column in (*features, *([layout.label] if layout.label else [])):
             if column in layout.types:
                 kinds[column] = layout.types[column]
+                continue
+            values = [row[index[column]] for _, _, row in first if len(row) == len(names)]
+            missing = self._label_missing() if column == layout.label else layout.missing
+            kinds[column] = infer_type(values, missing)
+            if column == layout.label:
+                fix = f"give types={{{column!r}: 'str'}} to read it as class names"
             else:
-                values = [row[index[column]] for _, _, row in first if len(row) == len(names)]
-                missing = self._label_missing() if column == layout.label else layout.missing
-                kinds[column] = infer_type(values, missing)
-        return features, kinds, index
+                fix = (
+                    "add the value to missing=, or give "
+                    f"types={{{column!r}: 'str'}} to read it as text"
+                )
+            hints[column] = f" (the column's inferred type: {fix})"
+        return _Plan(features, kinds, index, hints)
 
-    def _metadata(self, plan: Any) -> DatasetMetadata:
-        features, kinds, _ = plan
-        specs = {c: FeatureSpec((), _DTYPES[kinds[c]]) for c in features}
+    def _metadata(self, plan: _Plan) -> DatasetMetadata:
+        specs = {c: FeatureSpec((), _DTYPES[plan.kinds[c]]) for c in plan.features}
         spec: FeatureSpec | Mapping[str, FeatureSpec] = (
-            specs[features[0]] if len(features) == 1 else specs
+            specs[plan.features[0]] if len(plan.features) == 1 else specs
         )
         return self.memo(DatasetMetadata(self.layout.path.stem, spec, self.layout.label_names))
 
     def _batch(
-        self,
-        chunk: list[tuple[int, int, list[str]]],
-        names: tuple[str, ...],
-        plan: Any,
-        meta: DatasetMetadata,
+        self, chunk: list[Row], names: tuple[str, ...], plan: _Plan, meta: DatasetMetadata
     ) -> Batch | None:
-        features, kinds, index = plan
         good = []
         for row_id, line, row in chunk:
             if len(row) != len(names):
@@ -303,9 +430,10 @@ class _Reader:
             good.append((row_id, line, row))
         while good:
             try:
-                return self._arrays(good, features, kinds, index, meta)
+                batch = self._arrays(good, plan, meta)
+                break
             except RowError as error:
-                kept = self._drop_bad_rows(good, features, kinds, index)
+                kept = self._drop_bad_rows(good, plan)
                 if len(kept) == len(good):  # no single row fails: never retry the same rows
                     lines = f"lines {good[0][1]}-{good[-1][1]}"
                     raise StageError(
@@ -315,15 +443,51 @@ class _Reader:
                         error,
                     ) from error
                 good = kept
-        return None
+        else:
+            return None
+        if self.layout.id_column is None:
+            return batch
+        unique = self._claim_ids(good, batch.ids.tolist())
+        if len(unique) == len(good):
+            return batch
+        return self._arrays(unique, plan, meta) if unique else None  # the rare slow path
 
-    def _drop_bad_rows(
-        self, rows: list[tuple[int, int, list[str]]], features: Any, kinds: Any, index: Any
-    ) -> list[tuple[int, int, list[str]]]:
+    def _claim_ids(self, rows: list[Row], ids: list[str]) -> list[Row]:
+        """The rows whose id (in ``ids``) is present and not read before, their ids now
+        taken; the others fail or are skipped. Only rows that are read take an id, so a
+        row skipped for a bad value leaves its id to a later row."""
+        missing = self._label_missing()
+        fresh = dict(zip(ids, [line for _, line, _ in rows], strict=True))
+        if (
+            len(fresh) == len(ids)
+            and fresh.keys().isdisjoint(missing)
+            and fresh.keys().isdisjoint(self.id_lines.keys())  # iterates the shorter
+        ):
+            self.id_lines.update(fresh)
+            return rows
+        name = self.layout.id_column
+        kept = []
+        for (row_id, line, row), value in zip(rows, ids, strict=True):
+            if value in missing:
+                what = f"a missing value ({value!r})" if value else "an empty cell"
+                received = f"expected a sample id. Received: {what}"
+            elif value in self.id_lines:
+                received = (
+                    "expected an id unique in the file. "
+                    f"Received: {value!r}, the id of line {self.id_lines[value]} already"
+                )
+            else:
+                self.id_lines[value] = line
+                kept.append((row_id, line, row))
+                continue
+            self._fail(row_id, line, f"column {name!r} (the id_column): {received}", None)
+        return kept
+
+    def _drop_bad_rows(self, rows: list[Row], plan: _Plan) -> list[Row]:
         kept = []
         for row_id, line, row in rows:
             try:
-                self._columns([row], features, kinds, index)  # the very checks _arrays makes
+                self._columns([row], plan)  # the very checks _arrays makes
             except RowError as error:
                 self._fail(row_id, line, str(error), error)
                 continue
@@ -331,10 +495,10 @@ class _Reader:
         return kept
 
     def _label_missing(self) -> frozenset[str]:
-        """Label cells that mean "no label": the ``missing`` strings and the empty cell."""
+        """Label and id cells that mean "none": the ``missing`` strings and the empty cell."""
         return self.layout.missing | {""}
 
-    def _labels(self, values: list[str], kind: str) -> np.ndarray[Any, Any]:
+    def _labels(self, values: list[str], kind: str, hint: str) -> np.ndarray[Any, Any]:
         """The label column's cells as class indices (with label_names) or typed values.
 
         Raises:
@@ -355,7 +519,7 @@ class _Reader:
             out = np.empty(len(values), dtype=object)
             out[:] = [v.strip() for v in values]
             return out
-        array: np.ndarray[Any, Any] = convert(str(layout.label), kind, values, frozenset())
+        array: np.ndarray[Any, Any] = convert(str(layout.label), kind, values, frozenset(), hint)
         finite = np.isfinite(array)
         if not finite.all():
             raise RowError(
@@ -380,42 +544,33 @@ class _Reader:
         return out
 
     def _columns(
-        self,
-        rows: list[list[str]],
-        features: tuple[str, ...],
-        kinds: Mapping[str, str],
-        index: Mapping[str, int],
+        self, rows: list[list[str]], plan: _Plan
     ) -> tuple[Features, np.ndarray[Any, Any] | None]:
         """The rows' features and labels (``RowError`` if a cell is not what it should be)."""
         layout = self.layout
 
         def column(name: str) -> list[str]:
-            return [row[index[name]] for row in rows]
+            return [row[plan.index[name]] for row in rows]
 
-        arrays = {c: convert(c, kinds[c], column(c), layout.missing) for c in features}
-        values: Features = arrays[features[0]] if len(features) == 1 else arrays
+        arrays = {
+            c: convert(c, plan.kinds[c], column(c), layout.missing, plan.hints.get(c, ""))
+            for c in plan.features
+        }
+        values: Features = arrays[plan.features[0]] if len(plan.features) == 1 else arrays
         labels = None
         if layout.label is not None:
-            labels = self._labels(column(layout.label), kinds[layout.label])
+            labels = self._labels(
+                column(layout.label), plan.kinds[layout.label], plan.hints.get(layout.label, "")
+            )
         return values, labels
 
-    def _arrays(
-        self,
-        rows: list[tuple[int, int, list[str]]],
-        features: tuple[str, ...],
-        kinds: Mapping[str, str],
-        index: Mapping[str, int],
-        meta: DatasetMetadata,
-    ) -> Batch:
+    def _arrays(self, rows: list[Row], plan: _Plan, meta: DatasetMetadata) -> Batch:
         layout = self.layout
-
-        def column(name: str) -> list[str]:
-            return [row[index[name]] for _, _, row in rows]
-
-        values, labels = self._columns([row for _, _, row in rows], features, kinds, index)
+        values, labels = self._columns([row for _, _, row in rows], plan)
         if layout.id_column is not None:
+            at = plan.index[layout.id_column]
             ids = np.empty(len(rows), dtype=object)
-            ids[:] = [v.strip() for v in column(layout.id_column)]
+            ids[:] = [row[at].strip() for _, _, row in rows]
         else:
             ids = np.asarray([row_id for row_id, _, _ in rows], dtype=np.int64)
         return Batch(values, labels, ids, meta)
@@ -547,11 +702,16 @@ def csv_file(
     column becomes a plain array): ``"float"`` columns float32 with NaN for missing
     values, ``"int"`` columns int64, ``"str"`` columns object arrays with ``None`` for
     missing values. Column types not given in ``types`` are inferred from the first
-    chunk (a number in every present value: float, else str). Labels: with
-    ``label_names``, the label column's values are mapped to class indices; without,
-    the column's values are kept (numbers for regression; strings for
-    ``process.label_encode``). Sample ids are the data rows' numbers (from 0) or the
-    ``id_column``'s values.
+    chunk: a column is float when at least nine in ten of its present values there are
+    numbers (a column with none present too), else str. So a column of numbers with a
+    few stray cells (``"?"``, ``"old"``) stays float and each such cell, in any chunk,
+    is a row error naming the file, line, column and value (add the value to
+    ``missing``, or give the column a type, to read it otherwise); a column of words
+    stays str. Labels: with ``label_names``, the label column's values are mapped to
+    class indices; without, the column's values are kept (numbers for regression;
+    strings for ``process.label_encode``). Sample ids are the data rows' numbers (from
+    0) or the ``id_column``'s values. Every header column needs a name (an unnamed
+    one, such as the index pandas writes, may be left out with ``columns``).
 
     Args:
         path: the CSV file.
@@ -562,13 +722,16 @@ def csv_file(
         names: column names (overrides the header; needed to name columns without one).
         delimiter: the field separator.
         label_names: the classes, in index order.
-        id_column: a column of unique sample ids.
+        id_column: a column of sample ids, each present and unique in the file: a row
+            with an empty or ``missing`` id, or with the id of a row read before, is a
+            row error (naming both lines).
         missing: strings that mean "missing".
         encoding: the file's text encoding.
         chunk_size: rows per emitted batch.
         limit: read only the first ``limit`` rows.
-        on_error: ``"raise"``: a malformed row fails the run naming the file and line;
-            ``"skip"``: it is skipped and reported.
+        on_error: ``"raise"``: a malformed row (wrong field count, a value of the wrong
+            type, an undecodable byte, a bad id or label) fails the run naming the file
+            and line; ``"skip"``: it is skipped and reported, the rest of its chunk kept.
         max_skipped: with ``"skip"``, fail after this many bad rows.
 
     Example:

@@ -1,9 +1,10 @@
 """collect.image_folder and collect.text_folder: one subfolder per class, read lazily.
 
-Both list the class folders when built (a missing or empty folder, or a class folder
-without a matching file, fails the pipeline before it runs) and again when read; files
-are read a chunk at a time, classes interleaved (one file of each class in turn), so a
-small shuffle buffer still sees every class. Sample ids are the files' paths relative
+Both list the class folders when built (a missing or empty folder, a class folder
+without a matching file, or a matching file directly in the root folder, where it has
+no class, fails the pipeline before it runs) and again when read; files are read a
+chunk at a time, classes interleaved (one file of each class in turn), so a small
+shuffle buffer still sees every class. Sample ids are the files' paths relative
 to the root (``"cat/001.png"``), so every error names the file.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import reactivex
 
@@ -31,6 +33,7 @@ from ._memo import MetadataMemo
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 TEXT_EXTENSIONS = (".txt",)
+_SHOWN = 3  # root files named in the error
 
 
 def _extensions(plugin_name: str, value: Sequence[str]) -> tuple[str, ...]:
@@ -43,39 +46,70 @@ def _extensions(plugin_name: str, value: Sequence[str]) -> tuple[str, ...]:
     return tuple(e.lower() for e in items)
 
 
-def class_files(
-    plugin_name: str, root: Path, extensions: tuple[str, ...]
-) -> tuple[tuple[str, ...], list[list[Path]]]:
-    """The class names (sorted subfolder names) and each class's files (sorted, recursive).
+def _matches(path: Path, extensions: tuple[str, ...]) -> bool:
+    return path.suffix.lower() in extensions and path.is_file() and not path.name.startswith(".")
 
-    Raises:
-        ConfigError: if ``root`` has no class subfolder holding a matching file, or a class
-            subfolder holds none (its class could never be learned or predicted).
+
+@attrs.frozen
+class ClassFolders:
+    """What a root folder holds: class names (sorted subfolders), each class's files
+    (sorted, recursive) and, if the layout ``root/<class>/<file>`` is broken, why."""
+
+    classes: tuple[str, ...]
+    files: list[list[Path]]
+    problem: str | None
+
+
+def class_files(root: Path, extensions: tuple[str, ...]) -> ClassFolders:
+    """List ``root``'s classes and files, and check its layout.
+
+    The layout is broken if ``root`` holds a matching file itself (it has no class, and
+    leaving it out would lose it unnoticed), has no class subfolder holding a matching
+    file, or a class subfolder holds none (its class could never be learned or
+    predicted).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "cat").mkdir()
+        >>> _ = (root / "cat" / "1.png").write_bytes(b"")
+        >>> class_files(root, (".png",)).classes
+        ('cat',)
+        >>> _ = (root / "2.png").write_bytes(b"")
+        >>> print(class_files(root, (".png",)).problem)
+        expected one subfolder per class holding the .png files (.../<class>/<file>).
+        Received: 1 such file directly in '...': '2.png' (move each into its class's
+        subfolder, or out of '...')
     """
+    loose = sorted(p.name for p in root.iterdir() if _matches(p, extensions))
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if loose:
+        shown = ", ".join(repr(n) for n in loose[:_SHOWN])
+        more = f", ... ({len(loose) - _SHOWN} more)" if len(loose) > _SHOWN else ""
+        loose_problem = (
+            f"expected one subfolder per class holding the {', '.join(extensions)} files "
+            f"({root.as_posix()}/<class>/<file>). Received: {len(loose)} such "
+            f"file{'s' if len(loose) > 1 else ''} directly in {str(root)!r}: {shown}{more} "
+            f"(move each into its class's subfolder, or out of {str(root)!r})"
+        )
+        return ClassFolders(tuple(classes), [], loose_problem)
     files = [
-        sorted(
-            p
-            for p in (root / name).rglob("*")
-            if p.suffix.lower() in extensions and p.is_file() and not p.name.startswith(".")
-        )
-        for name in classes
+        sorted(p for p in (root / name).rglob("*") if _matches(p, extensions)) for name in classes
     ]
-    if not any(files):
-        raise ConfigError(
-            f"expected one subfolder per class holding {', '.join(extensions)} files. "
-            f"Received: {str(root)!r} with {len(classes)} subfolder(s) and no such file",
-            f"{plugin_name}.path",
-        )
     empty = [name for name, group in zip(classes, files, strict=True) if not group]
-    if empty:
-        raise ConfigError(
+    problem: str | None = None
+    if not any(files):
+        problem = (
+            f"expected one subfolder per class holding {', '.join(extensions)} files. "
+            f"Received: {str(root)!r} with {len(classes)} subfolder(s) and no such file"
+        )
+    elif empty:
+        problem = (
             f"expected {', '.join(extensions)} files in every class subfolder. "
             f"Received: no such file in {', '.join(repr(str(root / n)) for n in empty)} "
-            "(add samples or remove the folder)",
-            f"{plugin_name}.path",
+            "(add samples or remove the folder)"
         )
-    return tuple(classes), files
+    return ClassFolders(tuple(classes), files, problem)
 
 
 def _interleaved(files: list[list[Path]]) -> Iterator[tuple[Path, int]]:
@@ -102,11 +136,16 @@ def folder_source(
     positive_int(plugin_name, "chunk_size", chunk_size)
     optional_positive_int(plugin_name, "limit", limit)
     check_on_error(plugin_name, on_error, max_skipped)
-    class_files(plugin_name, root, suffixes)  # fail now, not when the run reaches the data
+    problem = class_files(root, suffixes).problem  # fail now, not when the run reaches it
+    if problem is not None:
+        raise ConfigError(problem, f"{plugin_name}.path")
     memo = MetadataMemo()
 
     def batches(bad: BadRecords) -> Iterator[Batch]:
-        classes, files = class_files(plugin_name, root, suffixes)
+        found = class_files(root, suffixes)  # the folder may have changed since
+        if found.problem is not None:
+            raise StageError(plugin_name, found.problem)
+        classes, files = found.classes, found.files
         total = sum(len(group) for group in files)
         meta = memo(
             DatasetMetadata(
@@ -176,7 +215,8 @@ def image_folder(
 
     Args:
         path: the root folder (``path/<class>/<file>``; nested folders are read too);
-            every class folder must hold at least one file.
+            every class folder must hold at least one file, and no image may lie
+            directly in ``path`` (it would have no class).
         extensions: file suffixes to read (case-insensitive).
         chunk_size: files per emitted batch.
         limit: read only the first ``limit`` files (for quick runs).
@@ -224,7 +264,7 @@ def text_folder(
 
     Args:
         path: the root folder (``path/<class>/<file>.txt``); every class folder must
-            hold at least one file.
+            hold at least one file, and no such file may lie directly in ``path``.
         extensions: file suffixes to read (case-insensitive).
         encoding: the files' text encoding (with UTF-8, a byte order mark is dropped).
         chunk_size: files per emitted batch.

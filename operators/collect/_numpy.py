@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec
+from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, inferred_label_names
 from rxpipe.errors import ConfigError
 from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
@@ -86,17 +86,6 @@ def _rows(array: Any, chunk_size: int, limit: int) -> Iterator[np.ndarray[Any, A
         yield np.asarray(array[start : min(start + chunk_size, limit)])
 
 
-def _inferred_names(labels: Any, chunk_size: int) -> tuple[str, ...] | None:
-    dtype = labels.dtype
-    if not np.issubdtype(dtype, np.integer):
-        return None
-    top = -1
-    for chunk in _rows(labels, max(chunk_size, 4096), len(labels)):
-        if chunk.size:
-            top = max(top, int(chunk.max()))
-    return tuple(str(i) for i in range(top + 1))
-
-
 @plugin("collect.numpy")
 def numpy_arrays(
     path: str | None = None,
@@ -112,8 +101,11 @@ def numpy_arrays(
     """Rows of numpy arrays: from ``arrays`` (Python), a ``.npz`` archive or a ``.npy`` file.
 
     The first axis is the sample axis. Integer labels without ``label_names`` are
-    classes ``"0"`` to ``"<max>"`` (the labels are read once to find the maximum);
-    float labels are regression targets. Sample ids are the row numbers.
+    classes ``"0"`` to ``"<max>"`` (the labels are read once to find the maximum), and
+    one-hot label rows (e.g. from ``keras.utils.to_categorical``; any dtype) are classes
+    ``"0"`` to ``"<width - 1>"`` (train them with ``loss="categorical_crossentropy"``);
+    other float labels are regression targets (soft class labels need ``label_names``).
+    Sample ids are the row numbers.
 
     Args:
         path: a ``.npz`` archive (arrays named ``features`` and ``labels``) or a
@@ -203,7 +195,11 @@ def numpy_arrays(
         classes = label_names
         if classes is None and y is not None:
             if not inferred:  # read the labels once, not on every pass
-                inferred.append(_inferred_names(y, chunk_size))
+                inferred.append(
+                    inferred_label_names(
+                        y.dtype, tuple(y.shape), lambda: _rows(y, max(chunk_size, 4096), len(y))
+                    )
+                )
             classes = inferred[0]
         meta = memo(
             DatasetMetadata(

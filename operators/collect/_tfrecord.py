@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -115,6 +116,27 @@ def _files(items: Sequence[str]) -> list[Path]:
     return found
 
 
+def id_names(files: Sequence[Path]) -> list[str]:
+    """Each file's name in sample ids: its path below the folder all ``files`` share.
+
+    Files in one folder keep their plain names; files of one name in different folders
+    get distinct ones. Absolute paths are used when the files share no folder (Windows
+    drives).
+
+    Example:
+        >>> id_names([Path("/data/train/part-0.rec"), Path("/data/val/part-0.rec")])
+        ['train/part-0.rec', 'val/part-0.rec']
+        >>> id_names([Path("/data/a.rec"), Path("/data/b.rec")])
+        ['a.rec', 'b.rec']
+    """
+    absolute = [os.path.abspath(file) for file in files]
+    try:
+        root = os.path.commonpath([os.path.dirname(path) for path in absolute])
+    except ValueError:
+        return [Path(path).as_posix() for path in absolute]
+    return [Path(os.path.relpath(path, root)).as_posix() for path in absolute]
+
+
 class _Reader:
     def __init__(
         self,
@@ -129,6 +151,7 @@ class _Reader:
         memo: MetadataMemo,
     ) -> None:
         self.files = files
+        self.names = id_names(files)
         self.columns = columns
         self.label = label
         self.compression = compression
@@ -213,7 +236,7 @@ class _Reader:
         import tensorflow as tf
 
         left = self.limit
-        for file in self.files:
+        for file, name in zip(self.files, self.names, strict=True):
             where = repr(str(file))
             data = tf.data.TFRecordDataset(str(file), compression_type=self.compression or "")
             iterator = iter(data)
@@ -228,7 +251,7 @@ class _Reader:
                         break
                     except tf.errors.OpError as error:
                         self._fail(
-                            [f"{file.name}#{index + len(records)}"],
+                            [f"{name}#{index + len(records)}"],
                             f"{where} is corrupt after record {index + len(records)}: "
                             f"expected TFRecord data. Received: {_tf_message(error)}",
                             error,
@@ -239,7 +262,7 @@ class _Reader:
                     break
                 if left is not None:
                     left -= len(records)
-                ids = [f"{file.name}#{index + i}" for i in range(len(records))]
+                ids = [f"{name}#{index + i}" for i in range(len(records))]
                 index += len(records)
                 batch = self._batch(tf.constant(records, tf.string), ids, where)
                 if batch is not None:
@@ -271,7 +294,9 @@ def tfrecord(
 
     Each feature is fixed-length: ``"float32"``, ``"int64"``, ``"bytes"`` or ``"string"``
     (UTF-8 text), with an optional shape such as ``"float32[28, 28]"``. One feature
-    gives a plain array, several a mapping by name. Sample ids are ``"<file>#<index>"``.
+    gives a plain array, several a mapping by name. Sample ids are ``"<file>#<index>"``,
+    the file named by its path below the folder all the files share: its plain name when
+    they are in one folder (``"a.tfrecord#0"``), else e.g. ``"train/part-0.tfrecord#0"``.
     Encoded images (``"bytes"``) go on to ``process.decode_image``.
 
     Args:

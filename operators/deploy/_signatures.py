@@ -25,7 +25,7 @@ from rxpipe.batch import FeatureSpec
 from rxpipe.preprocessing import Preprocessor
 from rxpipe.serving.bundle import DEFAULT_SIGNATURE, IMAGE_INPUT, IMAGE_SIGNATURE, SINGLE_INPUT
 
-from ..process._image_steps import Grayscale
+from ..process._image_steps import Grayscale, decode_rgb_tf
 
 if TYPE_CHECKING:
     import keras
@@ -130,7 +130,7 @@ def build_endpoints(
         raw_tensor = tf.TensorSpec(raw.shape, tf.as_dtype(raw.dtype))
 
         def decode(data: tf.Tensor) -> tf.Tensor:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image = decode_rgb_tf(data)  # as process.decode_image: the same pixels
             if channels == 1:  # as process.decode_image(channels=1) does it
                 image = Grayscale().apply_tf(image[tf.newaxis])[0]
             return image_to_raw(image, image_spec)

@@ -66,10 +66,21 @@ def classification(
     Metrics: ``accuracy``, macro precision/recall/F1, per-class precision, recall, F1
     and support, and the confusion matrix (rows: true class, columns: predicted).
 
+    Labels are class indices, or one-hot (or soft) rows of one value per class summing
+    to 1 (as ``train.fit`` with ``loss="categorical_crossentropy"`` takes them); a row's
+    class is the column of its highest value (the first one on a tie), so one-hot labels
+    give the same metrics as the class indices they encode. The predicted class is the
+    column of the model's highest score.
+
     Args:
         split: the split to evaluate on.
         min_accuracy: fail the run with :class:`~rxpipe.QualityGateError` below this.
         prefetch: batches read ahead of the model.
+
+    Raises:
+        BatchError: (as the stage's error) for labels that are neither class indices in
+            range nor one-hot rows of the data set's classes, naming the samples at
+            fault; or a model without one score per class.
 
     Example:
         >>> classification(min_accuracy=0.9).params["split"]
@@ -85,7 +96,7 @@ def classification(
         raise ConfigError(f"min_accuracy: expected a number in [0, 1]. Received: {min_accuracy!r}")
 
     def evaluate(trained: TrainedModel) -> TrainedModel:
-        from rxpipe.training.checks import check_class_labels
+        from rxpipe.training.checks import check_class_labels, class_indices
         from rxpipe.training.steps import predict_fn
 
         if not isinstance(trained, TrainedModel):
@@ -117,8 +128,14 @@ def classification(
                 check_class_labels("evaluate.classification", batch, batch.labels, label_names)
                 if predict is None:
                     predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
-                predicted = np.asarray(predict(batch.features)).argmax(axis=-1)
-                np.add.at(confusion, (np.asarray(batch.labels), predicted), 1)
+                scores = np.asarray(predict(batch.features))
+                if scores.shape != (batch.size, n):
+                    raise BatchError(
+                        f"evaluate.classification: expected the model to give one score per "
+                        f"class ({n}) for each sample. Received: outputs of shape "
+                        f"{scores.shape} for a batch of {batch.size}"
+                    )
+                np.add.at(confusion, (class_indices(batch.labels), scores.argmax(axis=1)), 1)
         if predict is None:
             raise BatchError(
                 f"evaluate.classification: expected batches with split {split!r}. "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -9,6 +10,7 @@ import attrs
 import numpy as np
 
 from rxpipe.batch import Batch, Split
+from rxpipe.config import check_seed
 from rxpipe.context import current_epoch, current_run
 from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import transform
@@ -83,6 +85,15 @@ def _brighten(x: np.ndarray[Any, Any], delta: Any) -> Any:
     return out.astype(x.dtype)
 
 
+def _clip(x: np.ndarray[Any, Any], value_range: tuple[float, float]) -> Any:
+    """``x`` clipped to ``value_range`` (for integers, the integers within it); same dtype."""
+    low, high = value_range
+    if np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(x.dtype)
+        low, high = max(math.ceil(low), info.min), min(math.floor(high), info.max)
+    return np.clip(x, np.asarray(low, x.dtype), np.asarray(high, x.dtype))
+
+
 class _Augmenter:
     def __init__(self, augmentation: Augmentation, seed: int) -> None:
         self._augmentation = augmentation
@@ -103,8 +114,8 @@ class _Augmenter:
         else:
             span = 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0
         out = self._augmentation.images(x, self._rng, span)
-        if value_range is not None and not np.issubdtype(x.dtype, np.integer):
-            out = np.clip(out, value_range[0], value_range[1]).astype(x.dtype)
+        if value_range is not None:  # the declared range, not just the dtype's (uint8 0-16)
+            out = _clip(out, value_range)
         return (batch.evolve(features=out),)
 
     def on_end(self) -> Iterable[Batch]:
@@ -139,7 +150,7 @@ def augment(
         crop_padding: shift images by up to this many pixels each way (the same as
             padding and cropping back to size, with zero padding).
         brightness: add up to this fraction of the value range, either way (clipped
-            to the range).
+            to the data set's declared value range, else to the dtype's).
         seed: random seed; defaults to the run's seed.
 
     Example:
@@ -149,6 +160,8 @@ def augment(
         >>> b.features.shape, b.features.dtype.name
         ((2, 4, 4, 1), 'uint8')
     """
+    if seed is not None:
+        seed = check_seed(seed, "process.augment.seed")
     one_of("process.augment", "flip", flip, FLIPS)
     if isinstance(rotation, bool) or not 0.0 <= rotation <= 180.0:
         raise ConfigError(

@@ -19,7 +19,7 @@ from .._fitting import fitted
 from ._recording import Recorded
 from ._standardize import Moments
 from ._tables import columns_of, is_table, kind_of, matrix
-from ._tabular_steps import FillMissing, category_keys
+from ._tabular_steps import MISSING, FillMissing, category_keys
 
 STRATEGIES = ("mean", "median", "most_frequent", "constant")
 CENTRAL = ("mean", "median")
@@ -32,9 +32,12 @@ class _Fit:
     per value), as a streaming median would only be approximate.
     """
 
-    def __init__(self, strategy: str, columns: tuple[str, ...] | None) -> None:
+    def __init__(
+        self, strategy: str, columns: tuple[str, ...] | None, missing: tuple[str, ...]
+    ) -> None:
         self.strategy = strategy
         self.columns = columns
+        self.missing = missing
         self.moments = Moments()
         self.rows: list[np.ndarray[Any, Any]] = []  # numeric training rows, for "median"
         self.counts: dict[Any, Counter[Any]] = {}
@@ -51,7 +54,7 @@ class _Fit:
                 array = np.asarray(features[column])
                 self.text[column] = kind_of(array) == "text"
                 if self.text[column] or self.strategy == "most_frequent":
-                    self._count(column, category_keys(array))
+                    self._count(column, category_keys(array, self.missing))
             if self.strategy in CENTRAL:
                 numeric = [c for c in self.columns if not self.text[c]]
                 if numeric:
@@ -62,7 +65,7 @@ class _Fit:
             self._add_numbers(x)
         else:
             for index in range(x.shape[1]):
-                self._count(index, category_keys(x[:, index]))
+                self._count(index, category_keys(x[:, index], self.missing))
 
     def _add_numbers(self, x: np.ndarray[Any, Any]) -> None:
         if self.strategy == "mean":
@@ -90,9 +93,11 @@ class _Fit:
         centers = self._centers()
         if self.columns is None:
             if self.strategy in CENTRAL:
-                return FillMissing(values=centers)
+                return FillMissing(values=centers, missing=self.missing)
             width = len(self.counts)
-            return FillMissing(values=[self._frequent(i, 0.0) for i in range(width)])
+            return FillMissing(
+                values=[self._frequent(i, 0.0) for i in range(width)], missing=self.missing
+            )
         values: list[Any] = []
         numeric = iter(centers)
         for column in self.columns:
@@ -102,7 +107,7 @@ class _Fit:
                 values.append(next(numeric))
             else:
                 values.append(self._frequent(column, 0.0))
-        return FillMissing(values=values, columns=self.columns)
+        return FillMissing(values=values, columns=self.columns, missing=self.missing)
 
 
 @plugin("process.fill_missing")
@@ -110,6 +115,7 @@ def fill_missing(
     strategy: str = "mean",
     value: float | str | None = None,
     columns: Sequence[str] | None = None,
+    missing: Sequence[str] = MISSING,
 ) -> Operator[Batch, Batch]:
     """Fill missing values (NaN in numbers, ``None`` in text) per column; recorded for serving.
 
@@ -118,12 +124,19 @@ def fill_missing(
     outliers; it keeps the training split's numbers in memory while fitting, 8 bytes per
     value); ``"most_frequent"`` fills every column with its most frequent
     training value; ``"constant"`` fills with ``value``. Works on a numeric matrix or on
-    named columns (``columns``, default every numeric and text column).
+    named columns (``columns``, default every numeric and text column). Integer columns
+    hold no missing values and pass unchanged.
+
+    Text cells that are ``None`` or one of ``missing`` (``collect.csv``'s missing
+    strings, compared after stripping spaces) are missing, in training and in the
+    exported model, which gets ``""`` or such a string for a missing text value.
 
     Args:
         strategy: ``"mean"``, ``"median"``, ``"most_frequent"`` or ``"constant"``.
         value: the fill value, for ``"constant"``.
         columns: the named columns to fill (named features only).
+        missing: strings that mean a missing text value; give ``collect.csv``'s
+            ``missing`` here if you changed it there.
 
     Example:
         >>> from rxpipe.testing import collect, from_arrays
@@ -134,6 +147,7 @@ def fill_missing(
     """
     one_of("process.fill_missing", "strategy", strategy, STRATEGIES)
     wanted = names("process.fill_missing", "columns", columns)
+    tokens = missing_strings("process.fill_missing", missing)
     if (strategy == "constant") != (value is not None):
         raise ConfigError(
             f"expected a value exactly with strategy 'constant'. Received: value={value!r} "
@@ -141,15 +155,28 @@ def fill_missing(
             "process.fill_missing.value",
         )
     if strategy == "constant":
-        return _constant(value, wanted)
+        return _constant(value, wanted, tokens)
 
     def make_apply(step: FillMissing) -> Callable[[Batch], Batch]:
         return Recorded(step)
 
-    return fitted("process.fill_missing", lambda: _Fit(strategy, wanted), make_apply)
+    return fitted("process.fill_missing", lambda: _Fit(strategy, wanted, tokens), make_apply)
 
 
-def _constant(value: Any, wanted: tuple[str, ...] | None) -> Operator[Batch, Batch]:
+def missing_strings(plugin: str, value: Sequence[str]) -> tuple[str, ...]:
+    """``value`` as a tuple of strings (the text values that mean "missing")."""
+    items = tuple(value) if not isinstance(value, str) else None
+    if items is None or any(not isinstance(v, str) for v in items):
+        raise ConfigError(
+            f'expected a list of strings, e.g. ["", "NA"]. Received: {value!r}',
+            f"{plugin}.missing",
+        )
+    return items
+
+
+def _constant(
+    value: Any, wanted: tuple[str, ...] | None, missing: tuple[str, ...]
+) -> Operator[Batch, Batch]:
     recorders: dict[tuple[str, ...] | None, Recorded] = {}
 
     def apply(batch: Batch) -> Batch:
@@ -164,7 +191,7 @@ def _constant(value: Any, wanted: tuple[str, ...] | None) -> Operator[Batch, Bat
                         f"{'text' if text else 'number'} fill value. Received: {value!r}"
                     )
             key: tuple[str, ...] | None = chosen
-            step = FillMissing(values=[value] * len(chosen), columns=chosen)
+            step = FillMissing(values=[value] * len(chosen), columns=chosen, missing=missing)
         else:
             x = matrix("process.fill_missing", batch)
             if isinstance(value, str):
@@ -173,7 +200,7 @@ def _constant(value: Any, wanted: tuple[str, ...] | None) -> Operator[Batch, Bat
                     f"Received: {value!r}"
                 )
             key = None
-            step = FillMissing(values=[float(value)] * x.shape[1])
+            step = FillMissing(values=[float(value)] * x.shape[1], missing=missing)
         record = recorders.get(key)
         if record is None:
             record = recorders[key] = Recorded(step)

@@ -43,10 +43,12 @@ def decode_image(
 ) -> Operator[Batch, Batch]:
     """Decode PNG, JPEG, BMP or GIF bytes to uint8 images, resized to ``size`` if given.
 
-    Recorded for serving: the exported model takes raw image bytes. Without ``size``
-    every image must have the same size. A sample that is not a readable image fails
-    the run, naming the sample (the file, for ``collect.image_folder``), or with
-    ``on_error="skip"`` is skipped and reported.
+    Recorded for serving: the exported model takes raw image bytes and decodes them to
+    the same pixels (JPEG with the accurate DCT on both sides). Without ``size`` every
+    image must have the size of the first one. A sample that is not a readable image,
+    or is in a format serving cannot decode (TIFF, WebP, ...), fails the run, naming the
+    sample (the file, for ``collect.image_folder``), or with ``on_error="skip"`` is
+    skipped and reported.
 
     Args:
         channels: 3 (RGB) or 1 (grayscale, ITU-R BT.601 weights).
@@ -78,6 +80,7 @@ def decode_image(
         return FeatureSpec(np.asarray(features).shape[1:], "uint8", (0.0, 255.0))
 
     record = Recorded(step, spec)
+    first_samples: dict[int, object] = {}  # output metadata → the sample that set the size
 
     def decode(batch: Batch) -> Batch:
         if not isinstance(batch.features, np.ndarray) or batch.features.dtype != object:
@@ -96,7 +99,8 @@ def decode_image(
                 images.append(step.decode(data))
             except ValueError as error:
                 raise BatchError(
-                    f"cannot decode sample {sample_id!r}: {error}", [sample_id]
+                    f"process.decode_image: cannot decode sample {sample_id!r}: {error}",
+                    [sample_id],
                 ) from None
         sizes = {image.shape for image in images}
         if len(sizes) > 1:
@@ -106,7 +110,18 @@ def decode_image(
                 f"{batch.ids[:4].tolist()}..."
             )
         features = np.stack(images)
-        return batch.evolve(features=features, metadata=record.metadata(batch.metadata, features))
+        meta = record.metadata(batch.metadata, features)
+        ids = batch.ids.tolist()
+        first = first_samples.setdefault(id(meta), ids[0])
+        expected = meta.feature_spec.shape
+        if features.shape[1:] != expected:  # a later batch, of another size than the first
+            raise BatchError(
+                f"process.decode_image: sample {ids[0]!r}: expected images of one size (or "
+                f"set size=[h, w]), {expected[:2]} as sample {first!r}. "
+                f"Received: {features.shape[1:3]}",
+                ids,
+            )
+        return batch.evolve(features=features, metadata=meta)
 
     return map_batches(
         "process.decode_image",

@@ -4,7 +4,11 @@ The numpy side (Pillow for decoding, numpy for resizing) runs in the data pipeli
 TensorFlow side runs in the exported model's serving signature. They compute the same
 thing: resizing follows ``tf.image.resize`` (half-pixel centres) step for step, and
 grayscale uses the same weights and rounding, so a served model sees what the trained
-one saw (lossless formats are bit-identical; JPEG decoders may differ by a level or two).
+one saw, bit for bit. JPEG is decoded on both sides with the accurate integer DCT
+(Pillow's only one; ``dct_method="INTEGER_ACCURATE"`` in TF, whose default fast DCT is
+up to 10 levels off), and 16-bit PNG keeps the high byte of each value on both sides
+(TF's libpng reduction). Only the formats serving decodes are accepted
+(:data:`rxpipe.serving.images.IMAGE_FORMATS`: PNG, JPEG, GIF, BMP).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
+from rxpipe.serving.images import IMAGE_FORMATS
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -24,9 +30,14 @@ __all__ = [
     "Grayscale",
     "Resize",
     "decode_one",
+    "decode_rgb_tf",
     "grayscale",
     "resize",
 ]
+
+_JPEG_KINDS = frozenset({"JPEG", "MPO"})  # MPO: a JPEG with more pictures after it (cameras)
+_READABLE = frozenset(IMAGE_FORMATS) | (_JPEG_KINDS if "JPEG" in IMAGE_FORMATS else frozenset())
+"""Pillow's names of the formats serving decodes (TF reads an MPO file as its first JPEG)."""
 
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 """RGB → luma weights (ITU-R BT.601, as ``tf.image.rgb_to_grayscale``)."""
@@ -35,25 +46,79 @@ GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 def decode_one(data: bytes, channels: int) -> np.ndarray[Any, Any]:
     """Decode one PNG, JPEG, BMP or GIF (first frame) to uint8 of shape (h, w, channels).
 
+    The pixels are those :func:`decode_rgb_tf` gives when serving: 16-bit grayscale PNG
+    keeps the high byte of each value (as TF does), not Pillow's clipping to 255.
+
     Raises:
-        ValueError: if ``data`` is not a readable image.
+        ValueError: if ``data`` is not a readable image in a format serving decodes.
+
+    Example:
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.fromarray(np.array([[0, 1000, 65535]], "uint16")).save(buffer, "PNG")
+        >>> decode_one(buffer.getvalue(), 1)[..., 0].tolist()
+        [[0, 3, 255]]
     """
     from PIL import Image, UnidentifiedImageError
 
+    formats = ", ".join(IMAGE_FORMATS)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValueError(f"expected encoded image bytes. Received: {type(data).__name__}")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.seek(0)
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            kind = image.format
+            if kind in _READABLE:
+                image.seek(0)
+                rgb = _rgb(image)
     except UnidentifiedImageError:
         raise ValueError(
-            f"not a readable PNG, JPEG, BMP or GIF image (an unknown format, starting "
-            f"{bytes(data[:8])!r})"
+            f"expected an image in {formats}. Received: an unknown format, starting "
+            f"{bytes(data[:8])!r}"
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"not a readable PNG, JPEG, BMP or GIF image ({error})") from None
+        raise ValueError(
+            f"expected a readable {formats} image. Received: bytes that fail to decode ({error})"
+        ) from None
+    if kind not in _READABLE:
+        raise ValueError(
+            f"expected an image in {formats} (the formats a served model decodes). "
+            f"Received: a {kind} image"
+        )
     return rgb if channels == 3 else grayscale(rgb[np.newaxis])[0]
+
+
+def _rgb(image: Any) -> np.ndarray[Any, Any]:
+    """An open Pillow image's pixels as uint8 RGB, as TF decodes them."""
+    if image.mode.startswith("I"):  # 16-bit grayscale PNG ("I;16", or "I"): the high byte
+        gray = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., np.newaxis], 3, axis=-1)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_rgb_tf(data: tf.Tensor) -> tf.Tensor:
+    """Decode one encoded image (a scalar ``tf.string``) to uint8 RGB (h, w, 3) with TF ops.
+
+    The serving twin of :func:`decode_one`: JPEG with the accurate integer DCT, as Pillow
+    decodes it (``tf.io.decode_image`` uses the fast DCT, up to 10 levels off); PNG, GIF
+    (first frame) and BMP with ``tf.io.decode_image``. For use in ``tf.map_fn`` over a
+    batch of encoded images.
+
+    Example:
+        >>> import tensorflow as tf
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (5, 3), (200, 30, 90)).save(buffer, "JPEG")
+        >>> pixels = decode_rgb_tf(tf.constant(buffer.getvalue())).numpy()
+        >>> pixels.shape, bool((pixels == decode_one(buffer.getvalue(), 3)).all())
+        ((3, 5, 3), True)
+    """
+    import tensorflow as tf
+
+    return tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
 
 
 def _axis(in_size: int, out_size: int, method: str) -> tuple[Any, Any, Any]:
@@ -182,7 +247,7 @@ class DecodeImage:
         import tensorflow as tf
 
         def one(data: tf.Tensor) -> tf.Tensor:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image = decode_rgb_tf(data)
             if self.channels == 1:
                 image = _grayscale_tf(image[tf.newaxis])[0]
             if self.size is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,10 +20,14 @@ from .._fitting import fitted
 
 
 def _key(value: Any) -> Any:
+    """A label's class key: text as str, integral floats as int; ``None`` if it is missing."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None  # a missing label (e.g. an empty cell of a float column)
+        if value.is_integer():
+            return int(value)
     return value
 
 
@@ -63,11 +68,14 @@ def _encoder(classes: tuple[Any, ...]) -> Callable[[Batch], Batch]:
         values = _labels(batch)
         codes = np.empty(len(values), dtype=np.int64)
         for position, value in enumerate(values):
-            code = index.get(value, index.get(str(value)))
+            code = None if value is None else index.get(value, index.get(str(value)))
             if code is None:
+                sample_id = batch.ids[position].item()
+                received = "a missing label (None or NaN)" if value is None else repr(value)
                 raise BatchError(
-                    f"process.label_encode: sample {batch.ids[position].item()!r}: expected a "
-                    f"label among {list(label_names)}. Received: {value!r}"
+                    f"process.label_encode: sample {sample_id!r}: expected a label among "
+                    f"{list(label_names)}. Received: {received}",
+                    [sample_id],
                 )
             codes[position] = code
         known = evolved.get(id(batch.metadata))
@@ -89,8 +97,9 @@ def label_encode(
 
     With ``label_names``, they give the classes in order (labels are matched by their
     text). Without, the classes are the distinct labels of the training split, sorted
-    (numbers numerically, else as text). A label that is not a class fails the run
-    naming the sample, or is skipped and reported with ``on_error="skip"``.
+    (numbers numerically, else as text). A missing label (``None`` or NaN) is never a
+    class. A label that is not a class, or is missing, fails the run naming the sample,
+    or is skipped and reported with ``on_error="skip"``.
 
     Args:
         label_names: the classes, in index order (default: learned from the train split).

@@ -68,7 +68,13 @@ def normalize(
         (True, 'float32')
     """
     if scale is not None and (not np.isfinite(scale) or scale == 0):
-        raise ConfigError(f"scale: expected a finite, non-zero number. Received: {scale!r}")
+        raise ConfigError(
+            f"expected a finite, non-zero number. Received: {scale!r}", "process.normalize.scale"
+        )
+    if not np.isfinite(offset):
+        raise ConfigError(
+            f"expected a finite number. Received: {offset!r}", "process.normalize.offset"
+        )
     plans: dict[int, tuple[DatasetMetadata, Rescale, DatasetMetadata]] = {}
 
     def apply(batch: Batch) -> Batch:

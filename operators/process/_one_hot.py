@@ -15,14 +15,22 @@ from rxpipe.stage import Operator
 
 from .._checks import names, optional_positive_int, positive_int
 from .._fitting import fitted
+from ._fill_missing import missing_strings
 from ._recording import Recorded
 from ._tables import columns_of, spec_with
-from ._tabular_steps import OneHot, category_keys
+from ._tabular_steps import MISSING, OneHot, category_keys
 
 
 class _Fit:
-    def __init__(self, columns: tuple[str, ...], max_categories: int | None, min_count: int):
+    def __init__(
+        self,
+        columns: tuple[str, ...],
+        max_categories: int | None,
+        min_count: int,
+        missing: tuple[str, ...],
+    ) -> None:
         self.columns = columns
+        self.missing = missing
         self.max_categories = max_categories
         self.min_count = min_count
         self.counts: dict[str, Counter[Any]] = {c: Counter() for c in columns}
@@ -37,7 +45,8 @@ class _Fit:
                     f"process.one_hot: column {column!r}: expected one category per sample. "
                     f"Received: samples of shape {array.shape[1:]}"
                 )
-            self.counts[column].update(k for k in category_keys(array) if k is not None)
+            keys = category_keys(array, self.missing)
+            self.counts[column].update(k for k in keys if k is not None)
 
     def result(self) -> OneHot:
         categories = []
@@ -53,23 +62,29 @@ class _Fit:
                     "training split. Received: none (every value missing or too rare)"
                 )
             categories.append(tuple(sorted(kept, key=str)))
-        return OneHot(columns=self.columns, categories=tuple(categories))
+        return OneHot(columns=self.columns, categories=tuple(categories), missing=self.missing)
 
 
 @plugin("process.one_hot")
 def one_hot(
-    columns: Sequence[str], max_categories: int | None = None, min_count: int = 1
+    columns: Sequence[str],
+    max_categories: int | None = None,
+    min_count: int = 1,
+    missing: Sequence[str] = MISSING,
 ) -> Operator[Batch, Batch]:
     """Replace categorical columns by one-hot float32 vectors; categories from the train split.
 
     Each listed column (text, or numbers used as codes) becomes a vector with one entry
-    per training category (sorted); an unseen or missing value gives all zeros.
+    per training category (sorted); an unseen or missing value gives all zeros. Missing
+    text is ``None`` or one of ``missing`` (after stripping spaces), in training and in
+    the exported model.
     Recorded for serving. Named features only (e.g. from ``collect.csv``).
 
     Args:
         columns: the categorical columns.
         max_categories: keep only this many most frequent categories per column.
         min_count: keep only categories seen this many times in training.
+        missing: strings that mean a missing value (default ``collect.csv``'s).
 
     Example:
         >>> from rxpipe.testing import collect
@@ -89,6 +104,7 @@ def one_hot(
         )
     optional_positive_int("process.one_hot", "max_categories", max_categories)
     positive_int("process.one_hot", "min_count", min_count)
+    tokens = missing_strings("process.one_hot", missing)
 
     def make_apply(step: OneHot) -> Callable[[Batch], Batch]:
         def spec(meta: DatasetMetadata, features: Features) -> Mapping[str, FeatureSpec]:
@@ -100,4 +116,8 @@ def one_hot(
 
         return Recorded(step, spec)
 
-    return fitted("process.one_hot", lambda: _Fit(chosen, max_categories, min_count), make_apply)
+    return fitted(
+        "process.one_hot",
+        lambda: _Fit(chosen, max_categories, min_count, tokens),
+        make_apply,
+    )

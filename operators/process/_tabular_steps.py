@@ -3,7 +3,10 @@
 Tables flow as one float matrix (n, d) or as named columns (a mapping of column name to
 a 1-D array: float32 with NaN for missing values, int64, or object with ``None`` for
 missing strings). On the TensorFlow side, string columns are ``tf.string`` tensors and a
-missing string is ``""``.
+missing string is ``""`` or one of the other strings ``collect.csv`` reads as missing
+(:data:`MISSING`: ``NA``, ``N/A``, ``NaN``, ``nan``, ``null``, ``None``, with
+surrounding spaces stripped). The steps that treat missing text (:class:`FillMissing`,
+:class:`OneHot`) record those strings, so serving treats as missing what training did.
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from typing import Any
 import attrs
 import numpy as np
 
-__all__ = ["ConcatColumns", "FillMissing", "OneHot", "Standardize"]
+from ..collect._csv import MISSING
+
+__all__ = [
+    "MISSING",
+    "ConcatColumns",
+    "FillMissing",
+    "OneHot",
+    "Standardize",
+    "category_keys",
+    "is_missing_text",
+]
 
 
 def _floats(values: Any) -> tuple[float, ...]:
@@ -23,6 +36,31 @@ def _floats(values: Any) -> tuple[float, ...]:
 
 def _items(values: Any) -> tuple[Any, ...]:
     return tuple(values)
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
+def is_missing_text(value: Any, missing: tuple[str, ...]) -> bool:
+    """Whether a text cell is missing: ``None``, or a string in ``missing`` once stripped.
+
+    Example:
+        >>> [is_missing_text(v, MISSING) for v in (None, " NA ", "", "paris")]
+        [True, True, True, False]
+    """
+    return value is None or (isinstance(value, str) and value.strip() in missing)
+
+
+def _missing_tf(x: Any, missing: tuple[str, ...]) -> Any:
+    """The TF twin of :func:`is_missing_text` on a ``tf.string`` tensor (booleans)."""
+    import tensorflow as tf
+
+    if not missing:
+        return tf.zeros_like(x, tf.bool)
+    tokens = tf.constant(list(missing), tf.string)
+    stripped = tf.strings.strip(x)[..., tf.newaxis]
+    return tf.reduce_any(tf.equal(stripped, tokens), axis=-1)
 
 
 @attrs.frozen
@@ -71,11 +109,11 @@ class Standardize:
         return {"mean": list(self.mean), "std": list(self.std), "columns": self.columns}
 
 
-def _fill_array(x: Any, value: Any) -> Any:
+def _fill_array(x: Any, value: Any, missing: tuple[str, ...]) -> Any:
     array = np.asarray(x)
     if array.dtype == object:
         out = array.copy()
-        out[[v is None for v in out.tolist()]] = value
+        out[[is_missing_text(v, missing) for v in out.tolist()]] = value
         return out
     if np.issubdtype(array.dtype, np.floating):
         return np.where(np.isnan(array), np.asarray(value, array.dtype), array)
@@ -84,28 +122,35 @@ def _fill_array(x: Any, value: Any) -> Any:
 
 @attrs.frozen
 class FillMissing:
-    """Replace missing values (NaN, ``None``) by fitted or given values.
+    """Replace missing values (NaN; ``None`` or a ``missing`` string) by fitted or given values.
 
     For a matrix, ``values`` holds one number per column; for named columns, one value
-    per listed column.
+    per listed column. Integer columns and matrices hold no missing values and pass
+    unchanged.
 
     Example:
         >>> FillMissing(values=(0.5, 2.0)).apply(np.array([[np.nan, 1.0]])).tolist()
         [[0.5, 1.0]]
+        >>> city = np.array(["NA", None, "rome"], dtype=object)
+        >>> FillMissing(("paris",), columns=("city",)).apply({"city": city})["city"].tolist()
+        ['paris', 'paris', 'rome']
     """
 
     values: tuple[Any, ...] = attrs.field(converter=_items)
     columns: tuple[str, ...] | None = None
+    missing: tuple[str, ...] = attrs.field(default=MISSING, converter=_strings)
     name: str = "fill_missing"
 
     def apply(self, features: Any) -> Any:
         if self.columns is None:
             array = np.asarray(features)
+            if not np.issubdtype(array.dtype, np.floating):
+                return array
             fill = np.broadcast_to(np.asarray(self.values, array.dtype), array.shape)
             return np.where(np.isnan(array), fill, array)
         out = dict(features)
         for column, value in zip(self.columns, self.values, strict=True):
-            out[column] = _fill_array(features[column], value)
+            out[column] = _fill_array(features[column], value, self.missing)
         return out
 
     def apply_tf(self, features: Any) -> Any:
@@ -113,12 +158,14 @@ class FillMissing:
 
         def one(x: Any, value: Any) -> Any:
             if x.dtype == tf.string:
-                return tf.where(tf.equal(x, ""), tf.constant(str(value)), x)
+                return tf.where(_missing_tf(x, self.missing), tf.constant(str(value)), x)
             if x.dtype.is_floating:
                 return tf.where(tf.math.is_nan(x), tf.cast(value, x.dtype), x)
-            return x
+            return x  # integers (and booleans) cannot be missing
 
         if self.columns is None:
+            if not features.dtype.is_floating:
+                return features
             return one(features, tf.constant(self.values, features.dtype))
         out = dict(features)
         for column, value in zip(self.columns, self.values, strict=True):
@@ -126,20 +173,32 @@ class FillMissing:
         return out
 
     def to_config(self) -> dict[str, Any]:
-        return {"values": list(self.values), "columns": self.columns}
+        return {"values": list(self.values), "columns": self.columns, "missing": list(self.missing)}
 
 
-def category_keys(values: Any) -> list[Any]:
-    """Hashable category keys of a column: strings stay strings, numbers become floats."""
+def category_keys(values: Any, missing: tuple[str, ...] = MISSING) -> list[Any]:
+    """Hashable category keys of a column: strings stay strings, numbers become floats.
+
+    Missing values (NaN, ``None``, a ``missing`` string) are ``None``.
+
+    Example:
+        >>> category_keys(np.array(["a", " NA", None, 3], dtype=object))
+        ['a', None, None, '3']
+    """
     array = np.asarray(values)
     if array.dtype == object:
-        return [v if v is None or isinstance(v, str) else str(v) for v in array.tolist()]
+        return [
+            None if is_missing_text(v, missing) else v if isinstance(v, str) else str(v)
+            for v in array.tolist()
+        ]
     return [None if np.isnan(v) else float(v) for v in array.astype(np.float64).tolist()]
 
 
 @attrs.frozen
 class OneHot:
     """Named categorical columns → float32 one-hot vectors (unknown or missing: all zeros).
+
+    Missing text is ``None`` or a ``missing`` string (after stripping spaces).
 
     Example:
         >>> step = OneHot(columns=("color",), categories=(("blue", "red"),))
@@ -149,13 +208,14 @@ class OneHot:
 
     columns: tuple[str, ...]
     categories: tuple[tuple[Any, ...], ...]
+    missing: tuple[str, ...] = attrs.field(default=MISSING, converter=_strings)
     name: str = "one_hot"
 
     def apply(self, features: Any) -> Any:
         out = dict(features)
         for column, categories in zip(self.columns, self.categories, strict=True):
             index = {c: i for i, c in enumerate(categories)}
-            keys = category_keys(features[column])
+            keys = category_keys(features[column], self.missing)
             vectors = np.zeros((len(keys), len(categories)), dtype=np.float32)
             for row, key in enumerate(keys):
                 position = index.get(key)
@@ -172,14 +232,21 @@ class OneHot:
             x = features[column]
             if x.dtype == tf.string:
                 table = tf.constant([str(c) for c in categories], tf.string)
+                present = tf.logical_not(_missing_tf(x, self.missing))[:, tf.newaxis]
             else:
                 x = tf.cast(x, tf.float64)
                 table = tf.constant([float(c) for c in categories], tf.float64)
-            out[column] = tf.cast(tf.equal(x[:, tf.newaxis], table[tf.newaxis, :]), tf.float32)
+                present = tf.constant(True)
+            hits = tf.logical_and(tf.equal(x[:, tf.newaxis], table[tf.newaxis, :]), present)
+            out[column] = tf.cast(hits, tf.float32)
         return out
 
     def to_config(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "categories": [list(c) for c in self.categories]}
+        return {
+            "columns": list(self.columns),
+            "categories": [list(c) for c in self.categories],
+            "missing": list(self.missing),
+        }
 
 
 @attrs.frozen

@@ -47,10 +47,15 @@ def fit(
     A checkpoint is saved after every epoch (``rxpipe run --resume RUN_DIR`` continues).
     The optimizer, loss, metric and device names, ``monitor`` and the callbacks are checked
     when the stage is built (importing Keras, without starting TensorFlow's runtime). Every
-    batch is checked before it becomes tensors: numeric, finite features and labels, and
-    class indices in range for a data set with label names (a :class:`~rxpipe.BatchError`
-    names the samples at fault); the loss is checked against the labels when training
-    starts.
+    batch is checked before it becomes tensors: numeric, finite features and labels, and,
+    for a data set with label names, class indices in range or one-hot (or soft) rows of
+    one value per class summing to 1 (every batch in the first batch's format; a
+    :class:`~rxpipe.BatchError` names the samples at fault); the loss is checked against
+    the labels when training starts.
+
+    The pipeline's ``seed`` seeds TensorFlow, Keras, Python's ``random`` and NumPy for the
+    run (the caller's Python and NumPy random states are given back afterwards). Those
+    are process-wide: for identical results, run one training at a time per process.
 
     Args:
         epochs: passes over the training split.
@@ -59,8 +64,12 @@ def fit(
         optimizer: Keras optimizer name (in Python, also an optimizer object).
         learning_rate: the optimizer's learning rate.
         loss: Keras loss name (default: sparse categorical cross-entropy for
-            classification, mean squared error otherwise).
-        metrics: Keras metric names reported per epoch.
+            classification with class-index labels, mean squared error otherwise). For
+            one-hot labels (e.g. from ``keras.utils.to_categorical``) or soft labels, set
+            ``"categorical_crossentropy"``.
+        metrics: Keras metric names reported per epoch. For a classifier, ``"accuracy"``
+            is the categorical accuracy with one-hot labels and the sparse one with class
+            indices.
         prefetch: batches prepared ahead of the train step (the bounded buffer).
         validate: evaluate on the validation split after every epoch.
         patience: stop after this many epochs without improvement of ``monitor``

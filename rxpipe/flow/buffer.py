@@ -35,6 +35,7 @@ from rxpipe.errors import BufferOverflowError, ConfigError
 from rxpipe.flow._channel import END, ITEM, Channel
 from rxpipe.flow._tally import Tally, current_tally
 from rxpipe.flow._threads import join_all, start_thread
+from rxpipe.flow.transform import NamedOperator
 
 __all__ = ["BufferStats", "Overflow", "bounded_buffer", "buffer_stats", "subscribe_on_trampoline"]
 
@@ -336,13 +337,13 @@ def bounded_buffer(
     """
     _validate(capacity, max_bytes, overflow)
 
-    def operator(source: reactivex.Observable[T]) -> reactivex.Observable[T]:
+    def operator(source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
         def subscribe(
-            observer: abc.ObserverBase[T], _: abc.SchedulerBase | None = None
+            observer: abc.ObserverBase[Any], _: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
             run = _BufferRun(stage, capacity, max_bytes, overflow, observer, scheduler)
             return run.start(source)
 
         return reactivex.create(subscribe)
 
-    return operator
+    return NamedOperator(stage, operator)

@@ -43,7 +43,7 @@ from rxpipe.flow._skip import NOTHING, OnError, SkipGuard, apply, check_policy
 from rxpipe.flow._tally import current_tally
 from rxpipe.flow._threads import JOIN_TIMEOUT_S, join_all, start_thread
 from rxpipe.flow.buffer import subscribe_on_trampoline
-from rxpipe.flow.transform import as_stage_error
+from rxpipe.flow.transform import NamedOperator, as_stage_error
 
 __all__ = ["Executor", "parallel_map"]
 
@@ -391,4 +391,4 @@ def parallel_map(
 
         return reactivex.create(subscribe)
 
-    return operator
+    return NamedOperator(stage, operator)

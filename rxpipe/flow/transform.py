@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import reactivex
 from reactivex import abc
@@ -48,6 +48,43 @@ def as_stage_error(stage: str, error: Exception, item: object = None) -> StageEr
     return StageError(stage, f"{type(error).__name__}: {error}", named or ids, cause=error)
 
 
+class NamedOperator(Generic[A, B]):
+    """An operator that carries the name of its stage as ``stage_name``.
+
+    What :func:`transform` and :func:`map_batches` return: a :class:`~rxpipe.Pipeline`
+    names a stage that is not a plugin's by its ``stage_name`` in its events, counts and
+    pipeline.toml, as the operator's own errors do.
+
+    Args:
+        stage_name: the stage's name.
+        operator: the operator itself.
+
+    Example:
+        >>> op = NamedOperator("custom.double", lambda source: source)
+        >>> op.stage_name
+        'custom.double'
+        >>> op
+        NamedOperator('custom.double')
+    """
+
+    __slots__ = ("_operator", "stage_name")
+
+    def __init__(
+        self,
+        stage_name: str,
+        operator: Callable[[reactivex.Observable[A]], reactivex.Observable[B]],
+    ) -> None:
+        self.stage_name = stage_name
+        self._operator = operator
+
+    def __call__(self, source: reactivex.Observable[A]) -> reactivex.Observable[B]:
+        """Apply the operator to ``source``."""
+        return self._operator(source)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.stage_name!r})"
+
+
 def transform(
     stage: str, make: Callable[[], BatchTransformer[A, B]]
 ) -> Callable[[reactivex.Observable[A]], reactivex.Observable[B]]:
@@ -60,11 +97,12 @@ def transform(
     :class:`StageError` naming ``stage`` and the ids of the batch being processed.
 
     Args:
-        stage: the stage name used in errors.
+        stage: the stage name used in errors (and, as the operator's ``stage_name``, in a
+            pipeline's events and accounting).
         make: returns a new transformer state.
 
     Returns:
-        The operator.
+        The operator, a :class:`NamedOperator`.
 
     Example:
         >>> class Double:
@@ -137,7 +175,7 @@ def transform(
 
         return reactivex.create(subscribe)
 
-    return operator
+    return NamedOperator(stage, operator)
 
 
 class MapBatches:
@@ -203,6 +241,9 @@ def map_batches(
         prefetch: items taken ahead of the workers (default: ``workers``).
         ordered: keep the input order (with workers).
 
+    Returns:
+        The operator, a :class:`NamedOperator` (its ``stage_name`` is ``stage``).
+
     Raises:
         ConfigError: for an invalid parameter.
 
@@ -215,15 +256,18 @@ def map_batches(
     if workers != 1 or executor != "thread" or prefetch is not None:
         from rxpipe.flow.parallel import parallel_map
 
-        return parallel_map(
+        return NamedOperator(
             stage,
-            fn,
-            workers,
-            executor=executor,
-            prefetch=prefetch,
-            ordered=ordered,
-            on_error=on_error,
-            max_skipped=max_skipped,
+            parallel_map(
+                stage,
+                fn,
+                workers,
+                executor=executor,
+                prefetch=prefetch,
+                ordered=ordered,
+                on_error=on_error,
+                max_skipped=max_skipped,
+            ),
         )
     if on_error == "skip":
         return transform(stage, lambda: _SkippingMap(stage, fn, max_skipped))

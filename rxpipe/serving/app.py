@@ -212,7 +212,9 @@ class ServingApp:
                     f"Received: {signature!r}"
                 )
             body = {k: v for k, v in body.items() if k != "signature_name"}
-        batch, rows = parse_request(body, self.bundle.signatures[signature]["inputs"])
+        batch, rows = parse_request(
+            body, self.bundle.signatures[signature]["inputs"], self.bundle.filled_inputs
+        )
         image_input = self.bundle.image_input
         if image_input is not None and image_input[0] == signature:
             for index, image in enumerate(batch[image_input[1]].ravel()):
@@ -257,7 +259,7 @@ class ServingApp:
             )
         single = "input" in body
         rows = [body["input"]] if single else body["instances"]
-        batch, _ = parse_request({"instances": rows}, self.bundle.inputs)
+        batch, _ = parse_request({"instances": rows}, self.bundle.inputs, self.bundle.filled_inputs)
         return await self._predict_samples(batch, single, k)
 
     async def _predict_images(self, request: Request, k: int) -> Response:

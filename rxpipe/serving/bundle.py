@@ -292,6 +292,14 @@ class Bundle:
         return self.signatures[DEFAULT_SIGNATURE]["inputs"]
 
     @property
+    def filled_inputs(self) -> frozenset[str]:
+        """The raw inputs whose missing values (``null``, NaN) the model's preprocessing
+        fills, as in training (see :func:`rxpipe.serving.inputs.filled_inputs`)."""
+        from rxpipe.serving.inputs import filled_inputs
+
+        return filled_inputs(self.card.get("preprocessing", []), self.inputs)
+
+    @property
     def image_input(self) -> tuple[str, str] | None:
         """``(signature, input name)`` that takes encoded images, or ``None``.
 
@@ -361,7 +369,9 @@ class Bundle:
                 f"{signature}: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
             )
         batch = {
-            name: to_array(inputs[name], spec, f"{signature} input {name!r}")
+            name: to_array(
+                inputs[name], spec, f"{signature} input {name!r}", name in self.filled_inputs
+            )
             for name, spec in specs.items()
         }
         sizes = {name: int(array.shape[0]) for name, array in batch.items()}

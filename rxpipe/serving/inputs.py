@@ -16,6 +16,13 @@ range, float inputs finite values that stay finite in the dtype (NaN, ``Infinity
 ``1e39`` for a float32 input are refused, as TensorFlow Serving refuses a value it
 cannot convert without loss); errors name the first offending value and its sample.
 
+Missing values: for the inputs whose missing values the model's preprocessing fills
+(``process.fill_missing``, or ``process.one_hot`` which encodes them as zeros; see
+:func:`filled_inputs`), JSON ``null`` is accepted, as NaN for a float input and as ``""``
+for a string input, and so is NaN (``NaN`` in JSON, which Python's reader accepts)
+for a float input. The caller names those inputs (``missing_ok``); for every other
+input ``null`` and NaN are refused as above, naming the sample.
+
 Example:
     >>> spec = TensorInfo("features", "float32", (None, 2))
     >>> rows_to_batch([[1, 2], [3, 4]], {"features": spec})["features"].dtype
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +45,7 @@ __all__ = [
     "batch_size",
     "columns_to_batch",
     "expected_sample",
+    "filled_inputs",
     "fits_sample",
     "parse_request",
     "rows_to_batch",
@@ -82,7 +90,75 @@ def _first(bad: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     return tuple(np.argwhere(bad)[0])
 
 
-def _strings(value: Any, where: str) -> np.ndarray[Any, Any]:
+def filled_inputs(
+    preprocessing: Sequence[Mapping[str, Any]], inputs: Collection[str]
+) -> frozenset[str]:
+    """The raw inputs whose missing values a model's preprocessing fills (or one-hot encodes).
+
+    ``preprocessing`` is the model card's list of steps (``{"name": ..., **config}``).
+    A ``fill_missing`` step names its columns; without, it fills the one matrix input,
+    or the columns a ``concat_columns`` step before it joined into that matrix. A
+    ``one_hot`` step encodes a missing value as zeros, as in training.
+
+    Example:
+        >>> steps = [{"name": "fill_missing", "columns": ["age"]},
+        ...          {"name": "one_hot", "columns": ["city"]}]
+        >>> sorted(filled_inputs(steps, ["age", "city", "n"]))
+        ['age', 'city']
+    """
+    names: set[str] = set()
+    joined: list[str] = []
+    for step in preprocessing:
+        kind, columns = step.get("name"), step.get("columns")
+        if kind == "concat_columns" and columns is not None:
+            joined = [str(c) for c in columns]
+        elif kind == "one_hot" and columns is not None:
+            names.update(str(c) for c in columns)
+        elif kind == "fill_missing":
+            if columns is not None:
+                names.update(str(c) for c in columns)
+            else:
+                names.update(joined or inputs)
+    return frozenset(names) & frozenset(inputs)
+
+
+def _first_null(value: Any, at: tuple[int, ...] = ()) -> tuple[int, ...] | None:
+    """Where the first ``None`` is in nested lists (sample first), or ``None`` if nowhere."""
+    if value is None:
+        return at
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_null(item, (*at, index))
+            if found is not None:
+                return found
+    return None
+
+
+def _nulls_as_nan(value: Any) -> Any:
+    """Nested lists with every ``None`` replaced by NaN."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, list):
+        return [_nulls_as_nan(item) for item in value]
+    return value
+
+
+def _refuse_null(value: Any, spec: TensorInfo, where: str, missing_ok: bool) -> None:
+    """A clear error for a ``null`` in an input that takes no missing values."""
+    index = _first_null(value)
+    if index:  # a position in the batch (a bare null is not a batch: refused later)
+        why = (
+            f"{spec.dtype} inputs have no missing values"
+            if missing_ok
+            else "the model fills no missing values in this input"
+        )
+        raise PredictionInputError(
+            f"{where}: expected {expected_sample(spec)} per sample ({why}). "
+            f"Received: null in {_at(index)}"
+        )
+
+
+def _strings(value: Any, where: str, missing_ok: bool = False) -> np.ndarray[Any, Any]:
     if isinstance(value, np.ndarray):  # e.g. an object array of encoded images
         if value.dtype.kind not in "OSU":
             raise PredictionInputError(
@@ -93,6 +169,8 @@ def _strings(value: Any, where: str) -> np.ndarray[Any, Any]:
     def decode(item: Any) -> Any:
         if isinstance(item, str | bytes):
             return item
+        if item is None and missing_ok:
+            return ""  # a missing text value, as the model's preprocessing reads it
         if isinstance(item, Mapping) and set(item) == {"b64"} and isinstance(item["b64"], str):
             try:
                 return base64.b64decode(item["b64"], validate=True)
@@ -102,6 +180,11 @@ def _strings(value: Any, where: str) -> np.ndarray[Any, Any]:
                 ) from None
         if isinstance(item, list):
             return [decode(i) for i in item]
+        if item is None:
+            raise PredictionInputError(
+                f"{where}: expected strings (or {{'b64': ...}} objects; the model fills no "
+                "missing values in this input). Received: null"
+            )
         raise PredictionInputError(
             f"{where}: expected strings (or {{'b64': ...}} objects). "
             f"Received: {type(item).__name__}"
@@ -122,24 +205,41 @@ def _strings(value: Any, where: str) -> np.ndarray[Any, Any]:
         ) from None
 
 
-def to_array(value: Any, spec: TensorInfo, where: str) -> np.ndarray[Any, Any]:
+def to_array(
+    value: Any, spec: TensorInfo, where: str, missing_ok: bool = False
+) -> np.ndarray[Any, Any]:
     """A batch (samples on the first axis) of ``spec``'s input from a JSON value or array.
+
+    With ``missing_ok`` (an input whose missing values the model fills), ``null`` is a
+    missing value: NaN for a float input, ``""`` for a string input; and a float input
+    takes NaN (not infinities).
 
     Raises:
         PredictionInputError: for a ragged value, a wrong shape, a value of the wrong
-            kind (floats or out-of-range numbers for an integer input, numbers for text).
+            kind (floats or out-of-range numbers for an integer input, numbers for text),
+            ``null`` or NaN where the model fills no missing values.
 
     Example:
         >>> to_array([[0, 16]], TensorInfo("x", "uint8", (None, 2)), "instances").tolist()
         [[0, 16]]
+        >>> to_array([1.5, None], TensorInfo("x", "float32", (None,)), "x", True).tolist()
+        [1.5, nan]
     """
+    floats = spec.dtype.startswith(("float", "bfloat"))
     if spec.dtype == "string":
-        array = _strings(value, where)
+        array = _strings(value, where, missing_ok)
     elif isinstance(value, np.ndarray):
         array = value
     else:
         try:
             array = np.asarray(value)
+            if array.dtype == object and isinstance(value, list):  # e.g. a null among numbers
+                if missing_ok and floats:
+                    array = np.asarray(_nulls_as_nan(value))
+                else:
+                    _refuse_null(value, spec, where, missing_ok)
+        except PredictionInputError:
+            raise
         except ValueError:
             raise PredictionInputError(
                 f"{where}: expected {expected_sample(spec)} per sample. Received: ragged nested "
@@ -162,10 +262,12 @@ def to_array(value: Any, spec: TensorInfo, where: str) -> np.ndarray[Any, Any]:
         )
     if spec.dtype == "string":
         return array
-    return _cast(array, spec, where)
+    return _cast(array, spec, where, missing_ok and floats)
 
 
-def _cast(array: np.ndarray[Any, Any], spec: TensorInfo, where: str) -> np.ndarray[Any, Any]:
+def _cast(
+    array: np.ndarray[Any, Any], spec: TensorInfo, where: str, nan_ok: bool = False
+) -> np.ndarray[Any, Any]:
     dtype = np.dtype(spec.dtype)
     kind = array.dtype.kind
     if dtype.kind == "b":
@@ -201,21 +303,27 @@ def _cast(array: np.ndarray[Any, Any], spec: TensorInfo, where: str) -> np.ndarr
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype(dtype, copy=False)
     finite = np.isfinite(converted)
+    if nan_ok:
+        finite |= np.isnan(converted)  # a missing value, which the model fills
     if not finite.all():  # NaN or infinity sent, or a value too large for the dtype
         index = _first(~finite)
         value = array[index].item()
         overflow = f", which overflows {spec.dtype}" if np.isfinite(value) else ""
+        kind = "finite or missing (NaN)" if nan_ok else "finite"
         raise PredictionInputError(
-            f"{where}: expected finite {spec.dtype} values (magnitude at most "
+            f"{where}: expected {kind} {spec.dtype} values (magnitude at most "
             f"{float(np.finfo(dtype).max):.7g}). Received: {value!r}{overflow} in {_at(index)}"
         )
     return converted
 
 
 def rows_to_batch(
-    instances: Any, specs: Mapping[str, TensorInfo]
+    instances: Any, specs: Mapping[str, TensorInfo], missing_ok: Collection[str] = ()
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """A batch from TensorFlow Serving's row format (the value of ``"instances"``)."""
+    """A batch from TensorFlow Serving's row format (the value of ``"instances"``).
+
+    ``missing_ok`` names the inputs that take missing values (see :func:`to_array`).
+    """
     if not isinstance(instances, list) or not instances:
         raise PredictionInputError(
             f"instances: expected a non-empty list of samples. Received: {_json_kind(instances)}"
@@ -224,7 +332,7 @@ def rows_to_batch(
         name, spec = next(iter(specs.items()))
         if all(isinstance(row, Mapping) and set(row) == {name} for row in instances):
             instances = [row[name] for row in instances]
-        return {name: to_array(instances, spec, "instances")}
+        return {name: to_array(instances, spec, "instances", name in missing_ok)}
     for index, row in enumerate(instances):
         if not isinstance(row, Mapping) or set(row) != set(specs):
             raise PredictionInputError(
@@ -232,18 +340,27 @@ def rows_to_batch(
                 f"Received: {sorted(row) if isinstance(row, Mapping) else _json_kind(row)}"
             )
     return {
-        name: to_array([row[name] for row in instances], spec, f"instances (input {name!r})")
+        name: to_array(
+            [row[name] for row in instances],
+            spec,
+            f"instances (input {name!r})",
+            name in missing_ok,
+        )
         for name, spec in specs.items()
     }
 
 
 def columns_to_batch(
-    inputs: Any, specs: Mapping[str, TensorInfo], where: str = "inputs"
+    inputs: Any,
+    specs: Mapping[str, TensorInfo],
+    where: str = "inputs",
+    missing_ok: Collection[str] = (),
 ) -> dict[str, np.ndarray[Any, Any]]:
     """A batch from TensorFlow Serving's columnar format (the value of ``"inputs"``).
 
     Errors start with ``where`` (e.g. the ``.npz`` file the arrays came from), then the
-    input's name in brackets for an input that does not fit.
+    input's name in brackets for an input that does not fit. ``missing_ok`` names the
+    inputs that take missing values (see :func:`to_array`).
     """
     if isinstance(inputs, Mapping):
         if set(inputs) != set(specs):
@@ -251,11 +368,12 @@ def columns_to_batch(
                 f"{where}: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
             )
         batch = {
-            name: to_array(inputs[name], spec, f"{where}[{name!r}]") for name, spec in specs.items()
+            name: to_array(inputs[name], spec, f"{where}[{name!r}]", name in missing_ok)
+            for name, spec in specs.items()
         }
     elif len(specs) == 1:
         name, spec = next(iter(specs.items()))
-        batch = {name: to_array(inputs, spec, where)}
+        batch = {name: to_array(inputs, spec, where, name in missing_ok)}
     else:
         raise PredictionInputError(
             f"{where}: expected an object with the inputs {sorted(specs)}. "
@@ -269,8 +387,12 @@ def columns_to_batch(
     return batch
 
 
-def parse_request(body: Any, specs: Mapping[str, TensorInfo]) -> tuple[dict[str, Any], bool]:
+def parse_request(
+    body: Any, specs: Mapping[str, TensorInfo], missing_ok: Collection[str] = ()
+) -> tuple[dict[str, Any], bool]:
     """The batch of a ``:predict`` request body, and whether it used the row format.
+
+    ``missing_ok`` names the inputs that take missing values (see :func:`to_array`).
 
     Raises:
         PredictionInputError: for a body that is not an object, has both or neither of
@@ -289,8 +411,8 @@ def parse_request(body: Any, specs: Mapping[str, TensorInfo]) -> tuple[dict[str,
             f"(columnar format). Received: {got}"
         )
     if has_rows:
-        return rows_to_batch(body["instances"], specs), True
-    return columns_to_batch(body["inputs"], specs), False
+        return rows_to_batch(body["instances"], specs, missing_ok), True
+    return columns_to_batch(body["inputs"], specs, missing_ok=missing_ok), False
 
 
 def batch_size(batch: Mapping[str, np.ndarray[Any, Any]]) -> int:

@@ -91,11 +91,11 @@ def _names(source: str, count: int) -> list[str]:
 def _from_json(value: Any, source: str, bundle: Bundle) -> _Samples:
     specs = bundle.inputs
     if isinstance(value, Mapping) and ({"instances", "inputs"} & set(value)):
-        batch, _ = parse_request(value, specs)
+        batch, _ = parse_request(value, specs, bundle.filled_inputs)
     elif isinstance(value, list) and (len(specs) > 1 or _is_batch(value, specs)):
-        batch = rows_to_batch(value, specs)
+        batch = rows_to_batch(value, specs, bundle.filled_inputs)
     else:
-        batch = rows_to_batch([value], specs)
+        batch = rows_to_batch([value], specs, bundle.filled_inputs)
     count = int(next(iter(batch.values())).shape[0])
     return _Samples(_names(source, count), batch=batch)
 
@@ -140,7 +140,8 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
     if suffix == ".jsonl":
         rows = _json_lines(path, text)
         with _naming(text):
-            return _Samples(_names(text, len(rows)), batch=rows_to_batch(rows, bundle.inputs))
+            batch = rows_to_batch(rows, bundle.inputs, bundle.filled_inputs)
+            return _Samples(_names(text, len(rows)), batch=batch)
     if suffix == ".json":
         try:
             value = json.loads(path.read_text())
@@ -234,7 +235,7 @@ def _from_npz(arrays: dict[str, np.ndarray[Any, Any]], text: str, bundle: Bundle
         name: _batch_shaped(arrays[name], spec, f"{text}[{name!r}]", one_sample=False)
         for name, spec in bundle.inputs.items()
     }
-    batch = columns_to_batch(arrays, bundle.inputs, where=text)
+    batch = columns_to_batch(arrays, bundle.inputs, text, bundle.filled_inputs)
     return _Samples(_names(text, int(next(iter(batch.values())).shape[0])), batch=batch)
 
 

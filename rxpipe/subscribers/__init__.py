@@ -23,27 +23,44 @@ def attach_subscribers(
     tensorboard: bool = False,
     extra: Sequence[Callable[[Event], None]] = (),
 ) -> Callable[[], None]:
-    """Subscribe the standard subscribers to ``bus``; return a function that detaches them."""
+    """Subscribe the standard subscribers to ``bus``; return a function that detaches them.
+
+    Raises:
+        ConfigError: with ``tensorboard`` when the tensorboard package is not installed
+            (checked before any subscriber is created).
+    """
+    if tensorboard:
+        from rxpipe.subscribers.tensorboard import check_available
+
+        check_available()
     if progress is None:
         progress = sys.stderr.isatty() and log_format is None
     sinks: list[Callable[[Event], None]] = [JsonlWriter(run_dir / "events.jsonl")]
-    if log_format is not None:
-        sinks.append(EventLogger(log_format))
-    if progress:
-        sinks.append(ProgressBar())
-    if tensorboard:
-        from rxpipe.subscribers.tensorboard import TensorBoardWriter
+    try:
+        if log_format is not None:
+            sinks.append(EventLogger(log_format))
+        if progress:
+            sinks.append(ProgressBar())
+        if tensorboard:
+            from rxpipe.subscribers.tensorboard import TensorBoardWriter
 
-        sinks.append(TensorBoardWriter(run_dir / "tensorboard"))
+            sinks.append(TensorBoardWriter(run_dir / "tensorboard"))
+    except BaseException:
+        _close(sinks)
+        raise
     sinks.extend(extra)
     subscriptions = [bus.events.subscribe(sink) for sink in sinks]
 
     def detach() -> None:
         for subscription in subscriptions:
             subscription.dispose()
-        for sink in sinks:
-            close = getattr(sink, "close", None)
-            if callable(close):
-                close()
+        _close(sinks)
 
     return detach
+
+
+def _close(sinks: Sequence[Callable[[Event], None]]) -> None:
+    for sink in sinks:
+        close = getattr(sink, "close", None)
+        if callable(close):
+            close()

@@ -17,8 +17,10 @@ from rxpipe.events import (
 )
 from rxpipe.flow._tally import FITTING_PASS
 
-_QUIET = (TrainProgress, StageStarted, StageCompleted)
-_FORMATS = ("console", "json")
+LEFT_OUT = (TrainProgress, StageStarted, StageCompleted)
+"""Event types :class:`EventLogger` does not log (too frequent; all are in events.jsonl)."""
+LOG_FORMATS = ("console", "json")
+"""The formats of :class:`EventLogger` (``rxpipe run --log-format``)."""
 
 
 def _compact(value: Any) -> Any:
@@ -35,23 +37,37 @@ def _compact(value: Any) -> Any:
 
 
 class EventLogger:
-    """Log each event as one structlog line named after the event (``epoch_ended`` ...).
+    """Log events as structlog lines, one per event, named after it (``epoch_ended`` ...).
 
-    Train-progress and per-pass stage events are left out, and so are the samples a
-    processor consumed to fit itself (dropped with reason ``"fitting pass"``: nothing is
-    lost). Floats are rounded and per-class metrics and confusion matrices are dropped
-    (everything is in events.jsonl).
+    Logged: the run's start, completion and failure, epochs, evaluations, saved
+    artifacts, dropped batches, skipped samples, rebuilt caches, and throughput snapshots
+    (one summary line each). Left out as too frequent for a log (see :data:`LEFT_OUT`):
+    ``train_progress`` (a few per second), ``stage_started`` and ``stage_completed`` (one
+    per stage per pass over the data); and so are the samples a processor consumed to fit
+    itself (``batches_dropped`` with reason ``"fitting pass"``: nothing is lost). Floats
+    are rounded and per-class metrics and confusion matrices are dropped. The run's
+    events.jsonl has every event in full.
     The logger has its own processor chain, so it neither needs nor changes the
     application's global structlog configuration.
 
     Args:
         log_format: ``"console"`` or ``"json"``.
         stream: where lines go (default: standard error).
+
+    Example:
+        >>> import io, json
+        >>> from rxpipe.events import ArtifactSaved
+        >>> stream = io.StringIO()
+        >>> EventLogger("json", stream)(
+        ...     ArtifactSaved(run_id="r", seq=3, time=0.0, name="model", path="runs/x/model")
+        ... )
+        >>> json.loads(stream.getvalue())["event"]
+        'artifact_saved'
     """
 
     def __init__(self, log_format: str = "console", stream: TextIO | None = None) -> None:
-        if log_format not in _FORMATS:
-            raise ValueError(f"log_format: expected one of {_FORMATS}. Received: {log_format!r}")
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format: expected one of {LOG_FORMATS}. Received: {log_format!r}")
         renderer: Any = (
             structlog.processors.JSONRenderer(default=str)
             if log_format == "json"
@@ -67,7 +83,7 @@ class EventLogger:
         )
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, _QUIET):
+        if isinstance(event, LEFT_OUT):
             return
         if isinstance(event, BatchesDropped) and event.reason == FITTING_PASS:
             return

@@ -23,12 +23,33 @@ def _format_logs(logs: Any) -> str:
 class ProgressBar:
     """Show training progress with rich; started lazily, stopped by :meth:`close`.
 
+    The display is two bars (all epochs, and the current epoch's steps, each with its
+    count, the loss, the elapsed and the remaining time) and, once a
+    :class:`~rxpipe.events.ThroughputSnapshot` arrives, one line summarising each stage's
+    throughput below them. That line is cut with an ellipsis to the terminal's width, so
+    it never squeezes the bars' columns. The bar is itself a rich renderable:
+    ``console.print(bar)`` draws the current display.
+
     Args:
         console: the rich console to draw on (default: standard error).
+
+    Example:
+        >>> import io
+        >>> from rich.console import Console
+        >>> from rxpipe.events import TrainProgress
+        >>> console = Console(file=io.StringIO(), width=80, color_system=None)
+        >>> bar = ProgressBar(console)
+        >>> bar(TrainProgress(run_id="r", seq=0, time=0.0, epoch=1, epochs=3, step=5,
+        ...                   steps=10, samples=320, loss=0.5))
+        >>> console.print(bar)
+        >>> bar.close()
+        >>> "epoch 1/3" in console.file.getvalue()
+        True
     """
 
     def __init__(self, console: Any = None) -> None:
         from rich.console import Console
+        from rich.live import Live
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -47,16 +68,34 @@ class ProgressBar:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self._console,
-            transient=True,
         )
         self._task: Any = None
         self._overall: Any = None
-        self._stages: Any = None
         self._epoch = -1
+        self._summary = ""
+        # The Live draws this object (see __rich__), not the Progress's own Live display.
+        self._live = Live(
+            console=self._console,
+            transient=True,
+            refresh_per_second=10,
+            get_renderable=self.__rich__,
+        )
 
-    def _start(self, epochs: int) -> None:
-        if self._overall is None:
-            self._progress.start()
+    def __rich__(self) -> Any:
+        """The current display: the bars, then the stage summary (if any) on one line."""
+        from rich.console import Group
+        from rich.text import Text
+
+        if not self._summary:
+            return self._progress
+        summary = Text.assemble(("stages ", "bold"), self._summary)
+        summary.no_wrap = True
+        summary.overflow = "ellipsis"
+        return Group(self._progress, summary)
+
+    def _start(self, epochs: int | None = None) -> None:
+        self._live.start()  # no-op once started
+        if epochs is not None and self._overall is None:
             self._overall = self._progress.add_task("training", total=epochs, loss="")
 
     def __call__(self, event: Event) -> None:
@@ -96,11 +135,9 @@ class ProgressBar:
         """Show the snapshot as a one-line stage summary below the bars."""
         if not event.stages:
             return
-        if self._stages is None:
-            self._progress.start()
-            self._stages = self._progress.add_task("stages", total=None, loss="")
-        self._progress.update(self._stages, loss=event.summary())
+        self._summary = event.summary()
+        self._start()
 
     def close(self) -> None:
         """Stop the live display (and its refresh thread)."""
-        self._progress.stop()
+        self._live.stop()

@@ -4,9 +4,17 @@
 the train step): one sum per array tells finite data (NaN and infinity propagate
 through it; summed in the array's own precision, which on a batch of 128 RGB images of
 224×224 takes 4.7 ms against 15.7 ms in float64, and a sum that overflows is checked
-value by value), and the minimum and maximum of class labels tell their range; only when
-a check fails are the samples at fault located, and named in the error. :func:`check_loss`
-runs once, when training starts: the loss against the labels and the model's output.
+value by value), the minimum and maximum of class labels tell their range, and one sum
+per row tells one-hot (or soft) labels; only when a check fails are the samples at fault
+located, and named in the error. :func:`check_loss` runs once, when training starts: the
+loss against the labels and the model's output.
+
+A data set with label names takes labels in one of two formats (see
+:func:`check_class_labels`): one class index per sample (shape ``(n,)`` or ``(n, 1)``), for
+``sparse_categorical_crossentropy`` (the default), or one row of class probabilities per
+sample (shape ``(n, classes)``: one-hot rows such as ``keras.utils.to_categorical`` makes,
+or soft rows such as label smoothing makes), for ``categorical_crossentropy``. The class of
+a row is the column of its highest value (:func:`class_indices`).
 
 Without them, a NaN feature is trained on silently (oneDNN's ReLU turns it into 0), and a
 label out of range or a loss that does not fit the labels fails deep in TensorFlow's
@@ -22,7 +30,7 @@ import numpy as np
 from rxpipe.batch import Batch
 from rxpipe.errors import BatchError, ConfigError, format_ids
 
-__all__ = ["check_batch", "check_class_labels", "check_loss"]
+__all__ = ["check_batch", "check_class_labels", "check_loss", "class_indices"]
 
 NUMERIC_KINDS = frozenset("biuf")
 """NumPy dtype kinds a model's numeric input takes: bool, signed, unsigned, float."""
@@ -39,6 +47,11 @@ SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy"})
 """Keras losses that compare one score per class with a class index."""
 
 DEFAULT_CLASSIFICATION_LOSS = "sparse_categorical_crossentropy"
+
+ROW_SUM_TOLERANCE = 1e-3
+"""How far from 1 a row of float one-hot (or soft) labels may sum: float16 rows, whose
+values each round by up to ``eps / 2`` of themselves, get ``4 * eps`` (0.0039). Integer
+and bool rows sum to 1 exactly."""
 
 
 def _all_finite(array: np.ndarray[Any, Any]) -> bool:
@@ -106,11 +119,97 @@ def is_class_index(labels: np.ndarray[Any, Any]) -> bool:
     return labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)
 
 
-def check_class_labels(stage: str, batch: Batch, labels: Any, label_names: tuple[str, ...]) -> None:
-    """Raise a :class:`BatchError` unless ``labels`` are class indices of ``label_names``.
+def class_indices(labels: Any) -> np.ndarray[Any, Any]:
+    """The class of each sample, as an int64 array of shape ``(n,)``.
 
-    That is whole numbers from 0 to ``len(label_names) - 1``; the error names the samples
-    whose labels are not, and their values. Labels of another shape (one-hot) pass.
+    Class indices come back as they are; a one-hot (or soft) row gives the column of its
+    highest value (the first one on a tie). Check the labels first
+    (:func:`check_class_labels`).
+
+    Example:
+        >>> class_indices(np.array([[0.0, 1.0, 0.0], [0.8, 0.1, 0.1]])).tolist()
+        [1, 0]
+        >>> class_indices(np.array([[2], [0]])).tolist()
+        [2, 0]
+    """
+    array = np.asarray(labels)
+    classes: np.ndarray[Any, Any] = (
+        array.reshape(len(array)) if is_class_index(array) else array.argmax(axis=1)
+    )
+    return classes.astype(np.int64)
+
+
+def _names(label_names: tuple[str, ...]) -> str:
+    return ", ".join(map(repr, label_names[:5])) + (", ..." if len(label_names) > 5 else "")
+
+
+def _rows(
+    array: np.ndarray[Any, Any], sums: np.ndarray[Any, Any], mask: np.ndarray[Any, Any]
+) -> str:
+    """Up to three rows of ``array`` where ``mask`` is set, each with its sum."""
+    shown = []
+    for row, total in zip(array[mask][:3], sums[mask][:3], strict=False):
+        values = ", ".join(f"{v:.4g}" for v in row[:10].tolist())
+        shown.append(f"[{values}{', ...' if len(row) > 10 else ''}] (sum {total:.4g})")
+    return "; ".join(shown) + ("; ..." if int(mask.sum()) > 3 else "")
+
+
+def _check_class_rows(
+    stage: str, batch: Batch, array: np.ndarray[Any, Any], label_names: tuple[str, ...]
+) -> None:
+    """Raise unless every row of ``array`` is a distribution over ``label_names``."""
+    classes = len(label_names)
+    expected = (
+        f"expected one-hot (or soft) labels: rows of {classes} non-negative values summing "
+        f"to 1, one per label name ({_names(label_names)})"
+    )
+    if array.shape[1] != classes or array.dtype.kind not in NUMERIC_KINDS:
+        ids = batch.ids.tolist()
+        got = (
+            f"labels of shape {array.shape}"
+            if array.shape[1] != classes
+            else f"labels of dtype {array.dtype} (first {array[0, :3].tolist()!r})"
+        )
+        raise BatchError(f"{stage}: {expected}. Received: {got} for samples {format_ids(ids)}", ids)
+    tolerance = 0.0
+    if array.dtype.kind == "f":
+        tolerance = max(ROW_SUM_TOLERANCE, 4 * float(np.finfo(array.dtype).eps))
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity fail the sum
+        sums = array.sum(axis=1, dtype=np.float64)
+        bad = ~(np.abs(sums - 1.0) <= tolerance)
+        if array.dtype.kind in "if" and array.min() < 0:
+            bad |= (array < 0).any(axis=1)
+    if not bad.any():
+        return
+    ids = batch.ids[bad].tolist()
+    raise BatchError(
+        f"{stage}: {expected}. Received: {_rows(array, sums, bad)} for samples {format_ids(ids)}",
+        ids,
+    )
+
+
+def check_class_labels(
+    stage: str,
+    batch: Batch,
+    labels: Any,
+    label_names: tuple[str, ...],
+    one_hot: bool | None = None,
+) -> None:
+    """Raise a :class:`BatchError` unless ``labels`` are classes of ``label_names``.
+
+    Either class indices, of shape ``(n,)`` or ``(n, 1)``: whole numbers from 0 to
+    ``len(label_names) - 1``; or one-hot (or soft) rows, of shape ``(n, len(label_names))``:
+    non-negative values summing to 1 (within :data:`ROW_SUM_TOLERANCE` for floats, exactly
+    for integers and bools). The error names the samples whose labels are not (every
+    sample of the batch for a wrong shape or dtype), and their values.
+
+    Args:
+        stage: the stage errors start with, e.g. ``"train.fit"``.
+        batch: the batch, whose ids name the samples at fault.
+        labels: its labels as one array.
+        label_names: the data set's classes.
+        one_hot: the format every batch must have, as the first one had: ``True`` for
+            one-hot rows, ``False`` for class indices, ``None`` for either.
 
     Example:
         >>> from rxpipe.testing import from_arrays, collect
@@ -121,12 +220,34 @@ def check_class_labels(stage: str, batch: Batch, labels: Any, label_names: tuple
         rxpipe.errors.BatchError: train.fit: expected class indices from 0 to 1 ...
     """
     array = np.asarray(labels)
-    if not is_class_index(array) or array.size == 0:
+    if array.size == 0:
         return
-    flat = array.reshape(len(array))
     classes = len(label_names)
-    names = ", ".join(map(repr, label_names[:5])) + (", ..." if classes > 5 else "")
-    expected = f"expected class indices from 0 to {classes - 1} (one per label name: {names})"
+    index = is_class_index(array)
+    if one_hot is not None and one_hot == index:
+        ids = batch.ids.tolist()
+        first = f"one-hot labels of width {classes}" if one_hot else "class indices"
+        raise BatchError(
+            f"{stage}: expected {first}, as in the first batch. Received: labels of shape "
+            f"{array.shape} for samples {format_ids(ids)}",
+            ids,
+        )
+    if array.ndim == 2 and not index:
+        _check_class_rows(stage, batch, array, label_names)
+        return
+    if not index:
+        ids = batch.ids.tolist()
+        raise BatchError(
+            f"{stage}: expected one label per sample: a class index (shape (n,)) or a row "
+            f"of {classes} class probabilities (shape (n, {classes})). Received: labels of "
+            f"shape {array.shape} for samples {format_ids(ids)}",
+            ids,
+        )
+    flat = array.reshape(len(array))
+    expected = (
+        f"expected class indices from 0 to {classes - 1} (one per label name: "
+        f"{_names(label_names)})"
+    )
     if flat.dtype.kind not in NUMERIC_KINDS:
         raise BatchError(
             f"{stage}: {expected}. Received: labels of dtype {flat.dtype} (first "
@@ -148,11 +269,19 @@ def check_class_labels(stage: str, batch: Batch, labels: Any, label_names: tuple
     )
 
 
-def check_batch(stage: str, batch: Batch, features: Any, labels: Any, strings: bool) -> None:
+def check_batch(
+    stage: str,
+    batch: Batch,
+    features: Any,
+    labels: Any,
+    strings: bool,
+    one_hot: bool | None = None,
+) -> None:
     """Check a training or validation batch before it becomes tensors.
 
     Features: numeric (or text, with ``strings``) and finite. Labels: finite, and for a
-    classification data set (with label names), class indices in range.
+    classification data set (with label names), class indices in range or one-hot (or
+    soft) rows, in the format ``one_hot`` says (see :func:`check_class_labels`).
 
     Raises:
         BatchError: naming the samples at fault, what was expected and what was received.
@@ -169,7 +298,7 @@ def check_batch(stage: str, batch: Batch, features: Any, labels: Any, strings: b
         )
     label_names = batch.metadata.label_names
     if label_names is not None:
-        check_class_labels(stage, batch, array, label_names)
+        check_class_labels(stage, batch, array, label_names, one_hot)
 
 
 def loss_name(loss: str | None) -> str:
@@ -200,7 +329,11 @@ def check_loss(
     - class-index labels with any other Keras loss but the sparse cross-entropy, for a
       model with one score per class (``mse`` compares the scores with a class index);
     - the sparse cross-entropy (the default) for a model without one score per class
-      (a regression head), or with one-hot labels.
+      (a regression head), or with one-hot labels;
+    - one-hot (or soft) labels with a model without one score per class.
+
+    One-hot labels take ``categorical_crossentropy`` (or another loss for them, such as
+    ``categorical_focal_crossentropy`` or ``kl_divergence``), as soft labels do.
 
     Args:
         loss: ``train.fit``'s loss (``None``: the classification default).
@@ -245,5 +378,12 @@ def check_loss(
             f"expected class-index labels (one per sample) for {name!r}. Received: {shown}, "
             f"with labels of shape {array.shape} (for one-hot labels, set "
             "'categorical_crossentropy')",
+            path,
+        )
+    if not index_labels and outputs is not None and outputs != classes:
+        raise ConfigError(
+            f"expected a model with one score per class ({classes}) for one-hot labels of "
+            f"width {classes}. Received: {shown}, for a model with {outputs} output(s) per "
+            "sample",
             path,
         )

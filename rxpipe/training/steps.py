@@ -17,17 +17,23 @@ import tensorflow as tf
 
 from rxpipe.batch import DatasetMetadata
 from rxpipe.errors import ConfigError
+from rxpipe.training.checks import is_class_index
 from rxpipe.training.options import logged_metric_name
 
 __all__ = ["Steps", "compile_steps", "predict_fn"]
 
 
-def _metric(name: str, classification: bool) -> Any:
+def _metric(name: str, classification: bool, one_hot: bool = False) -> Any:
     """The metric object for ``name``, named as :func:`logged_metric_name` says.
 
+    For a classifier, ``"accuracy"`` (or ``"acc"``) is the sparse categorical accuracy
+    for class-index labels, and the categorical accuracy for one-hot (or soft) labels
+    (``one_hot``): the share of samples whose highest score is at the label's class.
     Keras names a second ``AUC()`` ``"auc_1"``; the logs (and ``monitor``) use ``"auc"``.
     """
     if classification and name in ("accuracy", "acc"):
+        if one_hot:
+            return keras.metrics.CategoricalAccuracy(name="accuracy")
         return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     try:
         metric = keras.metrics.get(name)
@@ -132,19 +138,21 @@ def compile_steps(
         optimizer: its optimizer, created in the same scope.
         meta: the training data's metadata (picks the default loss and metrics).
         features: an example batch of features (for the input signature).
-        labels: an example batch of labels.
+        labels: an example batch of labels; for a classifier, class indices or one-hot
+            rows pick the sparse or the categorical accuracy.
         loss: a Keras loss name, or ``None`` for the task's default.
         metrics: Keras metric names.
         jit_compile: compile the steps with XLA.
         strategy: a ``tf.distribute`` strategy, or ``None`` for one device.
     """
     classification = meta.num_classes is not None
+    one_hot = classification and not is_class_index(labels)
     loss_fn = make_loss(loss, classification)
     steps = Steps(
         model=model,
         optimizer=optimizer,
-        metrics=[_metric(m, classification) for m in metrics],
-        val_metrics=[_metric(m, classification) for m in metrics],
+        metrics=[_metric(m, classification, one_hot) for m in metrics],
+        val_metrics=[_metric(m, classification, one_hot) for m in metrics],
         loss_tracker=keras.metrics.Mean(name="loss"),
         val_loss_tracker=keras.metrics.Mean(name="val_loss"),
         step_counter=tf.Variable(0, dtype=tf.int64, trainable=False),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
-from contextlib import ExitStack, closing, nullcontext
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, closing, contextmanager, nullcontext
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import reactivex
 from reactivex import operators as ops
 
@@ -149,6 +150,24 @@ def device_feed(
     return iterate(stream.pipe(map_batches(STAGE, to_tensors)), capacity, name=name)
 
 
+@contextmanager
+def _caller_random_state_kept() -> Iterator[None]:
+    """Give back Python's and NumPy's global random states when training ends.
+
+    Training seeds them (with TensorFlow's) from the run's seed, as
+    ``keras.utils.set_random_seed`` does; the caller's own draws afterwards go on from
+    where they were, not from the run's seed.
+    """
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def _peek(stream: reactivex.Observable[Batch]) -> Batch:
     with closing(iterate(stream, 1, name="rxpipe-train-peek")) as batches:
         first = next(batches, None)
@@ -198,6 +217,7 @@ class _Trainer:
         self.saved_epoch = 0
         self.throughput = (0.0, 0.0)
         self.takes_strings = False
+        self.one_hot: bool | None = None  # the labels' format, as the first batch has them
         self.step_ids: dict[int, Any] = {}  # global step -> its batch's ids, since last check
 
     def setup(self, stack: ExitStack) -> None:
@@ -210,6 +230,7 @@ class _Trainer:
         if options.memory_growth:
             set_memory_growth()
         stack.enter_context(op_determinism(options.deterministic))
+        stack.enter_context(_caller_random_state_kept())
         keras.utils.set_random_seed(self.run.seed)
         self.strategy = make_strategy(options.strategy)
         if options.strategy == "multi_worker":
@@ -220,7 +241,7 @@ class _Trainer:
     def build(self) -> None:
         import tensorflow as tf
 
-        from rxpipe.training.checks import check_loss
+        from rxpipe.training.checks import check_loss, is_class_index
         from rxpipe.training.devices import dtype_policy
         from rxpipe.training.steps import compile_steps, make_optimizer
 
@@ -241,6 +262,8 @@ class _Trainer:
             optimizer = make_optimizer(options.optimizer, options.learning_rate, options.precision)
             optimizer.build(self.model.trainable_variables)
         self.takes_strings = _takes_strings(self.model)
+        if self.meta.label_names is not None:
+            self.one_hot = not is_class_index(np.asarray(y))
         self.check_batch(first, x, y)
         if self.meta.label_names is not None:
             outputs = _outputs_per_sample(self.model)
@@ -285,7 +308,7 @@ class _Trainer:
         """Check a batch before it becomes tensors (on the feed's producer thread)."""
         from rxpipe.training.checks import check_batch
 
-        check_batch(STAGE, batch, x, y, self.takes_strings)
+        check_batch(STAGE, batch, x, y, self.takes_strings, self.one_hot)
 
     def callbacks(self) -> Any:
         import keras
@@ -465,8 +488,10 @@ def train(plan: ModelPlan, options: TrainOptions) -> TrainedModel:
     last one and continues with the next epoch.
 
     Every batch is checked on the feed's thread (finite, numeric features; finite labels;
-    class indices in range for a data set with label names), and the loss against the
-    labels when training starts.
+    for a data set with label names, class indices in range, or one-hot (or soft) rows of
+    one value per class summing to 1, in the first batch's format), and the loss against
+    the labels when training starts. With one-hot labels, ``"accuracy"`` is the categorical
+    accuracy.
 
     Raises:
         BatchError: if ``plan`` is not a :class:`ModelPlan` (no ``models.*`` stage before),

@@ -9,8 +9,10 @@ import pytest
 import reactivex
 from reactivex import operators as ops
 
-from rxpipe import Batch, StageError
+from rxpipe import Batch, Pipeline, StageError
 from rxpipe.flow import map_batches, transform
+from rxpipe.operators import access
+from rxpipe.operators import collect as collect_plugins
 from rxpipe.testing import collect, from_arrays
 
 
@@ -86,3 +88,21 @@ def test_errors_in_on_end_are_stage_errors() -> None:
 
     with pytest.raises(StageError, match="flush failed"):
         collect(reactivex.of(1).pipe(transform("s", FailsAtEnd)))
+
+
+def test_operators_carry_their_stage_name() -> None:
+    """map_batches and transform set stage_name to the stage they name in errors."""
+    assert map_batches("custom.double", lambda x: x).stage_name == "custom.double"
+    assert map_batches("custom.skip", lambda x: x, on_error="skip").stage_name == "custom.skip"
+    assert map_batches("custom.pool", lambda x: x, workers=2).stage_name == "custom.pool"
+    assert transform("custom.pairs", Pairs).stage_name == "custom.pairs"
+    assert repr(transform("custom.pairs", Pairs)) == "NamedOperator('custom.pairs')"
+
+
+def test_a_pipeline_names_a_map_batches_stage_by_its_stage_name() -> None:
+    """Used as a pipeline stage, map_batches("custom.double", fn) is custom.double."""
+    double = map_batches("custom.double", lambda b: b.evolve(features=b.features * 2))
+    pipeline = Pipeline(collect_plugins.iris(), access.batch(50), double)
+    assert pipeline.stage_names == ("collect.iris", "access.batch", "custom.double")
+    assert [spec.use for spec in pipeline.config.plugins][-1] == "custom.double"
+    assert sum(b.size for b in pipeline.collect()) == 150

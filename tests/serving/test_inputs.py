@@ -7,7 +7,13 @@ import pytest
 
 from rxpipe.errors import PredictionInputError
 from rxpipe.serving.bundle import TensorInfo
-from rxpipe.serving.inputs import columns_to_batch, parse_request, rows_to_batch, to_array
+from rxpipe.serving.inputs import (
+    columns_to_batch,
+    filled_inputs,
+    parse_request,
+    rows_to_batch,
+    to_array,
+)
 
 DIGIT = TensorInfo("features", "uint8", (None, 2, 2))
 TABLE = {
@@ -187,3 +193,68 @@ def test_request_reports_its_format() -> None:
     sample = [[0, 1], [2, 3]]
     assert parse_request({"instances": [sample]}, {"features": DIGIT})[1] is True
     assert parse_request({"inputs": [sample]}, {"features": DIGIT})[1] is False
+
+
+def test_null_and_nan_are_missing_values_where_the_model_fills_them() -> None:
+    """With missing_ok, null is NaN for a float input and "" for text; NaN is taken too."""
+    rows = [
+        {"age": None, "city": "Oslo"},
+        {"age": float("nan"), "city": None},
+        {"age": 3, "city": "Lima"},
+    ]
+    batch = rows_to_batch(rows, TABLE, missing_ok={"age", "city"})
+    assert batch["age"].dtype == np.float32
+    assert np.isnan(batch["age"][:2]).all()
+    assert batch["age"][2] == 3.0
+    assert batch["city"].tolist() == ["Oslo", "", "Lima"]
+    columns = columns_to_batch(
+        {"age": [None, 1.5], "city": ["a", None]}, TABLE, missing_ok={"age", "city"}
+    )
+    assert columns["city"].tolist() == ["a", ""]
+    body = {"instances": [{"age": None, "city": None}]}
+    assert parse_request(body, TABLE, missing_ok={"age", "city"})[0]["city"].tolist() == [""]
+
+
+def test_null_is_refused_where_the_model_fills_no_missing_values() -> None:
+    """Without missing_ok for the input, null and NaN keep their clear 400-style errors."""
+    with pytest.raises(PredictionInputError) as info:
+        rows_to_batch([{"age": 1, "city": "a"}, {"age": None, "city": "b"}], TABLE)
+    assert str(info.value) == (
+        "instances (input 'age'): expected float32 values of shape () per sample (the model "
+        "fills no missing values in this input). Received: null in sample 1"
+    )
+    with pytest.raises(PredictionInputError, match=r"fills no missing .* Received: null$"):
+        rows_to_batch([{"age": 1, "city": None}], TABLE, missing_ok={"age"})
+    with pytest.raises(PredictionInputError, match="expected finite float32 values"):
+        rows_to_batch([{"age": float("nan"), "city": "a"}], TABLE, missing_ok={"city"})
+    count = TensorInfo("n", "int64", (None,))
+    with pytest.raises(PredictionInputError) as info:
+        to_array([1, None], count, "n", missing_ok=True)
+    assert str(info.value) == (
+        "n: expected int64 values of shape () per sample (int64 inputs have no missing "
+        "values). Received: null in sample 1"
+    )
+
+
+def test_infinities_stay_refused_where_missing_values_are_taken() -> None:
+    """missing_ok takes NaN (missing), not infinity or overflow."""
+    with pytest.raises(PredictionInputError) as info:
+        to_array([1.0, float("inf")], TABLE["age"], "age", missing_ok=True)
+    assert str(info.value) == (
+        "age: expected finite or missing (NaN) float32 values (magnitude at most "
+        "3.402823e+38). Received: inf in sample 1"
+    )
+
+
+def test_filled_inputs_reads_the_model_cards_preprocessing() -> None:
+    """fill_missing columns, a matrix fill after concat_columns, and one_hot columns."""
+    names = ["age", "city", "n", "note"]
+    steps = [
+        {"name": "one_hot", "columns": ["city"], "categories": [["a"]]},
+        {"name": "concat_columns", "columns": ["age", "city"], "widths": [1, 1]},
+        {"name": "fill_missing", "values": [0.0, 0.0], "columns": None},
+    ]
+    assert filled_inputs(steps, names) == {"age", "city"}
+    assert filled_inputs([{"name": "fill_missing", "columns": None}], ["features"]) == {"features"}
+    assert filled_inputs([{"name": "standardize", "columns": ["age"]}], names) == frozenset()
+    assert filled_inputs([{"name": "fill_missing", "columns": ["n", "gone"]}], names) == {"n"}

@@ -81,11 +81,11 @@ def test_bad_inputs_exit_2_with_the_reason(
     assert message in capsys.readouterr().err
 
 
-def test_a_directory_without_a_bundle_exits_1(
+def test_a_directory_without_a_bundle_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run directory with no bundle fails with a message naming model/model_card.json."""
-    assert main(["predict", str(tmp_path), "[1]"]) == 1
+    """A run directory with no bundle is a usage error naming model/model_card.json."""
+    assert main(["predict", str(tmp_path), "[1]"]) == 2
     assert "model/model_card.json" in capsys.readouterr().err
 
 

@@ -405,3 +405,39 @@ def test_regression_models_answer_values_on_predict(regression_server: Any) -> N
     assert (one.status_code, one.json()) == (200, {"value": 2.5})
     several = post(regression_server, "/predict", json={"instances": [[0, 0, 1], [0, 0, -3.5]]})
     assert several.json() == [{"value": 1.0}, {"value": -3.5}]
+
+
+def test_null_is_a_missing_value_where_the_model_fills_it(
+    tmp_path: Any, regression_server: Any
+) -> None:
+    """A model whose preprocessing fills missing values (process.fill_missing) takes JSON
+    null for them over HTTP, filled as in training; a model that fills none answers 400."""
+    import keras
+    import reactivex
+
+    from rxpipe.batch import DatasetMetadata, FeatureSpec
+    from rxpipe.context import atomic_write
+    from rxpipe.model import TrainedModel
+    from rxpipe.operators.deploy import write_bundle
+    from rxpipe.operators.process._tabular_steps import FillMissing
+
+    from .conftest import serving
+
+    inputs = keras.Input((3,), name="features")
+    layer = keras.layers.Dense(1, use_bias=False)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([[1.0], [10.0], [100.0]], np.float32)])
+    raw = FeatureSpec((3,), "float32")
+    meta = DatasetMetadata("filled", raw, None).with_preprocessor(
+        FillMissing(values=(1.0, 2.0, 3.0)), raw
+    )
+    with atomic_write(tmp_path / "model") as target:
+        write_bundle(TrainedModel("linear", model, reactivex.empty(), meta), target)
+    with serving(tmp_path / "model", tmp_path) as server:
+        answer = post(server, "/v1/models/filled:predict", json={"instances": [[None, 0, None]]})
+        assert (answer.status_code, answer.json()) == (200, {"predictions": [[301.0]]})
+        pipcook = post(server, "/predict", json={"input": [0.5, None, 0]})
+        assert pipcook.json() == {"value": 20.5}
+    refused = post(regression_server, "/predict", json={"input": [0, None, 0]})
+    assert refused.status_code == 400
+    assert "fills no missing values" in refused.json()["error"]

@@ -7,8 +7,18 @@ import json
 
 import pytest
 
-from rxpipe.events import BatchesDropped, EpochEnded, EventBus, RunFailed, TrainProgress
+from rxpipe.events import (
+    BatchesDropped,
+    EpochEnded,
+    Event,
+    EventBus,
+    RunFailed,
+    StageCompleted,
+    StageStarted,
+    TrainProgress,
+)
 from rxpipe.subscribers import EventLogger
+from rxpipe.subscribers.logs import LEFT_OUT
 
 
 def test_json_lines_are_valid_json_with_event_names() -> None:
@@ -75,3 +85,36 @@ def test_throughput_snapshots_are_logged_as_one_summary() -> None:
     bus.publish(ThroughputSnapshot, elapsed_s=5.0, interval_s=5.0, stages=(rate,))
     [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert line["stages"] == "process.resize 32/s (busy 71%)"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        StageStarted(run_id="r", seq=0, time=0.0, stage="s", kind_of_stage="process", pass_index=0),
+        StageCompleted(
+            run_id="r",
+            seq=1,
+            time=0.0,
+            stage="s",
+            pass_index=0,
+            batches_in=1,
+            batches_out=1,
+            samples_in=8,
+            samples_out=8,
+            duration_s=0.1,
+        ),
+    ],
+    ids=lambda e: e.kind,
+)
+def test_per_pass_stage_events_are_not_logged(event: Event) -> None:
+    """Stage start and completion events (one per stage per pass) stay out of the log."""
+    stream = io.StringIO()
+    EventLogger("json", stream)(event)
+    assert stream.getvalue() == ""
+
+
+def test_the_docstring_names_every_event_left_out() -> None:
+    """What the logger leaves out is what its documentation says it leaves out."""
+    assert {cls.kind for cls in LEFT_OUT} == {"train_progress", "stage_started", "stage_completed"}
+    for cls in LEFT_OUT:
+        assert f"``{cls.kind}``" in (EventLogger.__doc__ or "")

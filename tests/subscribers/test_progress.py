@@ -8,7 +8,14 @@ import re
 import pytest
 from rich.console import Console
 
-from rxpipe.events import EpochEnded, EventBus, RunCompleted, TrainProgress
+from rxpipe.events import (
+    EpochEnded,
+    EventBus,
+    RunCompleted,
+    StageRate,
+    ThroughputSnapshot,
+    TrainProgress,
+)
 from rxpipe.subscribers import ProgressBar
 
 
@@ -40,3 +47,53 @@ def test_progress_bar_shows_epochs_and_stops_its_thread() -> None:
     bus.publish(RunCompleted, duration_s=1.0)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
     assert "epoch 1/2  loss=0.5000  val_loss=0.6000  (24 samples/s)" in text
+
+
+def _snapshot(seq: int) -> ThroughputSnapshot:
+    names = ["collect.digits", "access.split", "access.shuffle", "access.batch", "train.fit"]
+    rates = tuple(StageRate(n, 10, 640, 100.0, 26000.0, 0.5, None) for n in names)
+    return ThroughputSnapshot(
+        run_id="r", seq=seq, time=0.0, elapsed_s=5, interval_s=5, stages=rates
+    )
+
+
+def _progress(seq: int) -> TrainProgress:
+    return TrainProgress(
+        run_id="r", seq=seq, time=0.0, epoch=3, epochs=15, step=10, steps=23, samples=640, loss=0.3
+    )
+
+
+TIME = r"\d+:\d\d:\d\d"
+
+
+def _check_display(lines: list[str], width: int) -> None:
+    training, epoch, stages = lines
+    assert re.fullmatch(rf"training +0/15 +{TIME} -:--:--", training.rstrip())
+    assert re.fullmatch(rf"epoch 3/15 ━+ +10/23 loss 0\.3000 {TIME} -:--:--", epoch.rstrip())
+    assert stages.startswith("stages collect.digits 26,000/s (busy 50%) · ")
+    assert stages.rstrip().endswith("…")
+    assert len(stages) <= width
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_columns_stay_when_a_stage_summary_arrives(width: int) -> None:
+    """A long stage summary is cut to the width on its own line; every bar column stays."""
+    bar = ProgressBar(Console(file=io.StringIO(), width=width, force_terminal=True))
+    bar(_progress(0))
+    bar(_snapshot(1))
+    output = io.StringIO()
+    Console(file=output, width=width, force_terminal=True, color_system=None).print(bar)
+    bar.close()
+    _check_display(output.getvalue().splitlines(), width)
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_the_terminal_shows_every_column_after_a_stage_summary() -> None:
+    """What the live display last drew on the terminal has the bars' columns and the summary."""
+    output = io.StringIO()
+    bar = ProgressBar(Console(file=output, width=80, force_terminal=True, color_system=None))
+    bar(_progress(0))
+    bar(_snapshot(1))
+    bar.close()
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
+    _check_display([line for line in text.splitlines() if line.strip()][-3:], 80)

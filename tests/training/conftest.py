@@ -6,10 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import rxpipe
 from rxpipe.operators import access, collect, models, process, train
+from rxpipe.testing import from_arrays
 
 
 def build_small_digits(
@@ -32,6 +34,28 @@ def build_small_digits(
     )
 
 
+def digit_arrays_pipeline(
+    runs_dir: Path, labels: np.ndarray[Any, Any], **fit: Any
+) -> rxpipe.Pipeline:
+    """scikit-learn's 1,797 digits (64 features in [0, 1]) with ``labels`` (class indices or
+    one-hot rows), split 70/15/15, a small MLP and train.fit(**fit): a few seconds."""
+    from sklearn.datasets import load_digits
+
+    features = (load_digits().data / 16.0).astype("float32")
+    meta = rxpipe.DatasetMetadata(
+        "digits", rxpipe.FeatureSpec((64,), "float32"), tuple(str(d) for d in range(10))
+    )
+    fit.setdefault("learning_rate", 0.01)
+    return rxpipe.Pipeline(
+        access.split(train=0.7, validation=0.15, test=0.15),
+        models.mlp(hidden=(32,), dropout=0.0),
+        train.fit(**fit),
+        source=from_arrays(features, labels, batch_size=64, metadata=meta),
+        name="digits",
+        runs_dir=runs_dir,
+    )
+
+
 SmallDigits = Callable[..., rxpipe.Pipeline]
 
 
@@ -39,3 +63,9 @@ SmallDigits = Callable[..., rxpipe.Pipeline]
 def small_digits(runs_dir: Path) -> SmallDigits:
     """build_small_digits bound to this test's runs directory."""
     return lambda **kwargs: build_small_digits(runs_dir, **kwargs)
+
+
+@pytest.fixture
+def digit_arrays(runs_dir: Path) -> Callable[..., rxpipe.Pipeline]:
+    """digit_arrays_pipeline bound to this test's runs directory."""
+    return lambda labels, **fit: digit_arrays_pipeline(runs_dir, labels, **fit)

@@ -65,8 +65,12 @@ def test_resume_of_a_finished_run_trains_nothing_more(small_digits: Any) -> None
 
 
 def test_resume_needs_a_run_directory(tmp_path: Path) -> None:
-    """Resuming something that is not a run directory is a config error."""
-    with pytest.raises(rxpipe.ConfigError, match="expected a run directory holding"):
+    """Resuming something that is not a run directory is a config error saying what is missing."""
+    with pytest.raises(
+        rxpipe.ConfigError,
+        match=r"^run_dir: expected the directory of an earlier run .* holds no run\.json and no "
+        r"pipeline\.toml$",
+    ):
         rxpipe.Pipeline.resume(tmp_path)
 
 

@@ -156,6 +156,146 @@ def test_bad_values_are_named_by_sample_before_training_on_them(
     assert not recorder.of_type(rxpipe.EpochEnded)  # the epoch with it never ended
 
 
+def one_hot_data(n: int = 64) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """:func:`tiny_data` with its labels as float32 one-hot rows."""
+    features, labels = tiny_data(n)
+    return features, np.eye(3, dtype="float32")[labels]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            [0.5, 0.5, 0.5],
+            "train.fit: expected one-hot (or soft) labels: rows of 3 non-negative values summing "
+            "to 1, one per label name ('a', 'b', 'c'). Received: [0.5, 0.5, 0.5] (sum 1.5) for "
+            "samples [40]",
+        ),
+        ([1.5, -0.5, 0.0], "Received: [1.5, -0.5, 0] (sum 1) for samples [40]"),
+        ([0.0, 0.0, 0.0], "Received: [0, 0, 0] (sum 0) for samples [40]"),
+        ([np.nan, 1.0, 0.0], "train.fit: expected finite labels. Received: NaN or infinite"),
+    ],
+    ids=["sum", "negative", "zeros", "nan"],
+)
+def test_a_one_hot_row_that_is_not_a_distribution_is_named_by_sample(
+    runs_dir: Path, row: list[float], message: str
+) -> None:
+    """A bad one-hot row in the third batch: its sample id, before training on it."""
+    features, labels = one_hot_data()
+    labels[40] = row
+    recorder = EventRecorder()
+    pipeline = tiny_pipeline(runs_dir, features, labels, loss="categorical_crossentropy")
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False, subscribers=[recorder])
+    assert (info.value.stage, info.value.sample_ids) == ("train.fit", (40,))
+    assert isinstance(info.value.cause, BatchError)
+    assert message in str(info.value)
+    assert not recorder.of_type(rxpipe.EpochEnded)
+
+
+def test_one_hot_rows_of_the_wrong_width_fail_before_the_first_step(runs_dir: Path) -> None:
+    """Rows of 4 values for 3 label names: the first batch's samples, expected and received."""
+    features, labels = tiny_data()
+    recorder = EventRecorder()
+    onehot = np.eye(4, dtype="float32")[labels]
+    pipeline = tiny_pipeline(runs_dir, features, onehot, loss="categorical_crossentropy")
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False, subscribers=[recorder])
+    assert info.value.sample_ids == tuple(range(16))
+    assert isinstance(info.value.cause, BatchError)
+    assert (
+        "expected one-hot (or soft) labels: rows of 3 non-negative values summing to 1, one "
+        "per label name ('a', 'b', 'c'). Received: labels of shape (16, 4) for samples [0, 1, "
+    ) in str(info.value)
+    assert not recorder.of_type(rxpipe.TrainProgress)
+
+
+def test_a_batch_of_class_indices_among_one_hot_batches_is_named(runs_dir: Path) -> None:
+    """The steps are traced for the first batch's label format; another one is a BatchError."""
+    features, labels = one_hot_data()
+
+    def batches() -> Any:
+        for start in range(0, 64, 16):
+            part = slice(start, start + 16)
+            y = labels[part] if start != 32 else labels[part].argmax(axis=1)
+            yield rxpipe.Batch(features[part], y, np.arange(64)[part], META, "train")
+
+    source = rxpipe.flow.generate(batches)
+    plan = lambda data: reactivex.just(  # noqa: E731
+        rxpipe.ModelPlan(
+            "tiny",
+            data,
+            lambda _: keras.Sequential(
+                [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")]
+            ),
+        )
+    )
+    fit = train.fit(epochs=1, validate=False, loss="categorical_crossentropy")
+    pipeline = rxpipe.Pipeline(plan, fit, source=source, name="tiny", runs_dir=runs_dir)
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False)
+    assert info.value.sample_ids == tuple(range(32, 48))
+    assert (
+        "train.fit: expected one-hot labels of width 3, as in the first batch. Received: "
+        "labels of shape (16,) for samples [32, 33, "
+    ) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "message"),
+    [
+        (
+            None,
+            3,
+            "expected class-index labels (one per sample) for 'sparse_categorical_crossentropy'. "
+            "Received: None (the default, 'sparse_categorical_crossentropy'), with labels of "
+            "shape (16, 3) (for one-hot labels, set 'categorical_crossentropy')",
+        ),
+        (
+            "categorical_crossentropy",
+            2,
+            "expected a model with one score per class (3) for one-hot labels of width 3. "
+            "Received: 'categorical_crossentropy', for a model with 2 output(s) per sample",
+        ),
+    ],
+    ids=["default-loss", "model-width"],
+)
+def test_one_hot_labels_with_a_loss_or_model_for_other_labels_are_a_config_error(
+    runs_dir: Path, loss: str | None, outputs: int, message: str
+) -> None:
+    """One-hot rows need a categorical loss and one score per class: before any step."""
+    features, labels = one_hot_data()
+    pipeline = tiny_pipeline(runs_dir, features, labels, outputs=outputs, loss=loss)
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False)
+    assert isinstance(info.value.cause, ConfigError)
+    assert info.value.cause.path == "train.fit.loss"
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "acc"])
+def test_one_hot_digits_train_exactly_like_their_class_indices(
+    digit_arrays: Any, metric: str
+) -> None:
+    """Categorical cross-entropy on one-hot rows, sparse on indices: the same losses and
+    accuracies (categorical accuracy for one-hot rows), and the digits are learnt."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    histories = []
+    for labels, loss in (
+        (digits.target.astype("int64"), None),
+        (np.eye(10, dtype="float32")[digits.target], "categorical_crossentropy"),
+    ):
+        pipeline = digit_arrays(labels, epochs=3, loss=loss, metrics=(metric,))
+        histories.append(pipeline.run(progress=False).history)
+    indices, one_hot = histories
+    keys = {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert [set(h) for h in one_hot] == [keys] * 3
+    assert one_hot == [pytest.approx(h, rel=1e-3) for h in indices]
+    assert one_hot[-1]["val_accuracy"] > 0.8  # chance is 0.1
+
+
 def test_text_features_for_a_numeric_model_are_a_batch_error(runs_dir: Path) -> None:
     """Object-dtype features fail before the first step, saying what to do instead."""
     features = np.array([["a", "b"]] * 8, dtype=object)
@@ -322,6 +462,20 @@ def test_same_seed_and_determinism_give_identical_weights(
         weights.append([w.copy() for w in result.model.get_weights()])
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_gives_back_the_callers_random_state(small_digits: Any) -> None:
+    """The run seeds Python's and NumPy's global generators; the caller's draws go on as if
+    it had not run."""
+    import random
+
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), np.random.rand())
+    random.seed(123)
+    np.random.seed(123)
+    small_digits(epochs=1).run(progress=False)
+    assert (random.random(), np.random.rand()) == expected
 
 
 def test_make_metadata_helper_describes_arrays() -> None:

@@ -63,6 +63,20 @@ def test_small_buffer_is_local_and_bounds_what_is_held() -> None:
     assert [b.size for b in out] == [4] * 50
 
 
+def test_a_batch_larger_than_the_buffer_leaves_in_pieces() -> None:
+    """As documented: with buffer_size=5, batches of 7 then 11 leave as 7, 4 (the 11, cut
+    to the buffer's fill of 7), then 7 (the buffer emptied at the end)."""
+    meta = DatasetMetadata("t", FeatureSpec((3,), "float32"))
+    batches = [
+        Batch(np.zeros((size, 3), "float32"), None, np.arange(start, start + size), meta, "train")
+        for start, size in ((0, 7), (7, 11))
+    ]
+    stage = access.shuffle(buffer_size=5, seed=0)
+    out = collect(reactivex.from_iterable(batches).pipe(stage))
+    assert [b.size for b in out] == [7, 4, 7]
+    assert sorted(ids(out)) == list(range(18))
+
+
 def test_large_buffer_shuffles_uniformly() -> None:
     """With the whole data set in the buffer, every sample is equally likely first."""
     first = Counter(

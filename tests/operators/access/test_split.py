@@ -101,6 +101,22 @@ def test_split_column_assigns_and_removes_the_column() -> None:
     assert all(b.metadata is out[0].metadata for b in out)
 
 
+def test_split_column_takes_utf8_bytes() -> None:
+    """Split names as bytes (e.g. read from TFRecord) are decoded; bad ones name the sample."""
+    meta = DatasetMetadata("t", {"x": FeatureSpec((), "int64"), "fold": FeatureSpec((), "object")})
+    fold = np.array([b"train", b"TEST", b"validation", b"\xfftrain"], dtype=object)
+    batch = Batch({"x": np.arange(3), "fold": fold[:3]}, None, np.arange(3), meta)
+    out = collect(reactivex.of(batch).pipe(access.split(column="fold")))
+    assert {b.split: b.ids.tolist() for b in out} == {
+        Split.TRAIN: [0],
+        Split.VALIDATION: [2],
+        Split.TEST: [1],
+    }
+    bad = Batch({"x": np.arange(2), "fold": fold[2:]}, None, np.array([5, 6]), meta)
+    with pytest.raises(StageError, match=r"sample 6: expected one of .* Received: b'\\xfftrain'"):
+        collect(reactivex.of(bad).pipe(access.split(column="fold")))
+
+
 def test_split_column_errors_name_the_sample_or_the_columns() -> None:
     """An unknown split name names the sample; a missing column lists the columns."""
     meta = DatasetMetadata("t", {"fold": FeatureSpec((), "object")})

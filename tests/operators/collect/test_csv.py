@@ -306,3 +306,193 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_name(tmp_path: Path) ->
         assert batch.labels.tolist() == [1.0]
     [batch] = run(reactivex.empty().pipe(collect.csv(str(path), encoding="latin-1")))
     assert list(batch.features) == ["\u00ef\u00bb\u00bflabel", "a", "b"]
+
+
+IDS = "id,x,label\na,1,0\nb,2,1\na,3,0\n,4,1\nNA,5,0\nc,6,1\n"
+
+
+def test_an_empty_or_repeated_id_fails_naming_the_line_it_first_appeared_on(
+    tmp_path: Path,
+) -> None:
+    """A repeated id_column value fails naming both lines; an empty id fails naming its line."""
+    path = tmp_path / "ids.csv"
+    path.write_text(IDS)
+    stage = collect.csv(str(path), label="label", id_column="id")
+    with pytest.raises(
+        StageError,
+        match=r"ids\.csv' line 4: column 'id' \(the id_column\): expected an id unique in the "
+        r"file\. Received: 'a', the id of line 2 already$",
+    ) as info:
+        run(reactivex.empty().pipe(stage))
+    assert info.value.sample_ids == (2,)
+    path.write_text("id,x,label\na,1,0\n  ,2,1\n")
+    with pytest.raises(
+        StageError,
+        match=r"line 3: column 'id' \(the id_column\): expected a sample id\. "
+        r"Received: an empty cell$",
+    ):
+        run(reactivex.empty().pipe(stage))
+
+
+def test_repeated_and_missing_ids_are_skipped_across_chunks(tmp_path: Path) -> None:
+    """Under skip each bad id loses only its row, whichever chunk the first one was in."""
+    path = tmp_path / "ids.csv"
+    path.write_text(IDS)
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        stage = collect.csv(str(path), label="label", id_column="id", chunk_size=2, on_error="skip")
+        batches = run(reactivex.empty().pipe(stage))
+    assert np.concatenate([b.ids for b in batches]).tolist() == ["a", "b", "c"]
+    assert np.concatenate([b.features for b in batches]).tolist() == [1.0, 2.0, 6.0]
+    assert [s.sample_id for s in tally.skipped] == [2, 3, 4]
+    reasons = [s.reason for s in tally.skipped]
+    assert "line 4: column 'id' (the id_column)" in reasons[0]
+    assert "Received: 'a', the id of line 2 already" in reasons[0]
+    assert "line 5: " in reasons[1]
+    assert "Received: an empty cell" in reasons[1]
+    assert "line 6: " in reasons[2]
+    assert "Received: a missing value ('NA')" in reasons[2]
+
+
+def test_an_id_is_taken_only_by_a_row_that_is_read(tmp_path: Path) -> None:
+    """A row skipped for a bad value does not claim its id, so a later fixed row keeps it."""
+    path = tmp_path / "ids.csv"
+    path.write_text("id,x,label\na,oops,0\nb,2,1\na,1,0\n")
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        stage = collect.csv(
+            str(path), label="label", id_column="id", types={"x": "float"}, on_error="skip"
+        )
+        [batch] = run(reactivex.empty().pipe(stage))
+    assert batch.ids.tolist() == ["b", "a"]
+    assert batch.features.tolist() == [2.0, 1.0]
+    assert [s.sample_id for s in tally.skipped] == [0]
+    assert "column 'x': expected a number" in tally.skipped[0].reason
+
+
+def test_an_empty_column_name_is_rejected_unless_columns_leaves_it_out(tmp_path: Path) -> None:
+    """An unnamed header column fails naming its position; columns= may leave it out."""
+    path = tmp_path / "frame.csv"
+    path.write_text(",a,b,label\n0,1.5,x,1\n1,2.5,y,0\n")  # pandas' to_csv with its index
+    with pytest.raises(
+        ConfigError,
+        match=r"collect\.csv\.path: the header of '.*frame\.csv', column 1: expected a column "
+        r"name\. Received: an empty name \(name it in the file, give names= for every column, "
+        r"or pick the named columns with columns=\)",
+    ):
+        collect.csv(str(path), label="label")
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path), label="label", columns=["a", "b"])))
+    assert list(batch.features) == ["a", "b"]
+    assert batch.labels.tolist() == [1.0, 0.0]
+    renamed = collect.csv(str(path), label="label", names=["row", "a", "b", "label"])
+    [batch] = run(reactivex.empty().pipe(renamed))
+    assert list(batch.features) == ["row", "a", "b"]
+    stage = collect.csv(str(path), label="label", columns=["a"])
+    path.write_text("a, ,label\n1,2,0\n")  # changed after construction: column 2 unnamed
+    assert run(reactivex.empty().pipe(stage))[0].features.tolist() == [1.0]
+    path.write_text("a,b, \n1,2,0\n")
+    stage = collect.csv(str(path), label="label", names=["a", "c", "label"])
+    assert run(reactivex.empty().pipe(stage))[0].labels.tolist() == [0.0]  # names= wins
+    path.write_text("a,b,label,c\n1,2,0,3\n")
+    stage = collect.csv(str(path), label="label")
+    path.write_text("a,,label,\n1,2,0,3\n")  # changed after construction
+    with pytest.raises(StageError, match=r"columns 2, 4: expected a column name"):
+        run(reactivex.empty().pipe(stage))
+
+
+def test_text_csv_reads_a_file_with_an_unnamed_index_column(tmp_path: Path) -> None:
+    """collect.text_csv reads only its two columns, so an unnamed index column is fine."""
+    path = tmp_path / "texts.csv"
+    path.write_text(",text,label\n0,hello,x\n1,bye,y\n")
+    [batch] = run(reactivex.empty().pipe(collect.text_csv(str(path))))
+    assert batch.features.tolist() == ["hello", "bye"]
+
+
+def _mostly_numbers(path: Path, bad: dict[int, str]) -> None:
+    """40 rows: age numbers (``bad`` replaces some, by row), a text column, a label."""
+    colors = ["red", "green", "blue", "7"]  # words with one number: still a text column
+    rows = [f"{bad.get(i, str(20 + i))},{colors[i % 4]},{i % 2}" for i in range(40)]
+    path.write_text("age,color,label\n" + "\n".join(rows) + "\n")
+
+
+def test_a_few_non_numbers_do_not_make_a_number_column_text(tmp_path: Path) -> None:
+    """A column of numbers with a few bad cells stays float; the bad cells are row errors."""
+    path = tmp_path / "ages.csv"
+    _mostly_numbers(path, {3: "?", 30: "old"})
+    with pytest.raises(
+        StageError,
+        match=r"ages\.csv' line 5: column 'age': expected a number \(the column's inferred "
+        r"type: add the value to missing=, or give types=\{'age': 'str'\} to read it as "
+        r"text\)\. Received: '\?'$",
+    ) as info:
+        run(reactivex.empty().pipe(collect.csv(str(path), label="label")))
+    assert info.value.sample_ids == (3,)
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        stage = collect.csv(str(path), label="label", on_error="skip")
+        [batch] = run(reactivex.empty().pipe(stage))
+    assert batch.features["age"].dtype == np.float32  # type: ignore[index]
+    assert batch.features["color"].dtype == object  # type: ignore[index]
+    assert "7" in batch.features["color"].tolist()  # type: ignore[index]
+    assert batch.size == 38
+    assert [s.sample_id for s in tally.skipped] == [3, 30]
+    assert "line 32: column 'age'" in tally.skipped[1].reason
+    assert "Received: 'old'" in tally.skipped[1].reason
+    with_missing = collect.csv(str(path), label="label", missing=["", "?", "old"])
+    [batch] = run(reactivex.empty().pipe(with_missing))
+    assert np.isnan(batch.features["age"][[3, 30]]).all()  # type: ignore[index]
+    as_text = collect.csv(str(path), label="label", types={"age": "str"})
+    [batch] = run(reactivex.empty().pipe(as_text))
+    assert batch.features["age"][3] == "?"  # type: ignore[index]
+
+
+def test_a_column_with_many_non_numbers_is_text(tmp_path: Path) -> None:
+    """Below nine numbers in ten present values, a column is read as text, as before."""
+    path = tmp_path / "ages.csv"
+    _mostly_numbers(path, dict.fromkeys(range(0, 40, 8), "unknown"))  # 5 of 40: 87.5 %
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path), label="label")))
+    assert batch.features["age"].dtype == object  # type: ignore[index]
+    assert batch.features["age"][:2].tolist() == ["unknown", "21"]  # type: ignore[index]
+
+
+def test_an_inferred_label_column_names_the_type_it_was_given(tmp_path: Path) -> None:
+    """A rare class name in a column of numeric labels fails with a hint to read it as text."""
+    path = tmp_path / "labels.csv"
+    path.write_text("x,label\n" + "".join(f"{i},{i % 3}\n" for i in range(20)) + "20,other\n")
+    stage = collect.csv(str(path), label="label", chunk_size=64)
+    with pytest.raises(
+        StageError,
+        match=r"line 22: column 'label': expected a number \(the column's inferred type: give "
+        r"types=\{'label': 'str'\} to read it as class names\)\. Received: 'other'$",
+    ):
+        run(reactivex.empty().pipe(stage))
+    as_text = collect.csv(str(path), label="label", types={"label": "str"})
+    [batch] = run(reactivex.empty().pipe(as_text))
+    assert batch.labels[-1] == "other"
+
+
+def test_rows_around_a_parse_error_and_a_bad_byte_keep_their_lines(tmp_path: Path) -> None:
+    """A row the csv module rejects before an undecodable byte: both named at their lines."""
+    path = tmp_path / "rows.csv"
+    good = [f"{i}.5,{i % 3}\n".encode() for i in range(3000)]
+    huge = b'"' + b"9" * 200_000 + b'",1\n'  # longer than the csv module's field limit
+    path.write_bytes(
+        b"a,label\n"
+        + b"".join(good[:10])
+        + huge
+        + b"".join(good[10:2000])
+        + b"\xff,1\n"
+        + b"".join(good[2000:])
+    )
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        stage = collect.csv(str(path), label="label", on_error="skip")
+        batches = run(reactivex.empty().pipe(stage))
+    ids = np.concatenate([b.ids for b in batches])
+    assert len(ids) == 3000
+    assert ids[:11].tolist() == [*range(10), 11]
+    features = np.concatenate([b.features for b in batches])
+    assert features[[0, 2999]].tolist() == [0.5, 2999.5]
+    assert [s.sample_id for s in tally.skipped] == [10, 2001]
+    assert "line 12: cannot parse the row" in tally.skipped[0].reason
+    assert "line 2003: column 'a': expected utf-8 text" in tally.skipped[1].reason

@@ -126,3 +126,37 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
     assert "win cash" in batch.features.tolist()
     [batch] = run(reactivex.empty().pipe(collect.text_folder(str(root), encoding="latin-1")))
     assert "\u00ef\u00bb\u00bfwin cash" in batch.features.tolist()
+
+
+def test_images_beside_the_class_folders_fail_naming_them(tmp_path: Path) -> None:
+    """Image files directly in the root folder (no class) are an error that lists them."""
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "1.png").write_bytes(b"x")
+    (tmp_path / "README.md").write_text("not an image: ignored")
+    (tmp_path / ".thumb.png").write_bytes(b"hidden: ignored")
+    [batch] = run(reactivex.empty().pipe(collect.image_folder(str(tmp_path))))
+    assert batch.ids.tolist() == ["cat/1.png", "dog/1.png"]
+    for index in range(5):
+        (tmp_path / f"{index}.PNG").write_bytes(b"x")
+    with pytest.raises(
+        ConfigError,
+        match=r"collect\.image_folder\.path: expected one subfolder per class holding the "
+        r"\.png, .* files \(.*/<class>/<file>\)\. Received: 5 such files directly in '.*': "
+        r"'0\.PNG', '1\.PNG', '2\.PNG', \.\.\. \(2 more\) \(move each into its class's "
+        r"subfolder, or out of '.*'\)$",
+    ):
+        collect.image_folder(str(tmp_path))
+    for index in range(1, 5):
+        (tmp_path / f"{index}.PNG").unlink()
+    with pytest.raises(ConfigError, match=r"Received: 1 such file directly in '.*': '0\.PNG' "):
+        collect.text_folder(str(tmp_path), extensions=[".png"])
+
+
+def test_root_files_added_after_construction_fail_the_run(tmp_path: Path) -> None:
+    """The check runs again when the folder is read, as a stage error naming the files."""
+    root = _texts(tmp_path)
+    stage = collect.text_folder(str(root))
+    (root / "notes.txt").write_text("which class?")
+    with pytest.raises(StageError, match=r"Received: 1 such file directly in .*'notes\.txt'"):
+        run(reactivex.empty().pipe(stage))

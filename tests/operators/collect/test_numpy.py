@@ -69,3 +69,17 @@ def test_errors_name_the_file_and_the_keys(tmp_path: Path) -> None:
         collect.numpy(path=str(tmp_path / "bad.npz"))
     with pytest.raises(ConfigError, match="exactly one of path and arrays"):
         collect.numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64", "uint8", "bool"])
+def test_one_hot_labels_are_classes_of_their_width(dtype: str) -> None:
+    """One-hot rows (as keras.utils.to_categorical makes them) are classes 0..width-1;
+    other float rows stay regression targets."""
+    y = np.eye(4, dtype=dtype)[[0, 3, 1, 1, 2]]
+    stage = collect.numpy(arrays={"x": np.zeros((5, 2), "float32"), "y": y})
+    [batch] = run(reactivex.empty().pipe(stage))
+    assert batch.metadata.label_names == ("0", "1", "2", "3")
+    soft = np.full((5, 4), 0.25, "float32")
+    stage = collect.numpy(arrays={"x": np.zeros((5, 2), "float32"), "y": soft})
+    [batch] = run(reactivex.empty().pipe(stage))
+    assert batch.metadata.label_names is None

@@ -129,3 +129,16 @@ def test_a_label_outside_label_names_is_a_record_error(tmp_path: Path) -> None:
         match=r"record 'a\.tfrecord#2': label 'label': expected a class index in \[0, 2\)",
     ):
         run(reactivex.empty().pipe(stage))
+
+
+def test_files_of_one_name_in_different_folders_get_different_ids(tmp_path: Path) -> None:
+    """Ids name a file by its path below the folder all files share, so they never collide."""
+    for split, count in (("train", 2), ("val", 1)):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        write_records(tmp_path / "data" / split / "part-0.tfrecord", count)
+    stage = collect.tfrecord([str(tmp_path / "data" / "*" / "part-0.tfrecord")], SPEC)
+    ids = np.concatenate([b.ids for b in run(reactivex.empty().pipe(stage))]).tolist()
+    assert ids == ["train/part-0.tfrecord#0", "train/part-0.tfrecord#1", "val/part-0.tfrecord#0"]
+    alone = collect.tfrecord([str(tmp_path / "data" / "val" / "part-0.tfrecord")], SPEC)
+    [batch] = run(reactivex.empty().pipe(alone))
+    assert batch.ids.tolist() == ["part-0.tfrecord#0"]

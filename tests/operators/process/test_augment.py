@@ -61,6 +61,28 @@ def test_brightness_stays_in_the_value_range() -> None:
     assert not np.array_equal(out, x)
 
 
+def test_brightness_keeps_integer_images_in_their_declared_range() -> None:
+    """The digits (uint8, declared 0-16) stay within 0-16, not just within uint8."""
+    import reactivex
+
+    from rxpipe.operators import access
+    from rxpipe.operators import collect as sources
+
+    stages = [
+        sources.digits(),
+        access.split(1.0, 0.0, 0.0, seed=0),
+        process.augment(brightness=0.5, seed=0),
+    ]
+    out = collect(reactivex.empty().pipe(*stages))
+    x = np.concatenate([b.features for b in out])
+    assert out[0].metadata.feature_spec.value_range == (0.0, 16.0)
+    assert x.dtype == np.uint8
+    assert x.max() == 16
+    assert x.min() == 0
+    normalized = collect(reactivex.empty().pipe(*stages, process.normalize()))
+    assert max(float(b.features.max()) for b in normalized) == 1.0
+
+
 def test_bad_parameters() -> None:
     """Flip modes and ranges are checked at construction."""
     with pytest.raises(ConfigError, match=r"process\.augment\.flip: expected one of"):
@@ -69,3 +91,8 @@ def test_bad_parameters() -> None:
         process.augment(rotation=400.0)
     with pytest.raises(ConfigError, match=r"process\.augment\.brightness"):
         process.augment(brightness=2.0)
+    for seed in (-1, 2**32):
+        with pytest.raises(
+            ConfigError, match=r"^process\.augment\.seed: expected an integer from 0 to 2\*\*32"
+        ):
+            process.augment(seed=seed)

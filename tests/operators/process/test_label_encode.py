@@ -55,3 +55,23 @@ def test_an_unknown_label_fails_naming_the_sample_or_is_skipped() -> None:
         out = collect(batches(["a", "b"], ["a", "z"]).pipe(stage))
     assert [b.ids.tolist() for b in out] == [[0, 1], [2]]
     assert [s.sample_id for s in tally.skipped] == [3]
+
+
+def test_nan_labels_are_missing_not_classes() -> None:
+    """NaN labels (empty cells of a float column) are no class; they fail like None."""
+    meta = make_metadata(np.zeros((1, 1)))
+    labels = np.array([2.0, np.nan, 1.0, 3.0, 1.0, np.nan])
+    batch = Batch(np.zeros((6, 1)), labels, np.arange(6), meta, "train")
+    tally = Tally("process.label_encode")
+    with tallying(tally):
+        [out] = collect(reactivex.of(batch).pipe(process.label_encode(on_error="skip")))
+    assert out.metadata.label_names == ("1", "2", "3")
+    assert out.labels.tolist() == [1, 0, 2, 0]
+    assert sorted(s.sample_id for s in tally.skipped) == [1, 5]
+    with pytest.raises(StageError) as info:
+        collect(reactivex.of(batch).pipe(process.label_encode()))
+    assert str(info.value).endswith(
+        "process.label_encode: sample 1: expected a label among ['1', '2', '3']. "
+        "Received: a missing label (None or NaN)"
+    )
+    assert info.value.sample_ids == (1,)

@@ -169,3 +169,150 @@ def test_tabular_steps_equal_their_tf_twins() -> None:
     for step in steps:
         mine, theirs = step.apply(mine), step.apply_tf(theirs)
     np.testing.assert_array_equal(mine, theirs.numpy())
+
+
+class Identity:
+    """A stand-in model that returns its (preprocessed) input, to compare features."""
+
+    def __call__(self, x: object, training: bool = False) -> object:
+        return x
+
+
+def serving_function(meta: DatasetMetadata) -> tuple[object, dict[str, object]]:
+    """The export's serving_default function for ``meta`` (identity model), and its inputs."""
+    import tensorflow as tf
+
+    from rxpipe.operators.deploy._signatures import build_endpoints
+    from rxpipe.serving.bundle import describe_spec
+
+    fn, [signature] = build_endpoints(
+        Identity(),  # type: ignore[arg-type]
+        meta.raw_features,
+        meta.preprocessing,
+        classify=False,
+    )["serving_default"]
+    specs = signature if isinstance(signature, dict) else {"features": signature}
+    inputs = {name: describe_spec(name, spec) for name, spec in specs.items()}
+    return tf.function(fn, input_signature=[signature]), inputs
+
+
+MISSING_CSV_ROWS = 120
+
+
+def write_csv_with_missing_values(path: Path) -> list[dict[str, str]]:
+    """A CSV whose cells are missing as "", "NA", "N/A", " null " (written) and its rows."""
+    rng = np.random.default_rng(0)
+    cities = ["paris", "london", "zürich", "oslo"]
+    tokens = ["", "NA", "N/A", " null "]
+    rows = []
+    for i in range(MISSING_CSV_ROWS):
+        age = tokens[i % 4] if i % 7 == 0 else f"{rng.normal(40, 10):.1f}"
+        city = tokens[i % 4] if i % 5 == 0 else cities[i % 4]
+        rows.append({"age": age, "city": city, "n": str(i % 3), "y": str(i % 2)})
+    text = "age,city,n,y\n" + "".join(f"{r['age']},{r['city']},{r['n']},{r['y']}\n" for r in rows)
+    path.write_text(text, encoding="utf-8")
+    return rows
+
+
+@pytest.mark.parametrize("client", ["null", "as written"])
+def test_training_and_serving_agree_on_rows_with_missing_values(
+    tmp_path: Path, client: str
+) -> None:
+    """Rows with missing cells give the same features in training and through the export.
+
+    A client sends a missing value as JSON null (checked and converted by the serving
+    input parser, since the model fills that input) or as the CSV text ("NA", ...).
+    """
+    import json
+
+    import tensorflow as tf
+
+    from rxpipe.serving.inputs import filled_inputs, rows_to_batch
+
+    path = tmp_path / "people.csv"
+    rows = write_csv_with_missing_values(path)
+    stages = [
+        collect.csv(str(path), label="y", types={"n": "int"}, chunk_size=50),
+        access.split(1.0, 0.0, 0.0, seed=0),
+        process.fill_missing(),
+        process.one_hot(["city", "n"]),
+        process.standardize(columns=["age"]),
+        process.concat_columns(),
+    ]
+    batches = run(reactivex.empty().pipe(*stages))
+    trained = np.concatenate([b.features for b in batches])
+    order = np.argsort(np.concatenate([b.ids for b in batches]).astype(int))
+    meta = batches[0].metadata
+    serve, inputs = serving_function(meta)
+    card_steps = json.loads(
+        json.dumps([{"name": s.name, **s.to_config()} for s in meta.preprocessing])
+    )
+    missing_ok = filled_inputs(card_steps, inputs)
+    assert missing_ok == {"age", "city", "n"}  # n: an int64 input, null still refused
+
+    def cell(text: str, number: bool) -> object:
+        if client == "null" and text.strip() in ("", "NA", "N/A", "null"):
+            return None
+        return (
+            (float(text) if text.strip() not in ("", "NA", "N/A", "null") else None)
+            if number
+            else text
+        )
+
+    instances = [
+        {"age": cell(r["age"], True), "city": cell(r["city"], False), "n": int(r["n"])}
+        for r in rows
+    ]
+    if client == "as written":  # numbers still travel as numbers: a missing one as NaN
+        for instance in instances:
+            instance["age"] = float("nan") if instance["age"] is None else instance["age"]
+    batch = rows_to_batch(instances, inputs, missing_ok)
+    served = serve({k: tf.constant(v) for k, v in batch.items()})["scores"].numpy()  # type: ignore[operator]
+    np.testing.assert_allclose(served, trained[order], rtol=0, atol=1e-6)
+    assert np.isfinite(served).all()
+
+
+def test_missing_strings_are_missing_in_numpy_and_tf_alike() -> None:
+    """ "NA", " N/A ", "" (and None in numpy) are missing for FillMissing and OneHot, both sides."""
+    import tensorflow as tf
+
+    cells = ["NA", " N/A ", "", "null", "rome", " rome", "None", "nan"]
+    fill = FillMissing(("oslo",), columns=("city",))
+    onehot = OneHot(("city",), (("oslo", "rome"),))
+    mine = onehot.apply(fill.apply({"city": np.array(cells, dtype=object)}))["city"]
+    served = onehot.apply_tf(fill.apply_tf({"city": tf.constant(cells)}))["city"].numpy()
+    np.testing.assert_array_equal(mine, served)
+    assert mine.tolist() == [[1.0, 0.0]] * 4 + [[0.0, 1.0], [0.0, 0.0]] + [[1.0, 0.0]] * 2
+    zeros = onehot.apply_tf({"city": tf.constant(["NA", "rome"])})["city"].numpy()
+    assert zeros.tolist() == [[0.0, 0.0], [0.0, 1.0]]
+    assert fill.to_config()["missing"] == ["", "NA", "N/A", "NaN", "nan", "null", "None"]
+
+
+def test_missing_strings_can_be_given_as_collect_csv_got_them() -> None:
+    """missing= on fill_missing and one_hot is fitted, applied and recorded for serving."""
+    import tensorflow as tf
+
+    meta = DatasetMetadata("t", {"city": FeatureSpec((), "object")})
+    city = np.array(["rome", "?", "rome", "NA"], dtype=object)
+    batch = Batch({"city": city}, None, np.arange(4), meta, "train")
+    stages = [process.fill_missing(missing=["?"]), process.one_hot(["city"], missing=["?"])]
+    [out] = run(reactivex.of(batch).pipe(*stages))
+    fill, onehot = out.metadata.preprocessing
+    assert fill.to_config()["missing"] == ["?"]
+    assert onehot.categories == (("NA", "rome"),)  # type: ignore[attr-defined]
+    served = onehot.apply_tf(fill.apply_tf({"city": tf.constant(city.tolist())}))
+    np.testing.assert_array_equal(out.features["city"], served["city"].numpy())
+    with pytest.raises(ConfigError, match=r"process\.one_hot\.missing: expected "):
+        process.one_hot(["city"], missing="NA")
+
+
+def test_fill_missing_on_an_integer_matrix_exports_unchanged() -> None:
+    """Integers cannot be missing: the serving function builds and passes them through."""
+    import tensorflow as tf
+
+    x = np.array([[1, 2], [4, 6], [7, 9]], "int64")
+    [batch] = run(from_arrays(x, np.array([0, 1, 0]), split="train").pipe(process.fill_missing()))
+    assert batch.features.tolist() == x.tolist()
+    serve, _ = serving_function(batch.metadata)
+    served = serve(tf.constant(x))["scores"].numpy()  # type: ignore[operator]
+    assert served.tolist() == x.tolist()
