@@ -362,15 +362,14 @@ def _cached_batch(steps: int, batch_size: int | None) -> Any:
 def _timed_epochs(ended: Sequence[Any]) -> tuple[float, float]:
     """Samples/s and data-wait share over the epochs ``ended`` (``EpochEnded`` events).
 
-    Every timed epoch trains the same number of samples, so each one's time is
-    proportional to ``1 / samples_per_s``: the rate over all of them is the harmonic
-    mean, and the wait share the time-weighted mean.
+    Each epoch's training time is its ``samples / samples_per_s``: the rate over all of
+    them is their samples over their summed time, the wait share the time-weighted mean.
     """
-    times = [1 / e.samples_per_s for e in ended if e.samples_per_s > 0]
-    if len(times) < len(ended) or not times:
+    times = [e.samples / e.samples_per_s for e in ended if e.samples_per_s > 0]
+    if len(times) < len(ended) or not sum(times):
         return 0.0, 0.0
     waits = [e.data_wait_share * t for e, t in zip(ended, times, strict=True)]
-    return len(times) / sum(times), sum(waits) / sum(times)
+    return sum(e.samples for e in ended) / sum(times), sum(waits) / sum(times)
 
 
 def _bench_training(pipeline: Pipeline, steps: int) -> TrainingBench:

@@ -251,7 +251,7 @@ class EpochEnded(Event):
 
     ``samples_per_s`` is the training throughput of the epoch's training pass;
     ``data_wait_share`` the share of that pass the trainer spent waiting for the next batch
-    (0: the device never waited for data).
+    (0: the device never waited for data); ``steps`` and ``samples`` what it trained on.
     """
 
     epoch: int
@@ -260,6 +260,8 @@ class EpochEnded(Event):
     duration_s: float
     samples_per_s: float
     data_wait_share: float = 0.0
+    steps: int = 0
+    samples: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -307,3 +307,18 @@ def test_bench_trains_whole_epochs_until_the_steps_asked_for(
     Console(file=table, width=300).print(report.table())
     steps = f"{training.steps} steps: {training.epochs} x {training.steps_per_epoch}"
     assert f"training ({steps}, after an untimed epoch)" in table.getvalue()
+
+
+def test_training_rate_weighs_epochs_by_their_samples() -> None:
+    """Epochs of 1,000 samples at 1,000/s and 3,000 at 3,000/s: 4,000 samples in 2 s."""
+    from rxpipe.bench import _timed_epochs
+    from rxpipe.events import EpochEnded
+
+    def ended(samples: int, rate: float, wait: float) -> EpochEnded:
+        return EpochEnded(
+            run_id="r", seq=0, time=0.0, epoch=1, epochs=2, logs={}, duration_s=1.0,
+            samples_per_s=rate, data_wait_share=wait, steps=1, samples=samples,
+        )  # fmt: skip
+
+    rate, wait = _timed_epochs([ended(1000, 1000.0, 0.5), ended(3000, 3000.0, 0.0)])
+    assert (rate, wait) == (2000.0, 0.25)

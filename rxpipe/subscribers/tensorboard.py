@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,7 @@ from typing import Any
 from rxpipe.errors import ConfigError
 from rxpipe.events import EpochEnded, EvaluationCompleted, Event, TrainProgress
 
-__all__ = ["STEPS_FILE", "TensorBoardWriter", "check_available"]
-
-STEPS_FILE = "rxpipe-steps-per-epoch.json"
-"""Kept in the log directory: the epoch length, so a resumed run's first epoch knows it."""
+__all__ = ["TensorBoardWriter", "check_available"]
 
 
 def check_available(option: str = "tensorboard") -> None:
@@ -47,14 +43,6 @@ def check_available(option: str = "tensorboard") -> None:
         )
 
 
-def _read_steps_per_epoch(path: Path) -> int | None:
-    try:
-        value = json.loads(path.read_text())["steps_per_epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return value if isinstance(value, int) and value > 0 else None
-
-
 class TensorBoardWriter:
     """Scalars from events: per-epoch logs (``epoch/loss``, ``epoch/val_accuracy``, ...),
     training throughput (``epoch/samples_per_s``), the running loss (``step/loss``) and
@@ -62,11 +50,10 @@ class TensorBoardWriter:
 
     ``step/loss`` is plotted against the global training step,
     ``(epoch - 1) * steps_per_epoch + step``, so a resumed run's curve continues where
-    the interrupted one stopped. The epoch length comes with the progress events from
-    the second epoch on; it is kept in ``<logdir>/rxpipe-steps-per-epoch.json`` for a
-    resumed run. Until it is known (the first epoch of a resumed run whose earlier attempt
-    never reported it), a resumed epoch's points wait; if the run ends first, they are
-    written with the longest step seen standing in for the epoch length.
+    the interrupted one stopped. Progress events carry the epoch length from the second
+    epoch on (a resumed run has it from its checkpoint); where one does not (a run
+    resumed from a checkpoint of an older rxpipe), its points wait for the epoch's
+    :class:`~rxpipe.events.EpochEnded`, which counts the steps.
 
     ``tensorboard --logdir <run dir>/tensorboard`` shows them. TensorFlow is imported
     when the writer is created.
@@ -91,8 +78,6 @@ class TensorBoardWriter:
 
         self._tf = tf
         self._writer: Any = tf.summary.create_file_writer(str(logdir))
-        self._steps_file = Path(logdir) / STEPS_FILE
-        self._steps_per_epoch = _read_steps_per_epoch(self._steps_file)
         self._pending: list[TrainProgress] = []  # waiting for the epoch length
         self._longest_step = 0
 
@@ -100,34 +85,27 @@ class TensorBoardWriter:
         with self._writer.as_default():
             self._tf.summary.scalar(name, value, step=step)
 
-    def _learn_steps_per_epoch(self, steps: int) -> None:
-        if steps != self._steps_per_epoch:
-            self._steps_per_epoch = steps
-            self._steps_file.write_text(json.dumps({"steps_per_epoch": steps}))
-        pending, self._pending = self._pending, []
-        for event in pending:
-            self._step_loss(event, steps)
-
     def _step_loss(self, event: TrainProgress, steps_per_epoch: int) -> None:
         step = (event.epoch - 1) * steps_per_epoch + event.step
         self._scalar("step/loss", event.loss, step)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
+            pending, self._pending = self._pending, []
+            for waiting in pending:
+                self._step_loss(waiting, event.steps or self._longest_step)
             for key, value in event.logs.items():
                 self._scalar(f"epoch/{key}", value, event.epoch)
             self._scalar("epoch/samples_per_s", event.samples_per_s, event.epoch)
             self._writer.flush()
         elif isinstance(event, TrainProgress):
             self._longest_step = max(self._longest_step, event.step)
-            if event.steps is not None:
-                self._learn_steps_per_epoch(event.steps)
             if event.epoch == 1:
                 self._step_loss(event, 0)
-            elif self._steps_per_epoch is None:
+            elif event.steps is None:
                 self._pending.append(event)
             else:
-                self._step_loss(event, self._steps_per_epoch)
+                self._step_loss(event, event.steps)
         elif isinstance(event, EvaluationCompleted):
             for key, value in event.metrics.items():
                 if isinstance(value, float):

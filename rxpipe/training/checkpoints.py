@@ -43,9 +43,9 @@ class EpochCheckpoints:
     or augmentation layer), the epoch, and the seed; the data order needs nothing more,
     since seeded stages draw it from (seed, epoch). So a resumed run draws the same
     dropout masks as an uninterrupted one and, with deterministic ops, ends with the same
-    weights. ``state.json`` (epoch, seed, history) is written last and atomically, so it
-    only ever names a checkpoint that is complete; a run killed mid-save resumes from the
-    previous one (hence ``keep`` >= 2: the older checkpoints are deleted).
+    weights. ``state.json`` (epoch, seed, history, steps per epoch) is written last and
+    atomically, so it only ever names a checkpoint that is complete; a run killed mid-save
+    resumes from the previous one (hence ``keep`` >= 2: the older checkpoints are deleted).
 
     Args:
         directory: where checkpoints go (``<run dir>/checkpoints``).
@@ -68,10 +68,22 @@ class EpochCheckpoints:
         """The file naming the last complete checkpoint."""
         return self.directory / "state.json"
 
-    def save(self, epoch: int, seed: int, history: list[dict[str, float]]) -> str:
+    def save(
+        self,
+        epoch: int,
+        seed: int,
+        history: list[dict[str, float]],
+        steps_per_epoch: int | None = None,
+    ) -> str:
         """Save the checkpoint of a completed ``epoch``; return its path prefix."""
         path: str = self._manager.save(checkpoint_number=epoch)
-        state = {"epoch": epoch, "seed": seed, "checkpoint": Path(path).name, "history": history}
+        state = {
+            "epoch": epoch,
+            "seed": seed,
+            "checkpoint": Path(path).name,
+            "history": history,
+            "steps_per_epoch": steps_per_epoch,
+        }
         with atomic_write(self.state_file) as tmp:
             tmp.write_text(json.dumps(state, indent=2))
         return path

@@ -442,19 +442,20 @@ class _Trainer:
                     self.saved_epoch = state["epoch"]
                     self.history = list(state["history"])
                     self.run.history.extend(self.history)
+                    self.steps_per_epoch = state.get("steps_per_epoch")  # for progress events
             callbacks = self.callbacks()
             callbacks.on_train_begin()
             for epoch in range(first_epoch, options.epochs + 1):
                 self.steps.reset()
                 callbacks.on_epoch_begin(epoch - 1)
                 started = time.perf_counter()
-                self.train_epoch(epoch, callbacks)
+                samples = self.train_epoch(epoch, callbacks)
                 logs = self.steps.logs(validation=self.validate(epoch))
                 duration = time.perf_counter() - started
                 self.history.append(logs)
                 self.run.history.append(logs)
                 if self.checkpoints is not None:
-                    self.checkpoints.save(epoch, self.run.seed, self.history)
+                    self.checkpoints.save(epoch, self.run.seed, self.history, self.steps_per_epoch)
                     self.saved_epoch = epoch
                 rate, wait_share = self.throughput
                 self.run.publish(
@@ -465,6 +466,8 @@ class _Trainer:
                     duration_s=duration,
                     samples_per_s=rate,
                     data_wait_share=wait_share,
+                    steps=self.steps_per_epoch or 0,
+                    samples=samples,
                 )
                 callbacks.on_epoch_end(epoch - 1, dict(logs))
                 _stop_if_requested()

@@ -10,7 +10,7 @@ import pytest
 
 from rxpipe import Pipeline
 from rxpipe.errors import ConfigError
-from rxpipe.events import EventBus, TrainProgress
+from rxpipe.events import EpochEnded, EventBus, TrainProgress
 from rxpipe.operators import process
 from rxpipe.subscribers import attach_subscribers
 from rxpipe.subscribers.tensorboard import TensorBoardWriter, check_available
@@ -79,22 +79,33 @@ def _loss_steps(logdir: Path) -> list[tuple[int, float]]:
     return points
 
 
+def _epoch_ended(epoch: int, steps: int) -> EpochEnded:
+    return EpochEnded(
+        run_id="r", seq=0, time=0.0, epoch=epoch, epochs=3, logs={"loss": 1.0}, duration_s=1.0,
+        samples_per_s=1.0, steps=steps, samples=steps * 32,
+    )  # fmt: skip
+
+
 def test_loss_is_plotted_against_the_global_step_across_a_resume(tmp_path: Path) -> None:
-    """step/loss uses (epoch-1)*steps_per_epoch + step; a resumed run goes on from there."""
+    """step/loss uses (epoch-1)*steps_per_epoch + step; a resumed run goes on from there
+    (its progress events know the epoch length from the checkpoint)."""
     first = TensorBoardWriter(tmp_path)
     for event in [_progress(1, 5, None), _progress(1, 10, None), _progress(2, 5, 23)]:
         first(event)
     first.close()
-    resumed = TensorBoardWriter(tmp_path)  # the epoch length is not in its events yet
-    resumed(_progress(3, 4, None))
+    resumed = TensorBoardWriter(tmp_path)
+    resumed(_progress(3, 4, 23))
     resumed.close()
     assert [step for step, _ in _loss_steps(tmp_path)] == [5, 10, 28, 50]
 
 
-def test_resumed_epoch_waits_for_the_epoch_length(tmp_path: Path) -> None:
-    """A resumed epoch with no known epoch length is written once the next epoch gives it."""
+def test_an_epoch_without_its_length_waits_for_its_end(tmp_path: Path) -> None:
+    """Progress of a later epoch without the epoch length (a run resumed from an older
+    checkpoint) is written when EpochEnded gives the epoch's step count."""
     writer = TensorBoardWriter(tmp_path)
     writer(_progress(2, 3, None))
+    assert _loss_steps(tmp_path) == []
+    writer(_epoch_ended(2, 10))
     writer(_progress(3, 2, 10))
     writer.close()
     assert sorted(_loss_steps(tmp_path)) == [(13, 3.0), (22, 2.0)]

@@ -30,13 +30,27 @@ def test_each_epoch_is_checkpointed(small_digits: Any) -> None:
 
 def test_resume_continues_after_the_last_checkpoint(small_digits: Any) -> None:
     """Resuming with more epochs trains only the missing ones, from the saved weights."""
+    import keras
+
+    class Slow(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            time.sleep(0.05)
+
     first = small_digits(epochs=2).run(progress=False)
     recorder = EventRecorder()
-    resumed = rxpipe.Pipeline.resume(
-        first.run_dir, ["train.fit.epochs=4"], progress=False, subscribers=[recorder]
-    )
+    again = small_digits(epochs=4, callbacks=[Slow()])
+    resumed = again.run(progress=False, resume_from=first.run_dir, subscribers=[recorder])
     assert resumed.run_dir == first.run_dir
-    assert [e.epoch for e in recorder.of_type(rxpipe.EpochEnded)] == [3, 4]
+    ended = recorder.of_type(rxpipe.EpochEnded)
+    assert [e.epoch for e in ended] == [3, 4]
+    lines = (first.run_dir / "events.jsonl").read_text().splitlines()
+    before = next(json.loads(line) for line in lines if '"epoch_ended"' in line)
+    assert before["steps"] == 10  # 317 training samples of 400, batches of 32
+    assert {(e.steps, e.samples) for e in ended} == {(before["steps"], before["samples"])}
+    # the epoch length comes back with the checkpoint: the first resumed epoch knows it
+    progress = [p for p in recorder.of_type(rxpipe.TrainProgress) if p.epoch == 3]
+    assert progress  # the slow callback makes the epoch long enough to report progress
+    assert all(p.steps == before["steps"] for p in progress)
     assert len(resumed.history) == 4
     assert resumed.history[:2] == first.history
     assert resumed.history[3]["loss"] < first.history[0]["loss"]
