@@ -95,9 +95,10 @@ def existing_path(plugin: str, param: str, value: str, *, kind: str = "any") -> 
     """``value`` as a path that exists (``kind``: ``"file"``, ``"dir"`` or ``"any"``)."""
     path = Path(value).expanduser()
     if not path.exists():
+        where = "" if path.is_absolute() else f" in the current directory, {str(Path.cwd())!r}"
         raise ConfigError(
             f"expected an existing {'directory' if kind == 'dir' else 'file'}. "
-            f"Received: {value!r}, which does not exist",
+            f"Received: {value!r}, which does not exist{where}",
             f"{plugin}.{param}",
         )
     if kind == "dir" and not path.is_dir():

@@ -10,6 +10,7 @@ import pytest
 
 from rxpipe import ConfigError, Pipeline, UnknownPluginError, registry
 from rxpipe.config import structure_value
+from rxpipe.operators import collect
 
 FILE = """
 [pipeline]
@@ -107,3 +108,12 @@ def test_every_built_in_plugin_documents_and_types_its_parameters(info: object) 
         if param.default is not inspect.Parameter.empty and param.name != "callbacks":
             default = list(param.default) if isinstance(param.default, tuple) else param.default
             structure_value(default, param.annotation, f"{info.name}.{param.name}")  # type: ignore[attr-defined]
+
+
+def test_a_relative_path_that_does_not_exist_names_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path is read from the current directory: the error says which one."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"which does not exist in the current directory, '"):
+        collect.csv("data/missing.csv", label="y")
