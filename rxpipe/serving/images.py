@@ -14,6 +14,8 @@ from rxpipe.errors import PredictionInputError
 __all__ = ["IMAGE_FORMATS", "check_image"]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # what tf.io.decode_image reads
+_ALSO_JPEG = frozenset({"MPO"})  # a JPEG with more pictures after it (phone cameras): TF
+# decodes its first picture, as Pillow and process.decode_image do
 
 
 def check_image(data: bytes | str, filename: str) -> None:
@@ -55,7 +57,7 @@ Received: 5 bytes that no image reader recognises
             f"{filename}: expected a readable image ({', '.join(IMAGE_FORMATS)}). "
             f"Received: {len(data)} bytes that fail to read ({type(error).__name__}: {error})"
         ) from None
-    if kind not in IMAGE_FORMATS:
+    if kind not in IMAGE_FORMATS and kind not in _ALSO_JPEG:
         raise PredictionInputError(
             f"{filename}: expected an image in {', '.join(IMAGE_FORMATS)}. Received: {kind}"
         )

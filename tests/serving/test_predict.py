@@ -246,3 +246,23 @@ def test_regression_models_print_their_values(
     assert capsys.readouterr().out.splitlines() == ["argument[0]  2.5", "argument[1]  -40.25"]
     assert main(["predict", str(regression_bundle), "[0, 0, 7.5]", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"input": "argument", "value": 7.5}]
+
+
+def test_a_camera_jpeg_with_more_pictures_is_read_as_its_first(
+    digits_bundle: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MPO file (a JPEG followed by more pictures, as phone cameras write them) answers
+    as its first picture, the JPEG, does: training's decode_image reads it so too."""
+    from PIL import Image
+
+    pixels = np.round(digits_bundle.images[0][..., 0] * (255 / 16)).astype(np.uint8)
+    first, second = Image.fromarray(pixels), Image.fromarray(pixels[::-1].copy())
+    first.save(tmp_path / "d0.jpg", "JPEG", quality=95)
+    first.save(tmp_path / "d0.mpo.jpg", "MPO", quality=95, save_all=True, append_images=[second])
+    with Image.open(tmp_path / "d0.mpo.jpg") as written:
+        assert written.format == "MPO"
+    run_dir = str(digits_bundle.run_dir)
+    argv = [str(tmp_path / "d0.jpg"), str(tmp_path / "d0.mpo.jpg"), "--json"]
+    assert main(["predict", run_dir, *argv]) == 0
+    jpeg, mpo = json.loads(capsys.readouterr().out)
+    assert mpo["predictions"] == jpeg["predictions"]
