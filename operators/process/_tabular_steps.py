@@ -59,8 +59,16 @@ def _missing_tf(x: Any, missing: tuple[str, ...]) -> Any:
     if not missing:
         return tf.zeros_like(x, tf.bool)
     tokens = tf.constant(list(missing), tf.string)
-    stripped = tf.strings.strip(x)[..., tf.newaxis]
+    stripped = tf.strings.regex_replace(x, _EDGE_SPACE, "")[..., tf.newaxis]
     return tf.reduce_any(tf.equal(stripped, tokens), axis=-1)
+
+
+_SPACE = (
+    r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
+    r"\x{202f}\x{205f}\x{3000}]"
+)
+"""Every character ``str.isspace()`` accepts, in RE2 (``tf.strings.strip`` knows ASCII only)."""
+_EDGE_SPACE = rf"^{_SPACE}+|{_SPACE}+$"
 
 
 @attrs.frozen

@@ -316,3 +316,19 @@ def test_fill_missing_on_an_integer_matrix_exports_unchanged() -> None:
     serve, _ = serving_function(batch.metadata)
     served = serve(tf.constant(x))["scores"].numpy()  # type: ignore[operator]
     assert served.tolist() == x.tolist()
+
+
+def test_missing_strings_in_any_whitespace_are_missing_on_both_sides() -> None:
+    """Python's strip() takes every Unicode space (a no-break space from a spreadsheet, an
+    ideographic space); serving strips the same ones, not only ASCII's."""
+    import sys
+
+    import tensorflow as tf
+
+    spaces = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    cells = ["\xa0NA", "NA\u3000", "\u2028N/A\u2029", "\x0bnull", f"{spaces}None{spaces}", "rome"]
+    fill = FillMissing(("oslo",), columns=("city",))
+    mine = fill.apply({"city": np.array(cells, dtype=object)})["city"]
+    served = fill.apply_tf({"city": tf.constant(cells)})["city"].numpy()
+    assert mine.tolist() == ["oslo"] * 5 + ["rome"]
+    assert [v.decode() for v in served] == mine.tolist()
