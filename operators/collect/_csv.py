@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import itertools
+import math
+import operator
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -61,8 +64,81 @@ class CsvLayout:
 
 
 def _float(
-    column: str, values: list[str], missing: frozenset[str], hint: str
+    column: str, values: Sequence[str], missing: frozenset[str], hint: str
 ) -> np.ndarray[Any, Any]:
+    """A column chunk as float32, NaN for missing cells: read by numpy in one call when
+    every cell reads (:func:`_parse_floats`), else cell by cell (:func:`_float_cells`),
+    which accepts the same cells with the same values and names the first bad one.
+
+    Example:
+        >>> _float("x", ["1.5", " 2 ", "", "NA", "-1e3"], frozenset({"", "NA"}), "").tolist()
+        [1.5, 2.0, nan, nan, -1000.0]
+        >>> _float("x", ["1.5", "?"], frozenset({""}), "")
+        Traceback (most recent call last):
+        ...
+        rxpipe.operators.collect._csv.RowError: column 'x': expected a number. Received: '?'
+    """
+    try:
+        parsed = _parse_floats(values, missing)
+    except ValueError:  # a cell float() rejects: find it (or accept what strip() allows)
+        return _float_cells(column, values, missing, hint)
+    return parsed.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _missing_tokens(missing: frozenset[str]) -> tuple[frozenset[str], np.ndarray[Any, Any]]:
+    """The ``missing`` strings a stripped cell can equal, and the numbers some of them read as.
+
+    A cell equal to one of the first is missing as it is. A cell that reads as one of the
+    numbers (``" -999"`` with ``missing=["-999"]``) may be missing once stripped, so
+    :func:`_parse_floats` checks it again.
+    """
+    numbers = set()
+    for token in missing:
+        try:
+            number = float(token)
+        except ValueError:
+            continue
+        if not math.isnan(number):  # a missing cell is NaN anyway
+            numbers.add(number)
+    exact = frozenset(token for token in missing if token == token.strip())
+    return exact, np.array(sorted(numbers), dtype=np.float64)
+
+
+def _parse_floats(values: Sequence[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    """The cells as float64 in one numpy call, exactly as :func:`_float_cells` reads them.
+
+    numpy reads each string with Python's ``float()``, which strips the same whitespace as
+    ``str.strip()`` or less (never more), so a cell it reads has the value of the cell
+    stripped. A cell that is a missing string as it is (``""``, ``"NA"``) makes the first
+    call fail, and the chunk is read again with it as ``"nan"``; a cell that reads as a
+    number but is a missing string once stripped (``" -999"`` with ``missing=["-999"]``)
+    is found among the cells with that value. Any other cell ``float()`` rejects
+    (``"?"``, ``" NA "``, ``"\\x1c1"``) raises ``ValueError``, and the caller reads the
+    chunk cell by cell instead.
+
+    Raises:
+        ValueError: if ``float()`` rejects a cell that is not exactly a missing string.
+    """
+    exact, numbers = _missing_tokens(missing)
+    try:  # no check for missing cells first: hashing every cell costs as much as a retry
+        parsed: np.ndarray[Any, Any] = np.array(values, dtype=np.float64)
+    except ValueError:
+        if exact.isdisjoint(values):
+            raise
+        parsed = np.array(["nan" if v in exact else v for v in values], dtype=np.float64)
+    if numbers.size:
+        for i in np.flatnonzero(np.isin(parsed, numbers)).tolist():
+            if values[i].strip() in missing:
+                parsed[i] = np.nan
+    return parsed
+
+
+def _float_cells(
+    column: str, values: Sequence[str], missing: frozenset[str], hint: str
+) -> np.ndarray[Any, Any]:
+    """The cells as float32 one at a time: the reference for :func:`_parse_floats`, and the
+    ``RowError`` naming the first cell that is neither missing nor a number."""
     out = np.empty(len(values), dtype=np.float32)
     for i, value in enumerate(values):
         text = value.strip()
@@ -78,7 +154,24 @@ def _float(
     return out
 
 
-def _int(column: str, values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+def _int(column: str, values: Sequence[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    """A column chunk as int64: read by numpy in one call (with Python's ``int()``, whose
+    whitespace ``str.strip()`` also strips, as for :func:`_parse_floats`), else cell by
+    cell (:func:`_int_cells`) to name the first bad cell.
+
+    Example:
+        >>> _int("n", ["1", " 20 ", "1_000"], frozenset({""})).tolist()
+        [1, 20, 1000]
+    """
+    try:
+        parsed: np.ndarray[Any, Any] = np.array(values, dtype=np.int64)
+    except (ValueError, OverflowError):
+        return _int_cells(column, values, missing)
+    return parsed
+
+
+def _int_cells(column: str, values: Sequence[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    """The cells as int64 one at a time, and the ``RowError`` naming the first bad one."""
     out = np.empty(len(values), dtype=np.int64)
     for i, value in enumerate(values):
         try:
@@ -86,17 +179,22 @@ def _int(column: str, values: list[str], missing: frozenset[str]) -> np.ndarray[
         except ValueError:
             what = "a missing value" if value.strip() in missing else repr(value)
             raise RowError(f"column {column!r}: expected an integer. Received: {what}") from None
+        except OverflowError:
+            raise RowError(
+                f"column {column!r}: expected an integer from -2**63 to 2**63 - 1. "
+                f"Received: {value!r}"
+            ) from None
     return out
 
 
-def _str(values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+def _str(values: Sequence[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
     out = np.empty(len(values), dtype=object)
     out[:] = [None if v.strip() in missing else v for v in values]
     return out
 
 
 def convert(
-    column: str, kind: str, values: list[str], missing: frozenset[str], hint: str = ""
+    column: str, kind: str, values: Sequence[str], missing: frozenset[str], hint: str = ""
 ) -> Any:
     """Convert one column's strings to a float32, int64 or object array (``RowError``).
 
@@ -270,6 +368,7 @@ class _Plan:
 
 Row = tuple[int, int, list[str]]
 """A data row: its index (from 0), the line it ends on and its fields."""
+_FIELDS = operator.itemgetter(2)  # a Row's fields
 
 
 class _Reader:
@@ -417,17 +516,9 @@ class _Reader:
     def _batch(
         self, chunk: list[Row], names: tuple[str, ...], plan: _Plan, meta: DatasetMetadata
     ) -> Batch | None:
-        good = []
-        for row_id, line, row in chunk:
-            if len(row) != len(names):
-                self._fail(
-                    row_id,
-                    line,
-                    f"expected {len(names)} fields ({', '.join(names)}). Received: {len(row)}",
-                    None,
-                )
-                continue
-            good.append((row_id, line, row))
+        good = chunk
+        if set(map(len, map(_FIELDS, chunk))) != {len(names)}:  # rare: checked row by row
+            good = self._drop_rows_of_wrong_length(chunk, names)
         while good:
             try:
                 batch = self._arrays(good, plan, meta)
@@ -451,6 +542,21 @@ class _Reader:
         if len(unique) == len(good):
             return batch
         return self._arrays(unique, plan, meta) if unique else None  # the rare slow path
+
+    def _drop_rows_of_wrong_length(self, chunk: list[Row], names: tuple[str, ...]) -> list[Row]:
+        """The rows with a field per column; the others fail or are skipped."""
+        good = []
+        for row_id, line, row in chunk:
+            if len(row) != len(names):
+                self._fail(
+                    row_id,
+                    line,
+                    f"expected {len(names)} fields ({', '.join(names)}). Received: {len(row)}",
+                    None,
+                )
+                continue
+            good.append((row_id, line, row))
+        return good
 
     def _claim_ids(self, rows: list[Row], ids: list[str]) -> list[Row]:
         """The rows whose id (in ``ids``) is present and not read before, their ids now
@@ -498,7 +604,7 @@ class _Reader:
         """Label and id cells that mean "none": the ``missing`` strings and the empty cell."""
         return self.layout.missing | {""}
 
-    def _labels(self, values: list[str], kind: str, hint: str) -> np.ndarray[Any, Any]:
+    def _labels(self, values: Sequence[str], kind: str, hint: str) -> np.ndarray[Any, Any]:
         """The label column's cells as class indices (with label_names) or typed values.
 
         Raises:
@@ -509,12 +615,11 @@ class _Reader:
         missing = self._label_missing()
         if layout.label_names is not None:
             return self._label_index(values, missing)
-        for value in values:
-            if value.strip() in missing:
-                raise RowError(
-                    f"column {layout.label!r}: expected {_LABEL_EXPECTED[kind]}. "
-                    "Received: a missing value"
-                )
+        if not missing.isdisjoint(map(str.strip, values)):
+            raise RowError(
+                f"column {layout.label!r}: expected {_LABEL_EXPECTED[kind]}. "
+                "Received: a missing value"
+            )
         if kind == "str":
             out = np.empty(len(values), dtype=object)
             out[:] = [v.strip() for v in values]
@@ -528,29 +633,34 @@ class _Reader:
             )
         return array
 
-    def _label_index(self, values: list[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
+    def _label_index(self, values: Sequence[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
         names = self.layout.label_names or ()
         lookup = {n: i for i, n in enumerate(names)}
-        out = np.empty(len(values), dtype=np.int64)
-        for i, value in enumerate(values):
-            found = lookup.get(value.strip())
-            if found is None:
-                what = "a missing value" if value.strip() in missing else repr(value)
-                raise RowError(
-                    f"column {self.layout.label!r}: expected one of the label_names "
-                    f"{list(names)}. Received: {what}"
-                )
-            out[i] = found
-        return out
+        found = list(map(lookup.get, map(str.strip, values)))
+        if None in found:
+            value = values[found.index(None)]
+            what = "a missing value" if value.strip() in missing else repr(value)
+            raise RowError(
+                f"column {self.layout.label!r}: expected one of the label_names "
+                f"{list(names)}. Received: {what}"
+            )
+        return np.array(found, dtype=np.int64)
 
     def _columns(
         self, rows: list[list[str]], plan: _Plan
     ) -> tuple[Features, np.ndarray[Any, Any] | None]:
         """The rows' features and labels (``RowError`` if a cell is not what it should be)."""
         layout = self.layout
+        wanted = len(plan.features) + (layout.label is not None)
+        if rows and 2 * wanted >= len(rows[0]):  # most columns read: transpose in one pass
+            cells: list[Sequence[str]] = list(zip(*rows, strict=True))
 
-        def column(name: str) -> list[str]:
-            return [row[plan.index[name]] for row in rows]
+            def column(name: str) -> Sequence[str]:
+                return cells[plan.index[name]]
+        else:
+
+            def column(name: str) -> Sequence[str]:
+                return [row[plan.index[name]] for row in rows]
 
         arrays = {
             c: convert(c, plan.kinds[c], column(c), layout.missing, plan.hints.get(c, ""))
@@ -566,11 +676,13 @@ class _Reader:
 
     def _arrays(self, rows: list[Row], plan: _Plan, meta: DatasetMetadata) -> Batch:
         layout = self.layout
-        values, labels = self._columns([row for _, _, row in rows], plan)
+        values, labels = self._columns(list(map(_FIELDS, rows)), plan)
         if layout.id_column is not None:
             at = plan.index[layout.id_column]
             ids = np.empty(len(rows), dtype=object)
             ids[:] = [row[at].strip() for _, _, row in rows]
+        elif rows[-1][0] - rows[0][0] == len(rows) - 1:  # no row left out between them
+            ids = np.arange(rows[0][0], rows[-1][0] + 1, dtype=np.int64)
         else:
             ids = np.asarray([row_id for row_id, _, _ in rows], dtype=np.int64)
         return Batch(values, labels, ids, meta)

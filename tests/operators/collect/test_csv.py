@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import reactivex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rxpipe import ConfigError, Pipeline, SamplesSkipped, StageError
 from rxpipe.flow._tally import Tally, tallying
 from rxpipe.operators import access, collect, process
+from rxpipe.operators.collect import _csv
 from rxpipe.testing import EventRecorder
 from rxpipe.testing import collect as run
 
@@ -496,3 +502,166 @@ def test_rows_around_a_parse_error_and_a_bad_byte_keep_their_lines(tmp_path: Pat
     assert [s.sample_id for s in tally.skipped] == [10, 2001]
     assert "line 12: cannot parse the row" in tally.skipped[0].reason
     assert "line 2003: column 'a': expected utf-8 text" in tally.skipped[1].reason
+
+
+# Numbers are read a column chunk at a time by numpy (_csv._parse_floats, _csv._int) and,
+# when that fails, cell by cell (_csv._float_cells, _csv._int_cells), which also names the
+# bad cell. Both must read every cell alike; these are the cells where Python's float()
+# and int() are lenient or strict.
+TRICKY_CELLS = (
+    *("1", "-2.5", "+3", ".5", "5.", "1e5", "1E+05", "-1e-3", "010", "1e400", "-1e400", "1e-400"),
+    *("1_000", "1_0.5", "1__0", "_1", "1_", "1e1_0"),  # underscores between digits only
+    *(" 1 ", "\t-1.5\n", "\u20031\u2003", "\xa02", "\x1c3\x1f", "\x1c", "1 2"),  # whitespace
+    *("\u0661\u0662", "\uff11\uff12", "\u0663.\u0665", "\u0661\u066b\u0665"),  # other digits
+    *("inf", "-INF", "Infinity", "+infinity", "nan", "-nan", "NaN", "nan(1)", "in f", "inf_"),
+    *("0x10", "0b1", "0o7", "1j", "1.5d0", "1e", "+-1", "--1", "e5", ".", "True"),
+    *("", " ", "NA", " NA ", "N/A", "null", "None", "?", "-999", " -999", "-999.0", "1_0"),
+    *("1\x00", "\x001", "1\udce9", "\udce9", "\u00e9", "9" * 30, "99999999999999999999"),
+    *("9223372036854775807", "-9223372036854775808", "9223372036854775808", "3.4028236e38"),
+)
+MISSING_SETS: tuple[frozenset[str], ...] = (
+    frozenset(_csv.MISSING),
+    frozenset({*_csv.MISSING, "-999", "?"}),  # a numeric sentinel: " -999" is missing too
+    frozenset({" "}),  # a stripped cell never equals it: " " is not missing
+    frozenset({"1_0", " NA ", "inf"}),
+    frozenset(),
+)
+Reader = Callable[[str, Sequence[str], frozenset[str]], np.ndarray[Any, Any]]
+
+
+def _floats_fast(column: str, cells: Sequence[str], missing: frozenset[str]) -> Any:
+    return _csv._float(column, cells, missing, "")
+
+
+def _floats_by_cell(column: str, cells: Sequence[str], missing: frozenset[str]) -> Any:
+    return _csv._float_cells(column, cells, missing, "")
+
+
+def _outcome(read: Reader, cells: Sequence[str], missing: frozenset[str]) -> tuple[str, Any]:
+    """What a reader makes of a column chunk: its array's dtype and bits, or its RowError."""
+    try:
+        with np.errstate(over="ignore"):  # 1e300 as float32: inf (both warn, tested below)
+            array = read("x", cells, missing)
+    except _csv.RowError as error:
+        return "error", str(error)
+    return str(array.dtype), array.tobytes()
+
+
+def _same_outcome(cells: Sequence[str], missing: frozenset[str]) -> None:
+    for fast, by_cell in ((_floats_fast, _floats_by_cell), (_csv._int, _csv._int_cells)):
+        assert _outcome(fast, cells, missing) == _outcome(by_cell, cells, missing), (cells, missing)
+
+
+@pytest.mark.parametrize("missing", MISSING_SETS, ids=lambda m: repr(sorted(m)))
+def test_tricky_cells_read_alike_in_one_call_and_cell_by_cell(missing: frozenset[str]) -> None:
+    """Each tricky cell, alone and among plain numbers, gives the same value or error."""
+    for cell in TRICKY_CELLS:
+        _same_outcome([cell], missing)
+        _same_outcome(["1.5", cell, "-2", cell, "7"], missing)
+        _same_outcome([*sorted(missing), cell], missing)  # with every missing string
+    good = [c for c in TRICKY_CELLS if _outcome(_floats_by_cell, [c], missing)[0] != "error"]
+    _same_outcome(good, missing)  # every readable cell at once
+
+
+def test_the_one_call_path_reads_common_cells_and_finds_stripped_sentinels() -> None:
+    """numpy reads plain, spaced, underscored, non-ASCII and missing cells without a fallback;
+    a cell that reads as a missing number is NaN only if it is that string once stripped."""
+    missing = frozenset({*_csv.MISSING, "-999"})
+    cells = ["1", " 2 ", "1_000", "\u0661\u0662", "inf", "", "NA", "nan", " -999", "-999.0"]
+    parsed = _csv._parse_floats(cells, missing)  # no ValueError: no cell-by-cell fallback
+    expected = [1.0, 2.0, 1000.0, 12.0, np.inf, np.nan, np.nan, np.nan, np.nan, -999.0]
+    np.testing.assert_array_equal(parsed, expected)
+    with pytest.raises(ValueError, match="could not convert string to float: ' NA '"):
+        _csv._parse_floats(["1", " NA "], missing)  # float() rejects it: read cell by cell
+    assert np.isnan(_csv._float("x", ["1", " NA "], missing, "")[1])
+    assert _csv._float("x", ["\x1c3\x1f"], missing, "").tolist() == [3.0]  # str.strip() wins
+
+
+def test_a_float32_overflow_warns_in_both_paths() -> None:
+    """A number too large for float32 becomes inf with numpy's overflow warning, either way."""
+    for read in (_floats_fast, _floats_by_cell):
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            assert read("x", ["1", "1e300"], frozenset())[1] == np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _floats_fast("x", ["1e400"], frozenset())[0] == np.inf  # inf already: no warning
+
+
+CELL_TEXT = st.text(
+    alphabet=st.sampled_from(
+        [
+            *"0123456789+-._eEinfatyINFAT xX?",
+            *("\t", "\n", "\x1c", "\u2003", "\xa0"),  # whitespace (\x1c: str.strip() only)
+            *("\u0661", "\u066b", "\uff11", "\udce9", "\x00"),  # digits, a bad byte, NUL
+        ]
+    ),
+    max_size=8,
+)
+CELLS = st.one_of(
+    st.sampled_from(TRICKY_CELLS),
+    CELL_TEXT,
+    st.floats(width=32).map(repr),
+    st.floats().map(lambda x: f"{x:.3g}"),
+    st.integers(-(2**70), 2**70).map(str),
+    st.tuples(st.sampled_from(["", " ", "\t"]), st.sampled_from(sorted(_csv.MISSING))).map(
+        lambda t: t[0] + t[1] + t[0]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=st.lists(CELLS, max_size=12), missing=st.sampled_from(MISSING_SETS))
+def test_any_column_chunk_reads_alike_in_one_call_and_cell_by_cell(
+    cells: list[str], missing: frozenset[str]
+) -> None:
+    """For any cells and missing strings, numpy's chunk read equals the cell-by-cell read."""
+    _same_outcome(cells, missing)
+
+
+def test_tricky_cells_in_a_file_keep_their_values_and_errors(tmp_path: Path) -> None:
+    """Through collect.csv, lenient cells read as float() reads them stripped, missing ones
+    are NaN, and under skip a bad cell loses only its row, named by line, column and value."""
+    path = tmp_path / "cells.csv"
+    x = ["1_000", " 2 ", "\u0661\u0662", "", " -999", "NA", "-1e3", "oops", "inf", "-999.5"]
+    path.write_text("x,n,label\n" + "".join(f"{c},{i},{i % 2}\n" for i, c in enumerate(x)))
+    stage = collect.csv(
+        str(path), label="label", types={"x": "float", "n": "int"}, missing=["", "NA", "-999"]
+    )
+    with pytest.raises(StageError, match=r"cells\.csv' line 9: column 'x': expected a number\. "):
+        run(reactivex.empty().pipe(stage))
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        stage = collect.csv(
+            str(path),
+            label="label",
+            types={"x": "float", "n": "int"},
+            missing=["", "NA", "-999"],
+            on_error="skip",
+        )
+        [batch] = run(reactivex.empty().pipe(stage))
+    features = batch.features
+    assert isinstance(features, dict)
+    expected = [1000.0, 2.0, 12.0, np.nan, np.nan, np.nan, -1000.0, np.inf, -999.5]
+    np.testing.assert_array_equal(features["x"], np.array(expected, dtype=np.float32))
+    assert features["n"].dtype == np.int64
+    assert features["n"].tolist() == [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    assert [s.sample_id for s in tally.skipped] == [7]
+    assert "line 9: column 'x': expected a number. Received: 'oops'" in tally.skipped[0].reason
+
+
+def test_an_integer_beyond_int64_is_a_row_error(tmp_path: Path) -> None:
+    """An int cell too large for int64 fails naming line, column and value, or loses its row."""
+    path = tmp_path / "big.csv"
+    path.write_text("n,label\n1,0\n99999999999999999999,1\n-3,0\n")
+    stage = collect.csv(str(path), label="label", types={"n": "int"})
+    with pytest.raises(
+        StageError,
+        match=r"big\.csv' line 3: column 'n': expected an integer from -2\*\*63 to 2\*\*63 - 1\. "
+        r"Received: '99999999999999999999'$",
+    ) as info:
+        run(reactivex.empty().pipe(stage))
+    assert info.value.sample_ids == (1,)
+    with tallying(Tally("collect.csv")):
+        skip = collect.csv(str(path), label="label", types={"n": "int"}, on_error="skip")
+        [batch] = run(reactivex.empty().pipe(skip))
+    assert batch.features.tolist() == [1, -3]
