@@ -15,7 +15,7 @@ artifacts added. Why carry the stream instead of its batches:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,7 +26,10 @@ from rxpipe.batch import Batch, DatasetMetadata
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["ModelFactory", "ModelPlan", "TrainedModel"]
+__all__ = ["TASKS", "ModelFactory", "ModelPlan", "TrainedModel", "model_task"]
+
+TASKS = ("classification", "regression")
+"""What a trained model does: score classes, or predict values."""
 
 ModelFactory = Callable[[DatasetMetadata], "keras.Model"]
 """Builds a Keras model for a data set (input shape and classes from its metadata)."""
@@ -47,6 +50,60 @@ class ModelPlan:
     build: ModelFactory = attrs.field(repr=False)
 
 
+def _output_width(model: Any) -> int | None:
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if not isinstance(shape, tuple) or not shape:
+        return None  # several outputs, or none known
+    width = shape[-1]
+    return width if isinstance(width, int) else None
+
+
+def _ends_in_rescaling(model: Any) -> bool:
+    import keras
+
+    layers = list(getattr(model, "layers", None) or ())
+    return bool(layers) and isinstance(layers[-1], keras.layers.Rescaling)
+
+
+def model_task(model: Any, label_names: Sequence[str] | None) -> str:
+    """``"classification"`` if ``model`` gives one score per label name, else ``"regression"``.
+
+    A data set without label names is a regression. With label names, a model whose
+    output is not one value per class (a regression head on class indices: one value) is
+    a regressor too, and so is a model ending in a ``Rescaling`` layer, as the regression
+    head of the ``models.*`` plugins does (:mod:`rxpipe.operators.models._heads`), even
+    when its width happens to equal the number of classes (one-hot targets). A model
+    whose output width cannot be read is taken as a classifier of the label names.
+
+    Example:
+        >>> import keras
+        >>> scores = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model_task(scores, ("a", "b", "c")), model_task(scores, ("yes", "no"))
+        ('classification', 'regression')
+    """
+    if label_names is None or _ends_in_rescaling(model):
+        return "regression"
+    width = _output_width(model)
+    return "classification" if width is None or width == len(label_names) else "regression"
+
+
+def _task_of(trained: TrainedModel) -> str:
+    return model_task(trained.model, trained.metadata.label_names)
+
+
+def _task_needs_labels(trained: TrainedModel, attribute: Any, task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"TrainedModel.task: expected one of {TASKS}. Received: {task!r}")
+    if task == "classification" and trained.metadata.label_names is None:
+        raise ValueError(
+            "TrainedModel.task: expected label names in the metadata of a classifier. "
+            "Received: task 'classification' with label_names None"
+        )
+
+
 @attrs.frozen
 class TrainedModel:
     """A trained model with the data it was trained on and what was learned about it.
@@ -60,6 +117,9 @@ class TrainedModel:
         metrics: evaluation results by split.
         artifacts: saved artifacts, name → path.
         stats: facts about training (e.g. ``traces``: how often each step was traced).
+        task: ``"classification"`` or ``"regression"``: what the model's head does;
+            by default decided from the model and the label names by :func:`model_task`
+            (a regression head on a data set with label names is a regression).
     """
 
     name: str
@@ -70,6 +130,9 @@ class TrainedModel:
     metrics: Mapping[str, Any] = attrs.field(factory=dict)
     artifacts: Mapping[str, str] = attrs.field(factory=dict)
     stats: Mapping[str, Any] = attrs.field(factory=dict)
+    task: str = attrs.field(
+        default=attrs.Factory(_task_of, takes_self=True), validator=_task_needs_labels
+    )
 
     def evolve(self, **changes: Any) -> TrainedModel:
         """Return a copy with ``changes`` applied."""

@@ -15,12 +15,12 @@ from typing import IO, Any
 import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, inferred_label_names
-from rxpipe.errors import ConfigError
+from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
-from .._checks import existing_path, names, optional_positive_int, positive_int
+from .._checks import existing_path, fail, names, optional_positive_int, positive_int
 from ._memo import MetadataMemo
 
 PLUGIN = "collect.numpy"
@@ -78,6 +78,37 @@ def _open(path: Path, key: str | None) -> Any:
     return _Member(path, key or "")
 
 
+def _value_range(value: Sequence[float] | None) -> tuple[float, float] | None:
+    """``value`` as ``(low, high)``: two finite numbers, ``low < high``."""
+    if value is None:
+        return None
+    pair = tuple(value) if not isinstance(value, str | bytes) else ()
+    if (
+        len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int | float) for v in pair)
+        or not all(np.isfinite(v) for v in pair)
+        or not pair[0] < pair[1]
+    ):
+        raise fail(PLUGIN, "value_range", "[low, high], two finite numbers with low < high", value)
+    return float(pair[0]), float(pair[1])
+
+
+def _check_range(rows: np.ndarray[Any, Any], start: int, value_range: tuple[float, float]) -> None:
+    """Raise :class:`BatchError` if a value of ``rows`` lies outside ``value_range``."""
+    values = rows[~np.isnan(rows)] if rows.dtype.kind == "f" else rows
+    if not values.size:
+        return
+    low, high = value_range
+    smallest, largest = values.min(), values.max()
+    if smallest < low or largest > high:
+        outside = np.flatnonzero(((rows < low) | (rows > high)).reshape(len(rows), -1).any(axis=1))
+        raise BatchError(
+            f"{PLUGIN}: expected feature values within value_range [{low}, {high}]. "
+            f"Received: values from {smallest} to {largest} (samples "
+            f"{(outside[:4] + start).tolist()}{'...' if len(outside) > 4 else ''})"
+        )
+
+
 def _rows(array: Any, chunk_size: int, limit: int) -> Iterator[np.ndarray[Any, Any]]:
     if isinstance(array, _Member):
         yield from array.chunks(chunk_size, limit)
@@ -97,6 +128,7 @@ def numpy_arrays(
     name: str | None = None,
     chunk_size: int = 1024,
     limit: int | None = None,
+    value_range: Sequence[float] | None = None,
 ) -> Operator[Batch, Batch]:
     """Rows of numpy arrays: from ``arrays`` (Python), a ``.npz`` archive or a ``.npy`` file.
 
@@ -106,6 +138,12 @@ def numpy_arrays(
     ``"0"`` to ``"<width - 1>"`` (train them with ``loss="categorical_crossentropy"``);
     other float labels are regression targets (soft class labels need ``label_names``).
     Sample ids are the row numbers.
+
+    ``value_range`` declares the range the features' values lie in (e.g. ``[0, 1]`` for
+    float images, ``[0, 255]`` for pixels); it is recorded in the data set's
+    :class:`~rxpipe.FeatureSpec`, where ``process.normalize`` reads it and where
+    ``deploy.export`` needs it to serve float images from encoded image files (their
+    0–255 pixels are mapped onto it). Values outside it fail the run, naming the samples.
 
     Args:
         path: a ``.npz`` archive (arrays named ``features`` and ``labels``) or a
@@ -118,6 +156,7 @@ def numpy_arrays(
         name: the data set's name (default: the file's stem, or ``"arrays"``).
         chunk_size: rows per emitted batch.
         limit: read only the first ``limit`` rows.
+        value_range: ``[low, high]`` of the features' values (numeric features only).
 
     Example:
         >>> import reactivex
@@ -131,6 +170,7 @@ def numpy_arrays(
     positive_int(PLUGIN, "chunk_size", chunk_size)
     optional_positive_int(PLUGIN, "limit", limit)
     label_names = names(PLUGIN, "label_names", label_names)
+    declared = _value_range(value_range)
     if (path is None) == (arrays is None):
         raise ConfigError(
             f"expected exactly one of path and arrays. Received: path={path!r}, "
@@ -186,6 +226,12 @@ def numpy_arrays(
     count = n_rows if limit is None else min(limit, n_rows)
     shape = tuple(x.shape[1:])
     dtype = x.dtype
+    if declared is not None and dtype.kind not in "biuf":
+        raise ConfigError(
+            f"expected numeric features for a value range. Received: features of dtype "
+            f"{dtype.name}",
+            f"{PLUGIN}.value_range",
+        )
 
     memo = MetadataMemo()
 
@@ -203,12 +249,17 @@ def numpy_arrays(
             classes = inferred[0]
         meta = memo(
             DatasetMetadata(
-                title, FeatureSpec(shape, dtype.name), classes, split_sizes={"unsplit": count}
+                title,
+                FeatureSpec(shape, dtype.name, declared),
+                classes,
+                split_sizes={"unsplit": count},
             )
         )
         feature_rows = _rows(x, chunk_size, count)
         label_rows = _rows(y, chunk_size, count) if y is not None else None
         for start, rows in zip(range(0, count, chunk_size), feature_rows, strict=False):
+            if declared is not None:
+                _check_range(rows, start, declared)
             ids = np.arange(start, start + len(rows), dtype=np.int64)
             label = next(label_rows) if label_rows is not None else None
             yield Batch(rows, label, ids, meta)

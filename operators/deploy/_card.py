@@ -8,7 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from rxpipe.model import TrainedModel
-from rxpipe.serving.bundle import BUNDLE_FORMAT, DEFAULT_SIGNATURE, SAVED_MODEL_VERSION, TensorInfo
+from rxpipe.serving.bundle import (
+    BUNDLE_FORMAT,
+    DEFAULT_SIGNATURE,
+    KERAS_FILE,
+    SAVED_MODEL_VERSION,
+    TensorInfo,
+)
 
 from ._signatures import input_specs
 
@@ -79,8 +85,15 @@ def model_card(
     signatures: Mapping[str, Mapping[str, Mapping[str, TensorInfo]]],
     files: list[str],
     run: Mapping[str, str] | None = None,
+    *,
+    keras_skipped: str | None = None,
 ) -> dict[str, Any]:
     """The model card of a bundle.
+
+    ``task`` is the model's (:attr:`~rxpipe.TrainedModel.task`); ``labels`` the class
+    names of a classifier, ``None`` for a regressor (even on a data set with label
+    names). ``keras_model`` gives the ``.keras`` file's path, or ``None`` and the
+    ``reason`` it was not written.
 
     Args:
         trained: the trained model being exported.
@@ -88,8 +101,10 @@ def model_card(
         signatures: inputs and outputs of each SavedModel signature.
         files: the bundle's files, relative to it.
         run: the run that trained the model (``run_id``, ``pipeline``), if any.
+        keras_skipped: why the bundle has no ``.keras`` file, if it has none.
     """
     meta = trained.metadata
+    classify = trained.task == "classification" and meta.label_names is not None
     default = signatures[DEFAULT_SIGNATURE]
     history = list(trained.history)
     return {
@@ -99,10 +114,10 @@ def model_card(
         "dataset": meta.name,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
-        "task": "classification" if meta.label_names is not None else "regression",
+        "task": "classification" if classify else "regression",
         "inputs": _inputs(trained, default["inputs"]),
         "outputs": {k: v.to_dict() for k, v in default["outputs"].items()},
-        "labels": None if meta.label_names is None else list(meta.label_names),
+        "labels": list(meta.label_names or ()) if classify else None,
         "preprocessing": [{"name": s.name, **s.to_config()} for s in meta.preprocessing],
         "metrics": metric_summary(trained.metrics),
         "training": {"epochs": len(history), "final": dict(history[-1]) if history else {}},
@@ -115,6 +130,11 @@ def model_card(
                 for sig, io in signatures.items()
             },
         },
+        "keras_model": (
+            {"path": KERAS_FILE}
+            if keras_skipped is None
+            else {"path": None, "reason": keras_skipped}
+        ),
         "run": dict(run) if run else None,
         "files": sorted(files),
     }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ from ._signatures import build_endpoints, input_specs
 
 __all__ = ["export", "write_bundle"]
 
+SERVED_NAME = r"(?=.*[\w-])[\w.-]+"
+"""A served model's name: letters, digits, '_', '-' and '.', not only dots (it is a path
+segment of the serving routes, ``/v1/models/<name>``), as pipeline names are."""
+
 
 def _json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
@@ -41,6 +46,31 @@ def _plain(value: Any) -> Any:
         if callable(convert):
             return convert()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _layers(layer: Any) -> Iterator[Any]:
+    for inner in getattr(layer, "layers", None) or ():
+        yield inner
+        yield from _layers(inner)
+
+
+def external_saved_model(model: Any) -> str | None:
+    """Why ``model`` cannot be saved as a self-contained ``.keras`` file, or ``None``.
+
+    A ``keras.layers.TFSMLayer`` (what ``models.load`` of a SavedModel builds) only
+    refers to its SavedModel by path: a ``.keras`` file of it needs that folder to exist
+    when loaded, and Keras refuses to load it without ``safe_mode=False``.
+    """
+    import keras
+
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.TFSMLayer):
+            return (
+                f"the model calls the SavedModel at {str(layer.filepath)!r} through a "
+                "TFSMLayer (models.load of a SavedModel), which a .keras file would only "
+                "refer to, not hold; the SavedModel in 1/ holds the whole model"
+            )
+    return None
 
 
 def write_bundle(
@@ -57,6 +87,12 @@ def write_bundle(
     :func:`~rxpipe.context.atomic_write` (as :func:`export` does) so that no reader
     ever sees part of a bundle.
 
+    The bundle is a classifier's (``class_ids`` output, ``labels.json``) when
+    ``trained.task`` is ``"classification"``: a regression head trained on a data set
+    with label names exports a regressor. ``model.keras`` is left out, the card saying
+    why (``keras_model.reason``), when the model is not self-contained (see
+    :func:`external_saved_model`).
+
     Args:
         trained: the trained model, with its metadata (raw input spec, preprocessing,
             label names), history and metrics.
@@ -71,7 +107,7 @@ def write_bundle(
     import keras
 
     meta = trained.metadata
-    classify = meta.label_names is not None
+    classify = trained.task == "classification" and meta.label_names is not None
     endpoints = build_endpoints(trained.model, meta.raw_features, meta.preprocessing, classify)
     target.mkdir(parents=True)
     archive = keras.export.ExportArchive()
@@ -81,7 +117,9 @@ def write_bundle(
         function = archive.add_endpoint(name=endpoint, fn=fn, input_signature=input_signature)
         signatures[endpoint] = describe_signature(function.get_concrete_function())
     archive.write_out(str(target / SAVED_MODEL_VERSION), verbose=False)
-    trained.model.save(target / KERAS_FILE)
+    keras_skipped = external_saved_model(trained.model)
+    if keras_skipped is None:
+        trained.model.save(target / KERAS_FILE)
     if classify:
         _json(target / LABELS_FILE, list(meta.label_names or ()))
     _json(
@@ -99,7 +137,9 @@ def write_bundle(
     if pipeline_file is not None and pipeline_file.is_file():
         shutil.copyfile(pipeline_file, target / PIPELINE_FILE)
     files = [str(p.relative_to(target)) for p in target.iterdir()] + [CARD_FILE]
-    card = model_card(trained, name or meta.name, signatures, files, run)
+    card = model_card(
+        trained, name or meta.name, signatures, files, run, keras_skipped=keras_skipped
+    )
     _json(target / CARD_FILE, card)
 
 
@@ -116,16 +156,34 @@ def export(
     to a temporary directory and renamed into place when complete, so a reader never
     sees part of a bundle. ``rxpipe predict`` and ``rxpipe serve`` read it.
 
+    The card's ``task`` is the model's (:attr:`~rxpipe.TrainedModel.task`): a regression
+    head on a data set with label names is exported as a regressor, without
+    ``class_ids`` or labels. A model built on a SavedModel by ``models.load`` (a
+    ``TFSMLayer``) has no self-contained ``.keras`` form: its bundle has no
+    ``model.keras`` and the card's ``keras_model.reason`` says why; the SavedModel in
+    ``model/1`` serves it as any other.
+
     Args:
         path: the bundle directory; default ``<run dir>/model``. It must not exist yet,
             be empty, or hold a bundle (which is replaced): a folder of other files is
             an error, never deleted.
-        name: the model's name when served; default the pipeline's name.
+        name: the model's name when served (letters, digits, ``-``, ``_`` and ``.``,
+            not only dots); default the pipeline's name.
+
+    Raises:
+        ConfigError: for a ``path`` holding other files, or a ``name`` that cannot name
+            a served model (empty, or with ``/``, spaces, ...).
 
     Example:
         >>> export().params
         {'path': None, 'name': None}
     """
+    if name is not None and (not isinstance(name, str) or not re.fullmatch(SERVED_NAME, name)):
+        raise ConfigError(
+            "expected a non-empty name of letters, digits, '-', '_' and '.', not only dots "
+            f"(it names the model in the serving routes). Received: {name!r}",
+            "deploy.export.name",
+        )
     problem = None if path is None else not_replaceable(Path(path).expanduser(), CARD_FILE)
     if problem is not None:
         raise ConfigError(problem, "deploy.export.path")

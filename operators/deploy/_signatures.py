@@ -5,8 +5,8 @@ Two endpoints, both with TensorFlow ops only, so the SavedModel needs nothing el
 - ``serving_default`` takes raw features exactly as the data was collected (one tensor
   named ``features``, or one tensor per named feature for tabular rows; strings for
   text) and answers ``scores`` (and ``class_ids`` for classifiers).
-- ``serving_images`` (image models only) takes encoded images (PNG, JPEG, GIF or BMP, any
-  size), decodes them, converts them to the raw feature spec (see
+- ``serving_images`` (image models only, see :func:`is_image`) takes encoded images (PNG,
+  JPEG, GIF or BMP, any size), decodes them, converts them to the raw feature spec (see
   :func:`image_to_raw`) and then does what ``serving_default`` does.
 
 Images are decoded to RGB whatever the model's channels: TensorFlow's decoders take
@@ -47,20 +47,44 @@ def tf_dtype(dtype: str) -> tf.DType:
 
 
 def is_image(raw: FeatureSpec | Mapping[str, FeatureSpec]) -> bool:
-    """True for one numeric feature shaped (height, width) or (height, width, 1 or 3)."""
+    """True for one numeric feature that holds pixels an encoded image can be mapped onto.
+
+    That is a feature shaped (height, width, 1, 3 or 4 channels) whose values are known
+    to be pixels: ``uint8`` (0–255), or any numeric dtype with a declared
+    ``value_range`` (e.g. float images in [0, 1] from ``collect.numpy(value_range=[0,
+    1])``, the digits' 0–16). A (height, width) feature counts only as ``uint8``: a
+    float or integer matrix is as likely a time series or a table as a gray image.
+    Without a value range a float feature's scale is unknown, and feeding it 0–255
+    pixels would give wrong answers, so it gets no ``serving_images`` signature.
+
+    Example:
+        >>> is_image(FeatureSpec((28, 28), "uint8")), is_image(FeatureSpec((50, 6), "float32"))
+        (True, False)
+        >>> is_image(FeatureSpec((8, 8, 1), "float32")), is_image(
+        ...     FeatureSpec((8, 8, 1), "float32", (0.0, 1.0))
+        ... )
+        (False, True)
+    """
     if not isinstance(raw, FeatureSpec) or raw.dtype in _STRING_DTYPES or raw.dtype == "bool":
         return False
+    pixels = raw.dtype == "uint8"
+    if not pixels and raw.value_range is None:
+        return False
     shape = raw.shape
-    return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3))
+    if len(shape) == 2:
+        return pixels
+    return len(shape) == 3 and shape[2] in (1, 3, 4)
 
 
 def image_to_raw(image: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     """Convert one decoded uint8 image (h, w, c) to a raw sample of ``spec``.
 
-    The image is resized (bilinear) to the spec's height and width unless it already
-    has them, and its 0–255 pixel values are mapped linearly onto the spec's value range
-    (for the digits data set, 0–16), or kept as they are when the spec declares none.
-    Integer specs are rounded.
+    ``c`` is the spec's channels (1 for a (height, width) spec). The image is resized
+    (bilinear) to the spec's height and width unless it already has them, and its 0–255
+    pixel values are mapped linearly onto the spec's value range (for the digits data
+    set, 0–16; [0, 1] for float images declared so), or kept as they are for a
+    ``uint8`` spec without one (:func:`is_image` admits no other). Integer specs are
+    rounded.
     """
     import tensorflow as tf
 
@@ -127,12 +151,16 @@ def build_endpoints(
     if isinstance(raw, FeatureSpec) and is_image(raw):
         image_spec = raw
         channels = 1 if len(raw.shape) == 2 else raw.shape[2]
+        opaque = tf.constant(255, tf.uint8)
         raw_tensor = tf.TensorSpec(raw.shape, tf.as_dtype(raw.dtype))
 
         def decode(data: tf.Tensor) -> tf.Tensor:
             image = decode_rgb_tf(data)  # as process.decode_image: the same pixels
             if channels == 1:  # as process.decode_image(channels=1) does it
                 image = Grayscale().apply_tf(image[tf.newaxis])[0]
+            elif channels == 4:  # RGBA: the decoders give RGB; the pixels are opaque
+                alpha = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), opaque)
+                image = tf.concat([image, alpha], -1)
             return image_to_raw(image, image_spec)
 
         def predict_images(images: tf.Tensor) -> dict[str, tf.Tensor]:

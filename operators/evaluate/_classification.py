@@ -8,14 +8,19 @@ from typing import Any
 import numpy as np
 from reactivex import operators as ops
 
-from rxpipe.batch import Batch, Split
+from rxpipe.batch import Batch
 from rxpipe.context import current_run
-from rxpipe.errors import BatchError, ConfigError, QualityGateError
+from rxpipe.errors import BatchError, QualityGateError
 from rxpipe.events import EvaluationCompleted
 from rxpipe.flow import iterate, map_batches
 from rxpipe.model import TrainedModel
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
+
+from .._checks import fraction, positive_int
+from ._splits import evaluated_split
+
+PLUGIN = "evaluate.classification"
 
 
 def classification_metrics(
@@ -23,10 +28,14 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """Metrics from a confusion matrix (rows: true class, columns: predicted class).
 
+    Macro averages are the plain mean over the classes present in the split's labels or
+    predictions (scikit-learn's default ``labels``); weighted averages weight each class
+    by its support (its number of true samples).
+
     Example:
         >>> m = classification_metrics(np.array([[3, 1], [0, 4]]), ("a", "b"))
-        >>> m["accuracy"], m["per_class"]["a"]["recall"]
-        (0.875, 0.75)
+        >>> m["accuracy"], m["per_class"]["a"]["recall"], m["weighted_recall"]
+        (0.875, 0.75, 0.875)
     """
     total = int(confusion.sum())
     true_positive = np.diag(confusion).astype(np.float64)
@@ -36,13 +45,24 @@ def classification_metrics(
         precision = np.where(predicted > 0, true_positive / predicted, 0.0)
         recall = np.where(actual > 0, true_positive / actual, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = actual > 0
+    present = (actual > 0) | (predicted > 0)
+    support = actual.sum()
+
+    def macro(values: np.ndarray[Any, Any]) -> float:
+        return float(values[present].mean()) if present.any() else 0.0
+
+    def weighted(values: np.ndarray[Any, Any]) -> float:
+        return float((values * actual).sum() / support) if support else 0.0
+
     return {
         "samples": total,
         "accuracy": float(true_positive.sum() / total) if total else 0.0,
-        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
-        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "macro_precision": macro(precision),
+        "macro_recall": macro(recall),
+        "macro_f1": macro(f1),
+        "weighted_precision": weighted(precision),
+        "weighted_recall": weighted(recall),
+        "weighted_f1": weighted(f1),
         "per_class": {
             name: {
                 "precision": float(precision[i]),
@@ -63,8 +83,13 @@ def classification(
 ) -> Operator[TrainedModel, TrainedModel]:
     """Evaluate a classifier on ``split``; write ``metrics.json`` in the run directory.
 
-    Metrics: ``accuracy``, macro precision/recall/F1, per-class precision, recall, F1
-    and support, and the confusion matrix (rows: true class, columns: predicted).
+    Metrics: ``accuracy``; ``macro_precision``, ``macro_recall`` and ``macro_f1``, the
+    mean over the classes that occur in the split's labels or predictions (a class
+    predicted but absent from the labels counts, with precision 0; a class absent from
+    both does not), as scikit-learn's ``average="macro"`` computes them;
+    ``weighted_precision``, ``weighted_recall`` and ``weighted_f1``, the classes' values
+    weighted by their support (``average="weighted"``); per-class precision, recall, F1
+    and support; and the confusion matrix (rows: true class, columns: predicted).
 
     Labels are class indices, or one-hot (or soft) rows of one value per class summing
     to 1 (as ``train.fit`` with ``loss="categorical_crossentropy"`` takes them); a row's
@@ -73,11 +98,13 @@ def classification(
     column of the model's highest score.
 
     Args:
-        split: the split to evaluate on.
+        split: the split to evaluate on: ``"test"``, ``"validation"`` or ``"train"``.
         min_accuracy: fail the run with :class:`~rxpipe.QualityGateError` below this.
         prefetch: batches read ahead of the model.
 
     Raises:
+        ConfigError: for a split that cannot be evaluated, ``min_accuracy`` outside
+            [0, 1], or ``prefetch`` below 1.
         BatchError: (as the stage's error) for labels that are neither class indices in
             range nor one-hot rows of the data set's classes, naming the samples at
             fault; or a model without one score per class.
@@ -86,14 +113,10 @@ def classification(
         >>> classification(min_accuracy=0.9).params["split"]
         'test'
     """
-    try:
-        which = Split(split)
-    except ValueError:
-        raise ConfigError(
-            f"split: expected one of {[s.value for s in Split]}. Received: {split!r}"
-        ) from None
-    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
-        raise ConfigError(f"min_accuracy: expected a number in [0, 1]. Received: {min_accuracy!r}")
+    which = evaluated_split(PLUGIN, split)
+    if min_accuracy is not None:
+        fraction(PLUGIN, "min_accuracy", min_accuracy)
+    positive_int(PLUGIN, "prefetch", prefetch)
 
     def evaluate(trained: TrainedModel) -> TrainedModel:
         from rxpipe.training.checks import check_class_labels, class_indices

@@ -9,6 +9,7 @@ arrive: normalize them as the weights expect (MobileNetV2: [-1, 1], e.g.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,44 @@ def _weights(plugin_name: str, weights: str | None) -> str | None:
             f"{plugin_name}.weights",
         )
     return str(path)
+
+
+def _load_weights(plugin_name: str, base: Any, weights: str, alpha: float | None) -> None:
+    """Load ``weights`` into ``base``; a file of another network (or alpha) is a ConfigError.
+
+    Keras warns about each part of the network that a mismatched file skips, then fails;
+    those warnings are dropped when it fails (the error says it all) and passed on when it
+    loads.
+    """
+    failure: ValueError | OSError | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            base.load_weights(weights)
+        except (ValueError, OSError) as error:
+            failure = error
+    if failure is None:
+        for warning in caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        return
+    network = f"{base.name} without its top (include_top=False)"
+    if alpha is not None:
+        network += f" and alpha={alpha}"
+    detail = " ".join(str(failure).split()).partition(" Target variable:")[0]
+    if len(detail) > 400:
+        detail = detail[:400] + "..."
+    hint = (
+        " (a weights file only fits the alpha it was saved with: set alpha to that one)"
+        if alpha is not None
+        else ""
+    )
+    raise ConfigError(
+        f"expected a weights file of the same architecture, {network}. Received: "
+        f"{weights!r}, which does not fit it: {detail}{hint}",
+        f"{plugin_name}.weights",
+    )
 
 
 def application_body(
@@ -78,7 +117,7 @@ def application_body(
     else:
         base = keras.applications.ResNet50(**options)
     if weights is not None:
-        base.load_weights(weights)
+        _load_weights(plugin_name, base, weights, alpha if network == "mobilenet_v2" else None)
     base.trainable = not freeze_base
     x = base(inputs, training=False if freeze_base else None)
     if dropout:

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     import keras
 
 HEADS = ("auto", "classification", "regression")
+OUTPUT_LAYER = "scores"
+"""The name of the output layer of every rxpipe head (see :func:`add_head`)."""
+REGRESSION_UNIT_LAYER = "unit_scores"
+"""The linear layer under a regression head's ``scores`` rescaling."""
 STATS_SAMPLES = 10_000
 """How many training labels a regression head reads for its output scale."""
 
@@ -103,10 +107,13 @@ def add_head(
 
     if task(meta, head, plugin) == "classification":
         assert meta.num_classes is not None
-        return keras.layers.Dense(meta.num_classes, activation="softmax", name="scores")(x)
+        return keras.layers.Dense(meta.num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
     scale = stats()
-    x = keras.layers.Dense(len(scale.mean), name="unit_scores")(x)
-    return keras.layers.Rescaling(scale=list(scale.std), offset=list(scale.mean), name="scores")(x)
+    x = keras.layers.Dense(len(scale.mean), name=REGRESSION_UNIT_LAYER)(x)
+    rescale = keras.layers.Rescaling(
+        scale=list(scale.std), offset=list(scale.mean), name=OUTPUT_LAYER
+    )
+    return rescale(x)
 
 
 def plan(

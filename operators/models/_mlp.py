@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,37 @@ from rxpipe.stage import Operator
 
 from .._checks import fraction
 from ._heads import check_head, plan
+
+
+def check_activation(plugin_name: str, activation: str) -> str:
+    """``activation`` if Keras knows it by that name (imports Keras).
+
+    Example:
+        >>> check_activation("models.mlp", "rellu")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: models.mlp.activation: expected a Keras activation ...
+        Received: 'rellu' (did you mean 'relu'?)
+    """
+    if isinstance(activation, str) and activation:
+        import keras
+
+        try:
+            keras.activations.get(activation)
+        except ValueError:
+            pass
+        else:
+            return activation
+    from keras.src.activations import ALL_OBJECTS_DICT
+
+    names = sorted(ALL_OBJECTS_DICT)
+    text = activation.lower() if isinstance(activation, str) else ""
+    close = difflib.get_close_matches(text, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (one of {', '.join(names)})"
+    raise ConfigError(
+        f"expected a Keras activation name such as 'relu'. Received: {activation!r}{hint}",
+        f"{plugin_name}.activation",
+    )
 
 
 def mlp_body(
@@ -70,8 +102,5 @@ def mlp(
         )
     fraction("models.mlp", "dropout", dropout, upper_open=True)
     check_head("models.mlp", head)
-    if not activation or not isinstance(activation, str):
-        raise ConfigError(
-            f"expected a Keras activation name. Received: {activation!r}", "models.mlp.activation"
-        )
+    check_activation("models.mlp", activation)
     return plan("mlp", head, lambda meta: mlp_body(meta, units, dropout, activation))

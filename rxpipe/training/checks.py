@@ -318,6 +318,19 @@ def loss_name(loss: str | None) -> str:
     return str(getattr(function, "__name__", loss))
 
 
+def _outputs_hint(outputs: int, classes: int, regression: bool) -> str:
+    """Why a model may have ``outputs`` scores for ``classes`` classes, and the fixes."""
+    loaded = (
+        f"for a model loaded with models.load, models.load(new_head=True) gives it an "
+        f"output layer of {classes} scores"
+    )
+    if outputs == 1 and regression:
+        return f"(with head='regression', set a regression loss such as 'mse'; {loaded})"
+    if outputs == 1:
+        return f"({loaded})"
+    return f"(a model made for {outputs} classes? {loaded})"
+
+
 def check_loss(
     loss: str | None, label_names: tuple[str, ...], labels: Any, outputs: int | None, path: str
 ) -> None:
@@ -369,8 +382,8 @@ def check_loss(
     if name in SPARSE_LOSSES and outputs is not None and outputs != classes:
         raise ConfigError(
             f"expected a model with one score per class ({classes}) for {name!r}. "
-            f"Received: {shown}, for a model with {outputs} output(s) per sample (with "
-            "head='regression', set a regression loss such as 'mse')",
+            f"Received: {shown}, for a model with {outputs} output(s) per sample "
+            f"{_outputs_hint(outputs, classes, regression=True)}",
             path,
         )
     if name in SPARSE_LOSSES and not index_labels:
@@ -384,6 +397,6 @@ def check_loss(
         raise ConfigError(
             f"expected a model with one score per class ({classes}) for one-hot labels of "
             f"width {classes}. Received: {shown}, for a model with {outputs} output(s) per "
-            "sample",
+            f"sample {_outputs_hint(outputs, classes, regression=False)}",
             path,
         )

@@ -197,5 +197,29 @@ def test_check_loss_takes_categorical_losses_for_one_hot_rows() -> None:
         check_loss("categorical_crossentropy", NAMES, labels, 1, "train.fit.loss")
     assert str(info.value) == (
         "train.fit.loss: expected a model with one score per class (3) for one-hot labels of "
-        "width 3. Received: 'categorical_crossentropy', for a model with 1 output(s) per sample"
+        "width 3. Received: 'categorical_crossentropy', for a model with 1 output(s) per sample "
+        "(for a model loaded with models.load, models.load(new_head=True) gives it an output "
+        "layer of 3 scores)"
     )
+
+
+def test_a_model_of_other_classes_is_pointed_to_a_new_head() -> None:
+    """A 10-class model on 3 classes (e.g. models.load) hints new_head=True, not regression."""
+    indices = np.array([0, 1, 2, 0])
+    with pytest.raises(ConfigError) as info:
+        check_loss(None, NAMES, indices, 10, "train.fit.loss")
+    message = str(info.value)
+    assert message.startswith(
+        "train.fit.loss: expected a model with one score per class (3) for "
+        "'sparse_categorical_crossentropy'. Received: None (the default, "
+        "'sparse_categorical_crossentropy'), for a model with 10 output(s) per sample"
+    )
+    assert "a model made for 10 classes? " in message
+    assert "models.load(new_head=True) gives it an output layer of 3 scores" in message
+    assert "head='regression'" not in message
+    with pytest.raises(ConfigError, match=r"models\.load\(new_head=True\)") as info:
+        check_loss(None, NAMES, one_hot([0, 1, 2], classes=3), 10, "train.fit.loss")
+    with pytest.raises(ConfigError) as info:
+        check_loss(None, NAMES, indices, 1, "train.fit.loss")
+    assert "(with head='regression', set a regression loss such as 'mse'; " in str(info.value)
+    assert "models.load(new_head=True)" in str(info.value)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import reactivex
 
-from rxpipe import ConfigError
+from rxpipe import BatchError, ConfigError, FeatureSpec
 from rxpipe.operators import collect
 from rxpipe.testing import collect as run
 
@@ -83,3 +83,53 @@ def test_one_hot_labels_are_classes_of_their_width(dtype: str) -> None:
     stage = collect.numpy(arrays={"x": np.zeros((5, 2), "float32"), "y": soft})
     [batch] = run(reactivex.empty().pipe(stage))
     assert batch.metadata.label_names is None
+
+
+def test_a_value_range_is_recorded_in_the_feature_spec(tmp_path: Path) -> None:
+    """value_range=[0, 1] reaches the data set's FeatureSpec (as floats), from arrays or a
+    file; without it the spec declares none."""
+    images = np.linspace(0, 1, 10 * 4, dtype=np.float32).reshape(10, 2, 2, 1)
+    [batch] = run(
+        reactivex.empty().pipe(collect.numpy(arrays={"x": images}, labels=None, value_range=[0, 1]))
+    )
+    assert batch.metadata.feature_spec == FeatureSpec((2, 2, 1), "float32", (0.0, 1.0))
+    np.save(tmp_path / "x.npy", images)
+    [batch] = run(
+        reactivex.empty().pipe(collect.numpy(path=str(tmp_path / "x.npy"), value_range=(0.0, 1.0)))
+    )
+    assert batch.metadata.feature_spec.value_range == (0.0, 1.0)
+    [batch] = run(reactivex.empty().pipe(collect.numpy(arrays={"x": images}, labels=None)))
+    assert batch.metadata.feature_spec.value_range is None
+
+
+@pytest.mark.parametrize(
+    "value", [[1, 0], [0, 0], [0], [0, 1, 2], [0, float("inf")], [float("nan"), 1]]
+)
+def test_a_value_range_that_is_not_low_below_high_is_a_config_error(value: list[float]) -> None:
+    """Two finite numbers, low < high, or the plugin is not built."""
+    with pytest.raises(ConfigError) as info:
+        collect.numpy(arrays={"x": X}, labels=None, value_range=value)
+    assert str(info.value).startswith(
+        "collect.numpy.value_range: expected [low, high], two finite numbers with low < high. "
+        f"Received: {value!r}"
+    )
+
+
+def test_a_value_range_needs_numeric_features() -> None:
+    """Text features have no value range."""
+    with pytest.raises(ConfigError, match=r"value_range: expected numeric features .* dtype str32"):
+        collect.numpy(arrays={"x": np.array(["a", "b"])}, labels=None, value_range=[0, 1])
+
+
+def test_values_outside_the_declared_range_fail_naming_the_samples() -> None:
+    """0–255 pixels declared as [0, 1]: the run fails on the first chunk holding them."""
+    x = np.zeros((10, 3), np.float32)
+    x[6, 1] = 255.0
+    x[7, 0] = np.nan  # missing, not out of range
+    stage = collect.numpy(arrays={"x": x}, labels=None, value_range=[0, 1], chunk_size=4)
+    with pytest.raises(BatchError) as info:
+        run(reactivex.empty().pipe(stage))
+    assert str(info.value) == (
+        "collect.numpy: expected feature values within value_range [0.0, 1.0]. "
+        "Received: values from 0.0 to 255.0 (samples [6])"
+    )

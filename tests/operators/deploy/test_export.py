@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -279,3 +280,135 @@ def test_mixed_precision_models_export_and_serve_float32_scores(
     assert scores.dtype == np.float32
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-2)
     assert keras.config.dtype_policy().name == "float32"
+
+
+def _bundle_of(trained: TrainedModel, folder: Path) -> Bundle:
+    """``trained`` written by deploy.write_bundle into ``folder / "model"``, loaded back."""
+    with atomic_write(folder / "model") as target:
+        deploy.write_bundle(trained, target, name="model")
+    return Bundle.load(folder)
+
+
+WINE_LIKE = DatasetMetadata("wine", FeatureSpec((3,), "float32"), ("a", "b", "c"))
+
+
+def test_a_regression_head_on_data_with_label_names_exports_a_regressor(tmp_path: Path) -> None:
+    """One output for three label names (head='regression' on class indices): the card says
+    regression, with no labels and no class_ids; the scores are the model's values."""
+    inputs = keras.Input((3,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    trained = TrainedModel("mlp", model, reactivex.empty(), WINE_LIKE)
+    assert trained.task == "regression"
+    bundle = _bundle_of(trained, tmp_path)
+    assert (bundle.card["task"], bundle.card["labels"], bundle.labels) == ("regression", None, None)
+    assert bundle.is_regression
+    assert not (tmp_path / "model" / "labels.json").exists()
+    assert set(bundle.card["outputs"]) == {"scores"}
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    out = bundle.predict({"features": x})
+    assert set(out) == {"scores"}
+    np.testing.assert_allclose(out["scores"], model(x), **TOLERANCE)
+
+
+def test_the_task_follows_the_models_head() -> None:
+    """One score per label name is a classifier; another width, a rescaled (regression) head
+    or no label names make a regressor; an explicit task is checked."""
+
+    def dense(width: int, rescale: bool = False) -> Any:
+        layers = [keras.Input((3,)), keras.layers.Dense(width)]
+        return keras.Sequential(layers + ([keras.layers.Rescaling(2.0)] if rescale else []))
+
+    def task(model: Any, meta: DatasetMetadata = WINE_LIKE) -> str:
+        return TrainedModel("m", model, reactivex.empty(), meta).task
+
+    assert task(dense(3)) == "classification"
+    assert task(dense(1)) == "regression"
+    assert task(dense(3, rescale=True)) == "regression"  # one-hot targets, regression head
+    assert task(dense(3), attrs.evolve(WINE_LIKE, label_names=None)) == "regression"
+    explicit = TrainedModel("m", dense(3), reactivex.empty(), WINE_LIKE, task="regression")
+    assert explicit.evolve(metrics={"test": {}}).task == "regression"
+    with pytest.raises(ValueError, match=r"expected one of \('classification', 'regression'\)"):
+        TrainedModel("m", dense(3), reactivex.empty(), WINE_LIKE, task="ranking")
+    with pytest.raises(ValueError, match="expected label names in the metadata of a classifier"):
+        TrainedModel(
+            "m",
+            dense(1),
+            reactivex.empty(),
+            attrs.evolve(WINE_LIKE, label_names=None),
+            task="classification",
+        )
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", "my model", "x:predict"])
+def test_a_name_that_cannot_be_served_is_a_config_error(name: str) -> None:
+    """Empty names (served under the run id), slashes and colons (broken routes) fail when
+    the plugin is built."""
+    with pytest.raises(ConfigError) as info:
+        deploy.export(name=name)
+    assert str(info.value) == (
+        "deploy.export.name: expected a non-empty name of letters, digits, '-', '_' and '.', "
+        f"not only dots (it names the model in the serving routes). Received: {name!r}"
+    )
+    assert deploy.export(name="digits-v1.2_b").params["name"] == "digits-v1.2_b"
+
+
+def test_a_model_on_a_saved_model_is_exported_without_a_keras_file(tmp_path: Path) -> None:
+    """A TFSMLayer (models.load of a SavedModel) has no self-contained .keras form: the bundle
+    leaves model.keras out, the card says why, and the SavedModel serves the whole model."""
+    inner_in = keras.Input((3,), name="features")
+    inner = keras.Model(inner_in, keras.layers.Dense(4, activation="relu")(inner_in))
+    inner.export(str(tmp_path / "base"), verbose=False)
+    inputs = keras.Input((3,), name="features")
+    base = keras.layers.TFSMLayer(str(tmp_path / "base"), call_endpoint="serving_default")
+    features = base(inputs)
+    if isinstance(features, dict):
+        features = next(iter(features.values()))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(features))
+    meta = DatasetMetadata("toy", FeatureSpec((3,), "float32"), ("a", "b"))
+    with atomic_write(tmp_path / "out" / "model") as target:
+        deploy.write_bundle(TrainedModel("loaded", model, reactivex.empty(), meta), target)
+    shutil.rmtree(tmp_path / "base")  # the bundle needs nothing outside it
+    bundle = Bundle.load(tmp_path / "out")
+    folder = tmp_path / "out" / "model"
+    assert not (folder / "model.keras").exists()
+    assert "model.keras" not in bundle.card["files"]
+    skipped = bundle.card["keras_model"]
+    assert skipped["path"] is None
+    assert f"the SavedModel at {str(tmp_path / 'base')!r} through a TFSMLayer" in skipped["reason"]
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    np.testing.assert_allclose(bundle.predict({"features": x})["scores"], model(x), **TOLERANCE)
+
+
+def test_the_card_names_the_keras_file(digits_export: rxpipe.RunResult) -> None:
+    """A self-contained model's card points at its model.keras."""
+    card = json.loads((Path(digits_export.artifacts["model"]) / "model_card.json").read_text())
+    assert card["keras_model"] == {"path": "model.keras"}
+
+
+def test_a_regression_head_on_wine_is_served_as_a_regressor(runs_dir: Path) -> None:
+    """models.mlp(head='regression') on wine (label names, class index targets) trains,
+    exports and serves values, not class ids: the audit's end-to-end case."""
+    from rxpipe.operators import access, collect, evaluate, models, process, train
+
+    result = rxpipe.Pipeline(
+        collect.wine(),
+        access.split(seed=0),
+        process.standardize(),
+        access.batch(16),
+        models.mlp(hidden=[8], head="regression"),
+        train.fit(epochs=2, loss="mse"),
+        evaluate.regression(),
+        deploy.export(),
+        name="wine_reg",
+        runs_dir=runs_dir,
+    ).run(progress=False)
+    assert result.trained is not None
+    assert result.trained.task == "regression"
+    bundle = Bundle.load(result.run_dir)
+    assert (bundle.card["task"], bundle.labels) == ("regression", None)
+    from sklearn.datasets import load_wine
+
+    x = load_wine().data[:8].astype("float32")
+    out = bundle.predict({"features": x})
+    assert set(out) == {"scores"}
+    assert out["scores"].shape == (8, 1)

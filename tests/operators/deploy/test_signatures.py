@@ -1,4 +1,5 @@
-"""serving_images: every image format the README promises, decoded as training decodes."""
+"""serving_images: every image format the README promises, decoded as training decodes,
+and offered only for features that are pixels of a known range."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import reactivex
 
 import rxpipe
+from rxpipe.batch import DatasetMetadata, FeatureSpec
+from rxpipe.context import atomic_write
+from rxpipe.model import TrainedModel
+from rxpipe.operators.deploy import write_bundle
+from rxpipe.operators.deploy._signatures import is_image
 from rxpipe.operators.process._image_steps import decode_one, grayscale
 from rxpipe.serving import Bundle
 
@@ -92,3 +99,80 @@ def test_colour_images_become_gray_as_process_decode_image_makes_them(
     for fmt in ("PNG", "BMP"):
         scores = bundle.predict_images([encode(image, fmt, "RGB") for image in rgb])["scores"]
         np.testing.assert_allclose(scores, reference(digits_export, raw), **TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (FeatureSpec((8, 8, 1), "uint8", (0.0, 16.0)), True),  # the digits
+        (FeatureSpec((28, 28), "uint8"), True),  # gray pixels without a channel axis
+        (FeatureSpec((32, 32, 3), "uint8"), True),
+        (FeatureSpec((32, 32, 4), "uint8"), True),  # RGBA
+        (FeatureSpec((8, 8, 1), "float32", (0.0, 1.0)), True),  # float images, declared
+        (FeatureSpec((8, 8, 1), "float32"), False),  # float, scale unknown
+        (FeatureSpec((50, 6), "float32", (0.0, 1.0)), False),  # a time series
+        (FeatureSpec((50, 6), "float32"), False),
+        (FeatureSpec((50, 6), "int64", (0.0, 9.0)), False),
+        (FeatureSpec((8, 8, 2), "uint8"), False),
+        (FeatureSpec((8, 8, 1), "bool"), False),
+        (FeatureSpec((64,), "uint8"), False),
+    ],
+)
+def test_only_pixels_of_a_known_range_get_an_image_signature(
+    spec: FeatureSpec, expected: bool
+) -> None:
+    """uint8 or a declared value range, with 1, 3 or 4 channels (2-D: uint8 only)."""
+    assert is_image(spec) is expected
+
+
+def _gray_png(pixels: np.ndarray[Any, Any]) -> bytes:
+    return encode(pixels, "PNG", "L")
+
+
+def _exported(model: Any, spec: FeatureSpec, folder: Path) -> Bundle:
+    meta = DatasetMetadata("images", spec, tuple("0123456789"))
+    with atomic_write(folder / "model") as target:
+        write_bundle(TrainedModel("cnn", model, reactivex.empty(), meta), target, name="images")
+    return Bundle.load(folder)
+
+
+def _small_cnn(shape: tuple[int, ...]) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def test_float_images_in_a_declared_range_are_served_from_their_pixels(tmp_path: Path) -> None:
+    """Float images in [0, 1] (value_range declared): PNG pixels 0–255 are mapped onto
+    [0, 1], so serving_images answers as the model does on the same pixels; without a
+    declared range no serving_images signature is offered (it fed 0–255 to the model)."""
+    from sklearn.datasets import load_digits
+
+    pixels = np.round(load_digits().images[:6] * (255 / 16)).astype(np.uint8)
+    x = (pixels.astype(np.float32) * np.float32(1 / 255))[..., np.newaxis]
+    model = _small_cnn((8, 8, 1))
+    bundle = _exported(model, FeatureSpec((8, 8, 1), "float32", (0.0, 1.0)), tmp_path / "a")
+    assert bundle.signatures.keys() == {"serving_default", "serving_images"}
+    scores = bundle.predict_images([_gray_png(p) for p in pixels])["scores"]
+    np.testing.assert_allclose(scores, model(x), **TOLERANCE)
+    undeclared = _exported(model, FeatureSpec((8, 8, 1), "float32"), tmp_path / "b")
+    assert set(undeclared.signatures) == {"serving_default"}
+    assert not undeclared.accepts_images
+
+
+def test_rgba_models_get_opaque_decoded_images(tmp_path: Path) -> None:
+    """A (h, w, 4) uint8 model: decoded RGB pixels with an opaque alpha channel."""
+    rgb = np.random.default_rng(0).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    model = _small_cnn((8, 8, 4))
+    bundle = _exported(model, FeatureSpec((8, 8, 4), "uint8"), tmp_path)
+    scores = bundle.predict_images([encode(image, "PNG", "RGB") for image in rgb])["scores"]
+    rgba = np.concatenate([rgb, np.full((3, 8, 8, 1), 255, np.uint8)], axis=-1)
+    np.testing.assert_allclose(scores, model(rgba.astype(np.float32)), **TOLERANCE)

@@ -17,6 +17,7 @@ from rxpipe.batch import Split
 from rxpipe.context import RunContext
 from rxpipe.model import TrainedModel
 from rxpipe.operators import access, evaluate, models, train
+from rxpipe.operators.evaluate._classification import classification_metrics
 from rxpipe.testing import collect, from_arrays
 
 META = DatasetMetadata("tiny", FeatureSpec((4,), "float32"), ("a", "b", "c"))
@@ -59,20 +60,29 @@ def test_batches_instead_of_a_trained_model_are_a_batch_error(stage: Any) -> Non
 def independent_metrics(
     classes: np.ndarray[Any, Any], predicted: np.ndarray[Any, Any], n: int
 ) -> Any:
-    """Accuracy, confusion matrix and per-class precision, recall, F1, support by scikit-learn."""
+    """Accuracy, confusion matrix, macro and weighted averages (scikit-learn's default labels:
+    the classes in the labels or the predictions) and per-class precision, recall, F1 and
+    support, by scikit-learn."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     labels = list(range(n))
     precision, recall, f1, support = precision_recall_fscore_support(
         classes, predicted, labels=labels, zero_division=0
     )
-    present = support > 0
+    averages = {
+        average: precision_recall_fscore_support(
+            classes, predicted, average=average, zero_division=0
+        )[:3]
+        for average in ("macro", "weighted")
+    }
     return {
         "samples": len(classes),
         "accuracy": pytest.approx(accuracy_score(classes, predicted)),
-        "macro_precision": pytest.approx(precision[present].mean()),
-        "macro_recall": pytest.approx(recall[present].mean()),
-        "macro_f1": pytest.approx(f1[present].mean()),
+        **{
+            f"{average}_{name}": pytest.approx(value)
+            for average, values in averages.items()
+            for name, value in zip(("precision", "recall", "f1"), values, strict=True)
+        },
         "confusion_matrix": confusion_matrix(classes, predicted, labels=labels).tolist(),
         "per_class": [
             pytest.approx([p, r, f, s])
@@ -83,7 +93,11 @@ def independent_metrics(
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
     """evaluate.classification's metrics in :func:`independent_metrics`'s form."""
-    keys = ("samples", "accuracy", "macro_precision", "macro_recall", "macro_f1")
+    keys = (
+        "samples",
+        "accuracy",
+        *(f"{a}_{m}" for a in ("macro", "weighted") for m in ("precision", "recall", "f1")),
+    )
     return {
         **{k: metrics[k] for k in keys},
         "confusion_matrix": metrics["confusion_matrix"],
@@ -92,6 +106,28 @@ def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
             for c in metrics["per_class"].values()
         ],
     }
+
+
+@pytest.mark.parametrize(
+    ("classes", "predicted"),
+    [
+        ([0, 0, 0, 1, 1, 1], [0, 2, 0, 1, 2, 1]),  # class 2 predicted, absent from the labels
+        ([0, 0, 1, 1], [0, 1, 1, 1]),  # class 2 absent from both: left out
+        ([2, 2, 2, 2], [0, 1, 2, 2]),  # one true class, three predicted
+        ([0, 1, 2, 0, 1, 2, 2], [1, 1, 1, 1, 1, 1, 1]),  # one class predicted for all
+    ],
+    ids=["predicted-not-true", "absent", "one-true-class", "one-predicted-class"],
+)
+def test_averages_count_the_classes_scikit_learn_counts(
+    classes: list[int], predicted: list[int]
+) -> None:
+    """Macro averages over the classes in the labels or the predictions, weighted averages by
+    support: scikit-learn's average="macro" and "weighted" on the same predictions."""
+    confusion = np.zeros((3, 3), np.int64)
+    np.add.at(confusion, (classes, predicted), 1)
+    metrics = classification_metrics(confusion, ("a", "b", "c"))
+    expected = independent_metrics(np.array(classes), np.array(predicted), 3)
+    assert comparable(metrics) == expected
 
 
 CLASSES = np.array([0, 1, 2, 2, 1, 0, 0, 1, 2, 1, 1, 0, 2, 0, 1, 2, 2, 2, 0, 1, 0, 1, 2, 0, 1])
@@ -135,6 +171,7 @@ def test_every_label_format_gives_the_metrics_of_its_classes(
     assert run_context.run_dir is not None
     saved = json.loads((run_context.run_dir / "metrics.json").read_text())
     assert saved["test"] == json.loads(json.dumps(metrics))
+    assert {"weighted_precision", "weighted_recall", "weighted_f1"} <= set(saved["test"])
 
 
 @pytest.mark.parametrize(

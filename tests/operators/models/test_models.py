@@ -98,6 +98,45 @@ def test_application_weights_are_never_downloaded(tmp_path: Path) -> None:
         models.resnet50(freeze_base=True)
 
 
+def test_activation_names_are_checked_at_construction() -> None:
+    """A misspelt activation fails when the stage is made, naming the field and the fix."""
+    with pytest.raises(ConfigError) as info:
+        models.mlp(activation="rellu")
+    assert str(info.value) == (
+        "models.mlp.activation: expected a Keras activation name such as 'relu'. "
+        "Received: 'rellu' (did you mean 'relu'?)"
+    )
+    with pytest.raises(ConfigError, match=r"Received: 'nope' \(one of celu, elu, "):
+        models.mlp(activation="nope")
+    for name in ("relu", "gelu", "linear", "leaky_relu"):
+        models.mlp(activation=name)
+
+
+@pytest.mark.slow
+def test_a_weights_file_of_another_alpha_is_a_config_error(tmp_path: Path) -> None:
+    """MobileNetV2 weights saved with alpha 0.35 do not fit alpha 1.0: the error names both."""
+    import keras
+
+    base = keras.applications.MobileNetV2(
+        alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
+    path = tmp_path / "mobilenet.weights.h5"
+    base.save_weights(path)
+    images = np.zeros((2, 32, 32, 3), "float32")
+    [plan] = run(from_arrays(images, np.array([0, 1])).pipe(models.mobilenet_v2(str(path))))
+    with pytest.raises(ConfigError) as info:
+        plan.build(first_meta(plan))
+    message = str(info.value)
+    assert message.startswith(
+        "models.mobilenet_v2.weights: expected a weights file of the same architecture, "
+        "mobilenetv2_1.00_32 without its top (include_top=False) and alpha=1.0. Received: "
+        f"{str(path)!r}, which does not fit it: "
+    )
+    assert message.endswith(
+        "(a weights file only fits the alpha it was saved with: set alpha to that one)"
+    )
+
+
 @pytest.mark.slow
 def test_mobilenet_v2_loads_a_local_weights_file(tmp_path: Path) -> None:
     """A weights file saved from the same network is loaded; images must be 32×32 or more."""
