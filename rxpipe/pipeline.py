@@ -259,13 +259,15 @@ class Pipeline:
 
         Raises:
             ConfigError: if ``run_dir`` is not an earlier run's directory (named as
-                ``field``), or its pipeline.toml with ``overrides`` is not valid.
+                ``field``), or its pipeline.toml with ``overrides`` is not valid or
+                changes ``pipeline.name`` or ``pipeline.seed``.
         """
         path = Path(run_dir)
         _check_run_dir(path, field, ("run.json", "pipeline.toml"))
         try:
             config = apply_overrides(load_config(path / "pipeline.toml"), overrides)
             cls.check_config(config)
+            _check_same_run(path, config.name, config.seed, "pipeline.")
         except UnknownPluginError as error:
             if not error.name.startswith("custom."):
                 raise
@@ -417,7 +419,8 @@ class Pipeline:
 
         Raises:
             ConfigError: if an option is invalid, or ``resume_from`` is not the directory
-                of an earlier run.
+                of an earlier run of this pipeline (same name and seed; training also
+                checks the model and optimizer against its checkpoint).
             StageError: when a stage fails (naming the stage and the sample ids).
             PipelineCancelled: when interrupted.
 
@@ -436,6 +439,8 @@ class Pipeline:
         else:
             run_dir = Path(resume_from)
             _check_run_dir(run_dir)
+            field = "pipeline." if self._config is not None else ""
+            _check_same_run(run_dir, self.name, self.seed, field)
             run_id = run_dir.name
             first_seq = _next_seq(run_dir / "events.jsonl")
         bus = EventBus(run_id, first_seq)
@@ -550,6 +555,33 @@ def _check_run_dir(
         f"checkpoints/ once an epoch completed). Received: {str(run_dir)!r}, {found}",
         field,
     )
+
+
+def _check_same_run(run_dir: Path, name: str, seed: int, field: str) -> None:
+    """Raise a :class:`ConfigError` if ``run_dir`` is a run of another pipeline (``name``)
+    or of another ``seed`` (which splits and orders the data differently), as its
+    pipeline.toml records them. ``field`` prefixes the option named (``"pipeline."`` for a
+    pipeline built from a file)."""
+    import tomllib
+
+    try:
+        saved = tomllib.loads((run_dir / "pipeline.toml").read_text()).get("pipeline", {})
+    except (OSError, ValueError):  # none (a run that failed at once) or torn: not checked
+        return
+    saved_name = saved.get("name")
+    if saved_name is not None and saved_name != name:
+        raise ConfigError(
+            f"expected a run of this pipeline, {name!r}, to resume. Received: "
+            f"{str(run_dir)!r}, a run of the pipeline {saved_name!r}",
+            "pipeline.name" if field else "resume_from",
+        )
+    saved_seed = saved.get("seed")
+    if saved_seed is not None and saved_seed != seed:
+        raise ConfigError(
+            f"expected the seed the run in {str(run_dir)!r} started with, {saved_seed} (its "
+            f"data split and order depend on it). Received: {seed}",
+            f"{field}seed",
+        )
 
 
 def _check_first_stage(names: Sequence[str], kinds: Sequence[str], where: str) -> None:

@@ -429,6 +429,32 @@ def test_resuming_after_a_last_event_without_its_newline(runs_dir: Path) -> None
     assert len(seqs) > recorded
 
 
+def test_resume_from_a_run_of_another_pipeline_or_seed_is_refused(runs_dir: Path) -> None:
+    """Another pipeline's run (name) or another seed (another split): a ConfigError naming
+    the field, before the run directory is touched."""
+    first = data_pipeline(runs_dir).run(progress=False)
+    recorded = {p.name: p.read_bytes() for p in first.run_dir.iterdir() if p.is_file()}
+    other = Pipeline(collect.digits(), access.split(), name="other", runs_dir=runs_dir)
+    with pytest.raises(ConfigError) as info:
+        other.run(progress=False, resume_from=first.run_dir)
+    assert str(info.value).startswith(
+        "resume_from: expected a run of this pipeline, 'other', to resume. Received: "
+    )
+    assert str(info.value).endswith("a run of the pipeline 'data'")
+    reseeded = Pipeline(*data_pipeline(runs_dir).stages, name="data", seed=7, runs_dir=runs_dir)
+    with pytest.raises(ConfigError) as info:
+        reseeded.run(progress=False, resume_from=first.run_dir)
+    assert str(info.value).startswith("seed: expected the seed the run in ")
+    assert str(info.value).endswith(
+        "started with, 0 (its data split and order depend on it). Received: 7"
+    )
+    with pytest.raises(ConfigError, match=r"^pipeline\.seed: expected the seed the run in "):
+        Pipeline.resume(first.run_dir, ["pipeline.seed=7"], progress=False)
+    with pytest.raises(ConfigError, match=r"^pipeline\.name: expected a run of this pipeline"):
+        Pipeline.resume(first.run_dir, ['pipeline.name="renamed"'], progress=False)
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir() if p.is_file()} == recorded
+
+
 @pytest.mark.parametrize("what", ["missing", "empty", "file"])
 def test_resume_from_something_that_is_no_run_directory(tmp_path: Path, what: str) -> None:
     """resume_from must be an earlier run's directory; nothing is created or trained instead."""

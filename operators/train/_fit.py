@@ -20,7 +20,7 @@ def fit(
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     loss: str | None = None,
-    metrics: Sequence[str] = ("accuracy",),
+    metrics: Sequence[str] | None = None,
     prefetch: int = 4,
     validate: bool = True,
     patience: int | None = None,
@@ -44,14 +44,32 @@ def fit(
     are traced once; a smaller last batch does not retrace. Publishes ``TrainProgress``
     during epochs and ``EpochEnded`` with Keras-style logs (``loss``, ``accuracy``,
     ``val_loss``, ``val_accuracy``) after each; Keras callbacks receive the same logs.
-    A checkpoint is saved after every epoch (``rxpipe run --resume RUN_DIR`` continues).
+    A checkpoint is saved after every epoch (``rxpipe run --resume RUN_DIR`` continues):
+    the weights, the optimizer, the history, early stopping's state (its best epoch and
+    weights; a run that stopped early resumes to its result without training more) and
+    where a ``steps_per_epoch`` pass stands. Resuming checks that the run is the same:
+    the pipeline's name and seed, the model's weights' shapes and the optimizer, else a
+    :class:`~rxpipe.ConfigError` names the field. Callbacks passed in ``callbacks`` start
+    afresh on a resume.
     The optimizer, loss, metric and device names, ``monitor`` and the callbacks are checked
     when the stage is built (importing Keras, without starting TensorFlow's runtime). Every
     batch is checked before it becomes tensors: numeric, finite features and labels, and,
     for a data set with label names, class indices in range or one-hot (or soft) rows of
     one value per class summing to 1 (every batch in the first batch's format; a
-    :class:`~rxpipe.BatchError` names the samples at fault); the loss is checked against
-    the labels when training starts.
+    :class:`~rxpipe.BatchError` names the samples at fault); features and labels of the
+    first batch's dtype and shape (past the batch axis), for which the step is built; the
+    loss is checked against the labels when training starts.
+
+    Keras callbacks are called as ``keras.Model.fit`` calls them: ``params`` are
+    ``{"verbose": 0, "epochs": ..., "steps": ...}``, ``model.optimizer`` is the optimizer
+    (so ``LearningRateScheduler``, ``ReduceLROnPlateau`` and ``keras.callbacks.TensorBoard``
+    work), batch hooks get the running means of the loss and metrics, the ``on_test_*``
+    hooks run around validation, ``model.stop_training`` set in a batch hook ends the
+    epoch after that batch (and training after it), and values a callback adds to the
+    epoch's logs (e.g. ``learning_rate``) are logged in the history and ``EpochEnded``.
+    Batch hooks are called only if a callback overrides them (each costs a wait for the
+    step). A monitoring callback with ``mode="auto"`` gets the direction of the run's
+    metric it watches.
 
     The pipeline's ``seed`` seeds TensorFlow, Keras, Python's ``random`` and NumPy for the
     run (the caller's Python and NumPy random states are given back afterwards). Those
@@ -60,36 +78,47 @@ def fit(
     Args:
         epochs: passes over the training split.
         batch_size: re-batch training and validation data to this size (default: as it
-            arrives). With a distribution strategy, the batch of each worker.
+            arrives). It is the global batch of a step, as on one device: with
+            ``"mirrored"`` it is split across the local replicas, and with
+            ``"multi_worker"`` every worker keeps its shard of each batch (about
+            ``batch_size / workers`` samples).
         optimizer: Keras optimizer name (in Python, also an optimizer object).
         learning_rate: the optimizer's learning rate.
         loss: Keras loss name (default: sparse categorical cross-entropy for
             classification with class-index labels, mean squared error otherwise). For
             one-hot labels (e.g. from ``keras.utils.to_categorical``) or soft labels, set
             ``"categorical_crossentropy"``.
-        metrics: Keras metric names reported per epoch. For a classifier, ``"accuracy"``
+        metrics: Keras metric names reported per epoch (default: ``["accuracy"]`` for a
+            classifier, none for a regression model). For a classifier, ``"accuracy"``
             is the categorical accuracy with one-hot labels and the sparse one with class
             indices.
         prefetch: batches prepared ahead of the train step (the bounded buffer).
-        validate: evaluate on the validation split after every epoch.
+        validate: evaluate on the validation split after every epoch (if the first
+            validation pass finds no batch, validation stops for the rest of the run).
         patience: stop after this many epochs without improvement of ``monitor``
             (``keras.callbacks.EarlyStopping``); ``None`` never stops early.
         monitor: the logged value early stopping watches: ``loss``, a metric's logged name
             (``"mae"`` logs as ``mean_absolute_error``), or either with ``val_`` (which
-            needs ``validate`` and a validation split).
+            needs ``validate`` and a validation split). A loss improves as it falls, a
+            metric in the direction its Keras class says (accuracy rises); a metric
+            without one (e.g. ``TruePositives``) is a ``ConfigError`` when training starts.
         min_delta: the least change of ``monitor`` that counts as an improvement.
         restore_best_weights: with early stopping, end with the best epoch's weights.
         checkpoint: save a checkpoint after every epoch in ``<run dir>/checkpoints``.
         precision: ``"mixed_float16"`` (with loss scaling) or ``"mixed_bfloat16"``.
         jit_compile: compile the train step with XLA.
-        device: e.g. ``"/GPU:1"``; default the first GPU, else the CPU.
+        device: e.g. ``"/GPU:1"``: where the variables live and the steps run; default
+            the first GPU, else the CPU.
         memory_growth: let TensorFlow grow GPU memory instead of reserving it all.
         deterministic: use deterministic op implementations (same seed, same weights).
         strategy: ``"mirrored"`` (all devices of this host) or ``"multi_worker"``
             (processes or hosts described by ``TF_CONFIG``); see :mod:`rxpipe.training.distribute`.
         callbacks: ``keras.callbacks.Callback`` objects (Python only).
         steps_per_epoch: end each epoch after at most this many steps (``None``: a
-            full pass; ``rxpipe bench --train-steps`` uses it).
+            full pass; ``rxpipe bench --train-steps`` uses it). As in Keras, the next
+            epoch goes on where the pass over the training data stopped; an epoch that
+            reaches the end of the pass ends there, and the next starts a new pass (in
+            that epoch's order).
 
     Example:
         >>> stage = fit(epochs=3, learning_rate=0.01)
@@ -102,7 +131,7 @@ def fit(
         optimizer=optimizer,
         learning_rate=learning_rate,
         loss=loss,
-        metrics=tuple(metrics),
+        metrics=None if metrics is None else tuple(metrics),
         prefetch=prefetch,
         validate=validate,
         patience=patience,

@@ -7,11 +7,12 @@
   on its own shard of the training split (samples assigned by a seeded hash of their id).
 
 Batch size: the batch size of the stream (``access.batch`` or ``train.fit``'s ``batch_size``)
-is the *global* batch of one step, as on one device. Every worker reads the stream and keeps its
-shard of each batch (about ``batch / workers`` samples, chosen by a seeded hash of the sample
-ids), which it splits evenly across its local replicas. Losses are summed over the global batch
-and divided by its size, so the learning rate means the same as on one device: two workers
-training a batch of 32 compute exactly the gradient one device computes for those 32 samples.
+is the *global* batch of one step, as on one device. Every worker reads the stream (re-batched
+to ``batch_size`` first, the same on every worker) and keeps its shard of each batch (about
+``batch / workers`` samples, chosen by a seeded hash of the sample ids), which it splits evenly
+across its local replicas. Losses are summed over the global batch and divided by its size, so
+the learning rate means the same as on one device: two workers training a batch of 32 compute
+exactly the gradient one device computes for those 32 samples.
 Sources still read all data on every worker; to read only a worker's files, shard at the source.
 
 Workers may hold shards of slightly different sizes: before every step the workers agree

@@ -15,8 +15,8 @@ PRECISIONS = ("mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("mirrored", "multi_worker")
 
 
-def _strings(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+def _strings(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
 
 
 def _objects(value: Iterable[Any]) -> tuple[Any, ...]:
@@ -48,7 +48,7 @@ class TrainOptions:
     optimizer: Any = "adam"
     learning_rate: float = 1e-3
     loss: str | None = None
-    metrics: tuple[str, ...] = attrs.field(default=("accuracy",), converter=_strings)
+    metrics: tuple[str, ...] | None = attrs.field(default=None, converter=_strings)
     prefetch: int = attrs.field(default=4, validator=_positive("prefetch"))
     validate: bool = True
     progress_every_s: float = 0.25
@@ -65,6 +65,18 @@ class TrainOptions:
     deterministic: bool = False
     strategy: str | None = attrs.field(default=None, validator=_one_of("strategy", STRATEGIES))
     steps_per_epoch: int | None = attrs.field(default=None, validator=_positive("steps_per_epoch"))
+
+    def metrics_for(self, classification: bool) -> tuple[str, ...]:
+        """The metrics to log: ``metrics``, or by default ``("accuracy",)`` for a
+        classifier and none for a regression model (where accuracy means nothing).
+
+        Example:
+            >>> TrainOptions().metrics_for(classification=False)
+            ()
+        """
+        if self.metrics is not None:
+            return self.metrics
+        return ("accuracy",) if classification else ()
 
     def __attrs_post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -116,7 +128,8 @@ def logged_metric_name(metric: str) -> str | None:
 
 def _check_monitor(options: TrainOptions, plugin: str) -> None:
     """``monitor`` must be a value the run logs, and logged when early stopping needs it."""
-    names = [logged_metric_name(m) for m in options.metrics]
+    # By default a classifier logs accuracy (a regression model nothing): both allowed here.
+    names = [logged_metric_name(m) for m in options.metrics_for(classification=True)]
     if None not in names:  # a metric Keras does not know: its name is known only later
         logged = ["loss", *(n for n in names if n is not None)]
         logged += [f"val_{n}" for n in logged]
@@ -190,7 +203,7 @@ def check_names(options: TrainOptions, plugin: str) -> None:
         examples = "'sparse_categorical_crossentropy' or 'mean_squared_error'"
         raise _unknown("loss", examples, options.loss, loss_names, f"{plugin}.loss")
     metric_names = getattr(metrics, "ALL_OBJECTS_DICT", None)
-    for index, metric in enumerate(options.metrics):
+    for index, metric in enumerate(options.metrics or ()):
         if metric_names is None or metric in ("accuracy", "acc"):
             continue
         if not callable(metric_names.get(metric)):

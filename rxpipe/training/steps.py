@@ -20,7 +20,7 @@ from rxpipe.errors import ConfigError
 from rxpipe.training.checks import is_class_index
 from rxpipe.training.options import logged_metric_name
 
-__all__ = ["Steps", "compile_steps", "predict_fn"]
+__all__ = ["LogsRecorder", "Steps", "compile_steps", "predict_fn"]
 
 
 def _metric(name: str, classification: bool, one_hot: bool = False) -> Any:
@@ -45,6 +45,29 @@ def _metric(name: str, classification: bool, one_hot: bool = False) -> Any:
             metric = type(metric)(name=logged)
         return metric
     return keras.metrics.MeanMetricWrapper(metric, name=name)
+
+
+class LogsRecorder(keras.callbacks.Callback):  # type: ignore[misc]
+    """Keeps the logs of the last ``on_epoch_end``, as the callbacks before it left them.
+
+    Keras's ``CallbackList`` hands its callbacks a copy of the epoch's logs, to which
+    some add values (``ReduceLROnPlateau`` and ``LearningRateScheduler`` add
+    ``learning_rate``); Keras's ``History``, the last callback, records them. Placed
+    last, this one does the same for the trainer.
+
+    Example:
+        >>> recorder = LogsRecorder()
+        >>> recorder.on_epoch_end(0, {"loss": 0.5, "learning_rate": 0.01})
+        >>> recorder.logs
+        {'loss': 0.5, 'learning_rate': 0.01}
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logs: dict[str, Any] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.logs = dict(logs or {})
 
 
 def make_optimizer(optimizer: Any, learning_rate: float, precision: str | None) -> Any:
@@ -102,13 +125,40 @@ class Steps:
     traces: dict[str, int] = attrs.Factory(lambda: {"train": 0, "test": 0})
 
     def logs(self, validation: bool) -> dict[str, float]:
-        """Keras-style logs of the current epoch (``loss``, metrics, ``val_*``)."""
+        """Keras-style logs of the current epoch (``loss``, metrics, ``val_*``).
+
+        During an epoch, the running means so far (what Keras passes to
+        ``on_train_batch_end``).
+        """
         logs = {"loss": float(self.loss_tracker.result())}
         logs.update({m.name: float(m.result()) for m in self.metrics})
         if validation:
-            logs["val_loss"] = float(self.val_loss_tracker.result())
-            logs.update({f"val_{m.name}": float(m.result()) for m in self.val_metrics})
+            logs.update({f"val_{k}": v for k, v in self.validation_logs().items()})
         return logs
+
+    def validation_logs(self) -> dict[str, float]:
+        """The validation pass's ``loss`` and metrics so far, without the ``val_`` prefix
+        (what Keras passes to ``on_test_batch_end`` and ``on_test_end``)."""
+        logs = {"loss": float(self.val_loss_tracker.result())}
+        logs.update({m.name: float(m.result()) for m in self.val_metrics})
+        return logs
+
+    def monitor_mode(self, monitor: str) -> str | None:
+        """Whether ``monitor`` improves as it falls (``"min"``) or rises (``"max"``).
+
+        ``loss`` (and ``val_loss``) falls; a metric goes the way its Keras object says
+        (``_direction``, what Keras's ``mode="auto"`` reads from a compiled model).
+        ``None`` for a name the run does not log, or a metric without a direction
+        (e.g. ``TruePositives``).
+        """
+        name = monitor.removeprefix("val_")
+        if name == "loss":
+            return "min"
+        for metric in self.metrics:
+            if metric.name == name:
+                direction = getattr(metric, "_direction", None)
+                return {"up": "max", "down": "min"}.get(str(direction))
+        return None
 
     def reset(self) -> None:
         """Reset every metric for a new epoch."""
@@ -176,7 +226,10 @@ def compile_steps(
     def replica_test(x: tf.Tensor, y: tf.Tensor, global_size: tf.Tensor) -> Any:
         predictions = model(x, training=False)
         per_sample = tf.cast(loss_fn(y, predictions), tf.float32)
-        return tf.reduce_sum(per_sample) / global_size, predictions
+        value = tf.reduce_sum(per_sample) / global_size
+        if model.losses:  # as Keras's test step: the regularization losses count too
+            value += tf.add_n(model.losses) / replicas
+        return value, predictions
 
     def run(fn: Any, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         if strategy is None:

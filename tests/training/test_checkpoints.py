@@ -168,3 +168,116 @@ def test_sigkilled_run_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     assert state["epoch"] == 6
     assert len(state["history"]) == 6
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+
+STOP_EARLY = {"patience": 2, "monitor": "loss", "min_delta": 100.0, "deterministic": True}
+"""Early stopping that sees no improvement after epoch 1: it stops after epoch 3 and ends
+with epoch 1's weights."""
+
+
+def _same_weights(a: Any, b: Any) -> bool:
+    """Whether two runs' models hold equal weights."""
+    pairs = zip(a.model.get_weights(), b.model.get_weights(), strict=True)
+    return all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_early_stopping_goes_on_across_a_resume(small_digits: Any) -> None:
+    """Killed after epoch 2 and resumed, early stopping still stops after epoch 3 (its wait
+    is kept) and ends with epoch 1's weights (kept beside the checkpoints), as straight."""
+    straight = small_digits(epochs=30, **STOP_EARLY).run(progress=False)
+    assert len(straight.history) == 3
+    part = small_digits(epochs=2, **STOP_EARLY).run(progress=False)
+    resumed = small_digits(epochs=30, **STOP_EARLY).run(progress=False, resume_from=part.run_dir)
+    assert resumed.history == straight.history
+    assert _same_weights(resumed, straight)
+    state = json.loads((part.run_dir / "checkpoints" / "state.json").read_text())
+    assert (state["stopped"], state["best_epoch"]) == (True, 1)
+    assert [p.name for p in (part.run_dir / "checkpoints").glob("best-*.npz")] == ["best-1.npz"]
+
+
+def test_a_run_that_stopped_early_resumes_to_its_result(small_digits: Any) -> None:
+    """Resuming a run early stopping ended trains no more and ends with its best weights."""
+    first = small_digits(epochs=30, **STOP_EARLY).run(progress=False)
+    recorder = EventRecorder()
+    again = small_digits(epochs=30, **STOP_EARLY).run(
+        progress=False, resume_from=first.run_dir, subscribers=[recorder]
+    )
+    assert not recorder.of_type(rxpipe.EpochEnded)
+    assert again.history == first.history
+    assert _same_weights(again, first)
+
+
+def test_steps_per_epoch_resumes_inside_the_pass(small_digits: Any) -> None:
+    """With steps_per_epoch a pass spans epochs; a resume goes on from the same batch of
+    the same (seeded, shuffled) pass, and ends as a straight run."""
+    options = {"steps_per_epoch": 4, "deterministic": True, "validate": False}
+    recorder = EventRecorder()
+    straight = small_digits(epochs=5, **options).run(progress=False, subscribers=[recorder])
+    assert [e.steps for e in recorder.of_type(rxpipe.EpochEnded)] == [4, 4, 2, 4, 4]
+    part = small_digits(epochs=2, **options).run(progress=False)
+    resumed = rxpipe.Pipeline.resume(part.run_dir, ["train.fit.epochs=5"], progress=False)
+    assert resumed.history == straight.history
+    assert _same_weights(resumed, straight)
+
+
+def test_the_global_step_goes_on_after_a_resume(small_digits: Any) -> None:
+    """The step counter (named in a NaN error) is checkpointed: 10 steps an epoch."""
+    first = small_digits(epochs=1).run(progress=False)
+    state_file = first.run_dir / "checkpoints" / "state.json"
+    assert json.loads(state_file.read_text())["step"] == 10
+    rxpipe.Pipeline.resume(first.run_dir, ["train.fit.epochs=2"], progress=False)
+    assert json.loads(state_file.read_text())["step"] == 20
+
+
+@pytest.mark.parametrize(
+    ("override", "path", "message"),
+    [
+        (
+            "models.cnn.dense=32",
+            "models.cnn",
+            "Received: weight 'dense",
+        ),
+        ("train.fit.optimizer=sgd", "train.fit.optimizer", "was saved with, Adam. Received: SGD"),
+        (
+            "train.fit.precision=mixed_float16",
+            "train.fit.precision",
+            "Received: LossScaleOptimizer(Adam)",
+        ),
+    ],
+    ids=["model", "optimizer", "precision"],
+)
+def test_resuming_with_another_model_or_optimizer_names_the_option(
+    small_digits: Any, override: str, path: str, message: str
+) -> None:
+    """A checkpoint of another model or optimizer is a ConfigError naming the option."""
+    first = small_digits(epochs=1).run(progress=False)
+    with pytest.raises(rxpipe.StageError) as info:
+        rxpipe.Pipeline.resume(first.run_dir, [override, "train.fit.epochs=2"], progress=False)
+    cause = info.value.cause
+    assert isinstance(cause, rxpipe.ConfigError)
+    assert cause.path == path
+    assert "expected the " in str(cause)
+    assert message in str(cause)
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_config_error(small_digits: Any) -> None:
+    """Without the record of the model (an older state.json), the restore's own mismatch is
+    a ConfigError naming resume_from, not TensorFlow's error."""
+    first = small_digits(epochs=1).run(progress=False)
+    state_file = first.run_dir / "checkpoints" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["model"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(rxpipe.StageError) as info:
+        rxpipe.Pipeline.resume(first.run_dir, ["models.cnn.dense=32"], progress=False)
+    cause = info.value.cause
+    assert isinstance(cause, rxpipe.ConfigError)
+    assert cause.path == "resume_from"
+    assert "expected a checkpoint of this run's model and optimizer. Received: " in str(cause)
+
+
+def test_resuming_with_another_seed_is_refused(small_digits: Any) -> None:
+    """Another seed splits the data otherwise: refused before anything is trained."""
+    first = small_digits(epochs=1).run(progress=False)
+    with pytest.raises(rxpipe.ConfigError, match=r"^pipeline\.seed: expected the seed"):
+        rxpipe.Pipeline.resume(first.run_dir, ["pipeline.seed=7"], progress=False)

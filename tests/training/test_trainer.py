@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -509,3 +510,363 @@ def test_a_stop_request_cancels_training_at_the_next_step(
     [run_dir] = (runs_dir / "small").iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
     assert not waits_for_next_step(None)  # no training under way: interrupts raise at once
+
+
+# Keras parity: the same data, order and seed through train.fit and keras.Model.fit.
+
+TRAIN, VALIDATION = 70, 37
+
+
+def parity_data(n_train: int = TRAIN) -> tuple[np.ndarray[Any, Any], ...]:
+    """Features in [0, 1) and noisy labels of 3 classes: train and validation arrays."""
+    rng = np.random.default_rng(0)
+    x = rng.random((n_train + VALIDATION, 4)).astype("float32")
+    y = (x[:, 0] * 3).astype("int64") % 3
+    y[::5] = (y[::5] + 1) % 3
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def parity_model(_: Any = None, regularizer: Any = None) -> keras.Model:
+    """A small MLP (the same initial weights for the same seed)."""
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu", kernel_regularizer=regularizer),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+
+
+def parity_pipeline(
+    runs_dir: Path,
+    data: tuple[np.ndarray[Any, Any], ...],
+    build: Any = parity_model,
+    *,
+    name: str = "parity",
+    seed: int = 0,
+    **fit: Any,
+) -> rxpipe.Pipeline:
+    """``data``'s train and validation splits in batches of 16, ``build``'s model and
+    train.fit(**fit) with a learning rate of 0.01."""
+    xt, yt, xv, yv = data
+    source = reactivex.concat(
+        from_arrays(xt, yt, batch_size=16, split="train", metadata=META),
+        from_arrays(xv, yv, batch_size=16, split="validation", metadata=META),
+    )
+    plan = lambda d: reactivex.just(rxpipe.ModelPlan("parity", d, build))  # noqa: E731
+    fit = {"learning_rate": 0.01, **fit}
+    return rxpipe.Pipeline(
+        plan, train.fit(**fit), source=source, name=name, seed=seed, runs_dir=runs_dir
+    )
+
+
+def keras_fit(
+    data: tuple[np.ndarray[Any, Any], ...], build: Any = parity_model, **fit: Any
+) -> tuple[keras.Model, list[dict[str, float]]]:
+    """keras.Model.fit on ``data`` (batches of 16, no shuffling, seed 0): model and history."""
+    xt, yt, xv, yv = data
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(
+        keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    fit = {"validation_data": (xv, yv), **fit}
+    history = model.fit(xt, yt, batch_size=16, shuffle=False, verbose=0, **fit).history
+    epochs = len(next(iter(history.values())))
+    return model, [{k: v[i] for k, v in history.items()} for i in range(epochs)]
+
+
+def assert_same_training(
+    result: rxpipe.RunResult, model: keras.Model, history: list[dict[str, float]]
+) -> None:
+    """The same logs (to float32 precision) and the same weights."""
+    assert result.history == [pytest.approx(h, rel=1e-6) for h in history]
+    for ours, theirs in zip(result.model.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_val_loss_counts_regularization_losses_as_keras_does(runs_dir: Path) -> None:
+    """With an L2 penalty, loss and val_loss both include it, as in keras.Model.fit."""
+    data = parity_data()
+    build = lambda _=None: parity_model(regularizer=keras.regularizers.L2(0.05))  # noqa: E731
+    result = parity_pipeline(runs_dir, data, build, epochs=2).run(progress=False)
+    assert_same_training(result, *keras_fit(data, build, epochs=2))
+
+
+@pytest.mark.parametrize("monitor", ["val_accuracy", "accuracy", "val_loss"])
+def test_early_stopping_watches_a_metric_in_its_direction(runs_dir: Path, monitor: str) -> None:
+    """Early stopping on accuracy (rises) or a loss (falls) stops as Keras's EarlyStopping
+    with the same direction does."""
+    data = parity_data()
+    mode = "min" if monitor.endswith("loss") else "max"
+    options = {"epochs": 8, "min_delta": 0.02}
+    result = parity_pipeline(runs_dir, data, patience=1, monitor=monitor, **options)
+    stop = keras.callbacks.EarlyStopping(
+        monitor, min_delta=0.02, patience=1, mode=mode, restore_best_weights=True
+    )
+    assert_same_training(result.run(progress=False), *keras_fit(data, epochs=8, callbacks=[stop]))
+
+
+def test_a_metric_without_direction_cannot_be_monitored(runs_dir: Path) -> None:
+    """TruePositives says neither 'rise' nor 'fall': a ConfigError before training."""
+    pipeline = parity_pipeline(
+        runs_dir,
+        parity_data(),
+        epochs=2,
+        metrics=["accuracy", "TruePositives"],
+        monitor="true_positives",
+        patience=1,
+    )
+    recorder = EventRecorder()
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False, subscribers=[recorder])
+    assert isinstance(info.value.cause, ConfigError)
+    assert info.value.cause.path == "train.fit.monitor"
+    assert "Received: 'true_positives', of keras.metrics.TruePositives, which says neither" in str(
+        info.value
+    )
+    assert not recorder.of_type(rxpipe.EpochEnded)
+
+
+def test_stock_keras_callbacks_work_and_their_logs_are_kept(runs_dir: Path) -> None:
+    """LearningRateScheduler, ReduceLROnPlateau (mode auto on val_accuracy), ProgbarLogger
+    and keras.callbacks.TensorBoard run as in Keras; the learning_rate they log reaches the
+    history and EpochEnded; the trained model keeps no optimizer (nor would a saved one)."""
+    data = parity_data()
+    halve = lambda epoch, lr: lr * 0.5 if epoch else lr  # noqa: E731
+
+    def callbacks() -> list[Any]:
+        return [
+            keras.callbacks.LearningRateScheduler(halve),
+            keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=0),
+            keras.callbacks.ProgbarLogger(),
+        ]
+
+    ours = callbacks()
+    board = keras.callbacks.TensorBoard(str(runs_dir / "board"), write_graph=False)
+    recorder = EventRecorder()
+    result = parity_pipeline(runs_dir, data, epochs=3, callbacks=[*ours, board]).run(
+        progress=False, subscribers=[recorder]
+    )
+    model, history = keras_fit(data, epochs=3, callbacks=callbacks())
+    assert_same_training(result, model, history)
+    assert [h["learning_rate"] for h in result.history] == pytest.approx([0.01, 0.005, 0.00125])
+    assert [e.logs for e in recorder.of_type(rxpipe.EpochEnded)] == result.history
+    assert ours[0].params == {"verbose": 0, "epochs": 3, "steps": None}
+    assert list((runs_dir / "board").rglob("events.out.tfevents.*"))
+    assert not hasattr(result.model, "optimizer")
+
+
+def test_callback_hooks_and_logs_are_those_of_keras(runs_dir: Path) -> None:
+    """Every hook is called as often as keras.Model.fit calls it, with the same logs
+    (running means in batch hooks; validation logs without val_ in test hooks)."""
+    hooks = [
+        "on_train_begin",
+        "on_train_end",
+        "on_epoch_begin",
+        "on_epoch_end",
+        "on_train_batch_begin",
+        "on_train_batch_end",
+        "on_test_begin",
+        "on_test_end",
+        "on_test_batch_begin",
+        "on_test_batch_end",
+    ]
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, Any, dict[str, float]]] = []
+
+    def make(hook: str) -> Any:
+        def record(self: Recorder, *args: Any, logs: Any = None) -> None:
+            given = args[-1] if args and isinstance(args[-1], dict) else logs
+            index = args[0] if args and not isinstance(args[0], dict) else None
+            self.calls.append((hook, index, dict(given or {})))
+
+        return record
+
+    for hook in hooks:
+        setattr(Recorder, hook, make(hook))
+    data = parity_data()
+    ours, theirs = Recorder(), Recorder()
+    parity_pipeline(runs_dir, data, epochs=2, callbacks=[ours]).run(progress=False)
+    keras_fit(data, epochs=2, callbacks=[theirs])
+    assert [c[:2] for c in ours.calls] == [c[:2] for c in theirs.calls]
+    for (hook, _, got), (_, _, expected) in zip(ours.calls, theirs.calls, strict=True):
+        assert got == pytest.approx(expected, rel=1e-6), hook
+
+
+def test_stop_training_in_a_batch_hook_ends_the_epoch_after_that_batch(runs_dir: Path) -> None:
+    """As in Keras: the epoch ends after the batch, is validated, and training ends."""
+
+    class StopAtSecondBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch == 1:
+                self.model.stop_training = True
+
+    data = parity_data()
+    recorder = EventRecorder()
+    result = parity_pipeline(runs_dir, data, epochs=5, callbacks=[StopAtSecondBatch()]).run(
+        progress=False, subscribers=[recorder]
+    )
+    assert [(e.epoch, e.steps) for e in recorder.of_type(rxpipe.EpochEnded)] == [(1, 2)]
+    assert_same_training(result, *keras_fit(data, epochs=5, callbacks=[StopAtSecondBatch()]))
+
+
+def test_steps_per_epoch_goes_on_through_the_pass_as_keras_does(runs_dir: Path) -> None:
+    """96 samples are 6 batches: 2 steps per epoch take 3 epochs per pass; 4 steps per
+    epoch end every second epoch early (2 steps) at the end of the pass."""
+    data = parity_data(96)
+    for steps, epochs in ((2, 4), (4, 3)):
+        pipeline = parity_pipeline(
+            runs_dir, data, epochs=epochs, steps_per_epoch=steps, validate=False
+        )
+        recorder = EventRecorder()
+        result = pipeline.run(progress=False, subscribers=[recorder])
+        ended = recorder.of_type(rxpipe.EpochEnded)
+        assert [e.steps for e in ended] == ([2, 2, 2, 2] if steps == 2 else [4, 2, 4])
+        with warnings.catch_warnings():  # Keras warns when an epoch ends with the data
+            warnings.filterwarnings("ignore", "Your input ran out of data")
+            model, history = keras_fit(
+                data, epochs=epochs, steps_per_epoch=steps, validation_data=None
+            )
+        assert_same_training(result, model, history)
+
+
+def test_a_validation_split_without_batches_is_read_once(runs_dir: Path) -> None:
+    """validate=True with no validation batches: one validation pass finds none, the
+    later epochs read no more (each pass reads the whole source)."""
+    xt, yt, _, _ = parity_data()
+    passes: list[int] = []
+
+    def subscribe(_: Any) -> reactivex.Observable[rxpipe.Batch]:
+        passes.append(0)
+        return from_arrays(xt, yt, batch_size=16, split="train", metadata=META)
+
+    plan = lambda d: reactivex.just(rxpipe.ModelPlan("p", d, parity_model))  # noqa: E731
+    pipeline = rxpipe.Pipeline(
+        plan, train.fit(epochs=3), source=reactivex.defer(subscribe), runs_dir=runs_dir
+    )
+    result = pipeline.run(progress=False)
+    assert len(passes) == 1 + 3 + 1  # the first batch's peek, 3 epochs, 1 validation pass
+    assert set(result.history[-1]) == {"loss", "accuracy"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("features-float64", "expected features of dtype float32 and shape (batch, 4), as in"),
+        ("labels-int32", "Received: dtype int32 and shape (batch,) for samples [32, 33, "),
+        ("features-width", "Received: dtype float32 and shape (batch, 5) for samples [32, "),
+    ],
+)
+def test_a_batch_of_another_dtype_or_shape_is_named(
+    runs_dir: Path, change: str, message: str
+) -> None:
+    """The step is built for the first batch's dtypes and shapes: the third batch differs."""
+    features, labels = tiny_data()
+
+    def batches() -> Any:
+        for start in range(0, 64, 16):
+            x, y = features[start : start + 16], labels[start : start + 16]
+            if start == 32:
+                if change == "features-float64":
+                    x = x.astype("float64")
+                elif change == "labels-int32":
+                    y = y.astype("int32")
+                else:
+                    x = np.pad(x, ((0, 0), (0, 1)))
+            yield rxpipe.Batch(x, y, np.arange(start, start + 16), META, "train")
+
+    plan = lambda d: reactivex.just(rxpipe.ModelPlan("p", d, parity_model))  # noqa: E731
+    fit = train.fit(epochs=1, validate=False)
+    source = rxpipe.flow.generate(batches)
+    pipeline = rxpipe.Pipeline(plan, fit, source=source, runs_dir=runs_dir)
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False)
+    assert isinstance(info.value.cause, BatchError)
+    assert info.value.sample_ids == tuple(range(32, 48))
+    assert message in str(info.value)
+
+
+def test_a_regression_model_logs_no_accuracy_by_default(runs_dir: Path) -> None:
+    """The default metrics are accuracy for a classifier and none for a regression model."""
+    features, _ = tiny_data()
+    targets = features @ np.array([1.0, 2.0, 3.0, 4.0], "float32")
+    pipeline = tiny_pipeline(runs_dir, features, targets, meta=None, outputs=1)
+    assert set(pipeline.run(progress=False).history[0]) == {"loss"}
+
+
+def test_train_batch_size_is_the_global_batch_of_all_workers() -> None:
+    """With a shard per worker, re-batching comes first: the two workers' k-th batches
+    split the k-th batch of batch_size between them."""
+    from rxpipe.testing import collect
+    from rxpipe.training.trainer import split_stream
+
+    features, labels = tiny_data(100)
+    data = from_arrays(features, labels, batch_size=16, split="train", metadata=META)
+    workers = [
+        [b.ids.tolist() for b in collect(split_stream(data, rxpipe.Split.TRAIN, 10, (i, 2, 0)))]
+        for i in range(2)
+    ]
+    assert [len(w) for w in workers] == [10, 10]
+    for k, (first, second) in enumerate(zip(*workers, strict=True)):
+        assert sorted(first + second) == list(range(10 * k, 10 * k + 10))
+
+
+PLACED = """
+import sys
+import numpy as np
+import reactivex
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.debugging.set_log_device_placement(True)
+import keras
+import rxpipe
+from rxpipe.operators import train
+from rxpipe.testing import from_arrays
+
+meta = rxpipe.DatasetMetadata("tiny", rxpipe.FeatureSpec((4,), "float32"), ("a", "b", "c"))
+x = np.random.default_rng(0).random((64, 4)).astype("float32")
+y = np.arange(64) % 3
+source = reactivex.concat(
+    from_arrays(x[:48], y[:48], batch_size=16, split="train", metadata=meta),
+    from_arrays(x[48:], y[48:], batch_size=16, split="validation", metadata=meta),
+)
+build = lambda _: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+plan = lambda d: reactivex.just(rxpipe.ModelPlan("tiny", d, build))
+fit = train.fit(epochs=1, device="/CPU:1", checkpoint=False)
+result = rxpipe.Pipeline(plan, fit, source=source, runs_dir=sys.argv[1]).run(progress=False)
+print(sorted({v.value.device.rpartition("/")[2] for v in result.model.weights}))
+"""
+
+
+def test_an_explicit_device_runs_the_steps_there(tmp_path: Path) -> None:
+    """device="/CPU:1" (of 2 logical CPUs) places the variables and runs the train and
+    validation steps there, as TensorFlow's placement log shows."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "placed.py"
+    script.write_text(PLACED)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "['device:CPU:1']"
+    for step in ("train_step", "test_step"):
+        placed = {
+            line.rpartition(" in device ")[2].rpartition("/")[2]
+            for line in out.stderr.splitlines()
+            if f"Executing op __inference_{step}" in line
+        }
+        assert placed == {"device:CPU:1"}, step
