@@ -8,6 +8,7 @@ once with the gathered labels and predictions.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
@@ -166,6 +167,25 @@ class Steps:
             metric.reset_state()
 
 
+class _OwnRetracingNotices(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about these steps.
+
+    Every run builds its own model and so its own compiled steps, each traced once (plus
+    once for a smaller last batch under a strategy); several runs in one process (a
+    search over parameters, the tests) make TensorFlow count the functions of one
+    ``compile_steps`` together and warn of excessive retracing that is by design. Its
+    warning about any other function is left alone.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and _OWN in message)
+
+
+_OWN = "compile_steps.<locals>."  # how TensorFlow names these steps in the warning
+_RETRACING_FILTER = _OwnRetracingNotices()
+
+
 def compile_steps(
     model: Any,
     optimizer: Any,
@@ -195,6 +215,7 @@ def compile_steps(
         jit_compile: compile the steps with XLA.
         strategy: a ``tf.distribute`` strategy, or ``None`` for one device.
     """
+    tf.get_logger().addFilter(_RETRACING_FILTER)  # once: addFilter keeps one copy
     classification = meta.num_classes is not None
     one_hot = classification and not is_class_index(labels)
     loss_fn = make_loss(loss, classification)

@@ -870,3 +870,22 @@ def test_an_explicit_device_runs_the_steps_there(tmp_path: Path) -> None:
             if f"Executing op __inference_{step}" in line
         }
         assert placed == {"device:CPU:1"}, step
+
+
+def test_the_retracing_warning_about_rxpipes_own_steps_is_dropped(small_digits: Any) -> None:
+    """Each run compiles its own steps; TensorFlow's warning that several runs' steps were
+    traced is dropped, its warning about any other function kept."""
+    import logging
+
+    import tensorflow as tf
+
+    small_digits(epochs=1).run(progress=False)
+    logger = tf.get_logger()
+
+    def passes(function: str) -> bool:
+        message = f"5 out of the last 13 calls to <function {function} at 0x7f> triggered tf.function retracing. Tracing is expensive"  # noqa: E501
+        record = logging.LogRecord("tensorflow", logging.WARNING, "", 0, message, None, None)
+        return all(f.filter(record) for f in logger.filters if isinstance(f, logging.Filter))
+
+    assert not passes("compile_steps.<locals>.test_step")
+    assert passes("my_model.<locals>.predict")
