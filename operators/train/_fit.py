@@ -83,7 +83,9 @@ def fit(
             ``"multi_worker"`` every worker keeps its shard of each batch (about
             ``batch_size / workers`` samples).
         optimizer: Keras optimizer name (in Python, also an optimizer object).
-        learning_rate: the optimizer's learning rate.
+        learning_rate: the optimizer's learning rate. A resumed run given another one than
+            it started with (``--set train.fit.learning_rate=...``) trains on with it;
+            otherwise with the restored rate (which a callback may have lowered).
         loss: Keras loss name (default: sparse categorical cross-entropy for
             classification with class-index labels, mean squared error otherwise). For
             one-hot labels (e.g. from ``keras.utils.to_categorical``) or soft labels, set

@@ -644,6 +644,11 @@ class _Trainer:
         self.steps_per_epoch = state.get("steps_per_epoch")  # for progress events
         self.stopped = bool(state.get("stopped", False))
         self.steps.step_counter.assign(int(state.get("step", 0)))
+        started_with = state.get("learning_rate")
+        if started_with is not None and started_with != self.options.learning_rate:
+            # asked for another rate (e.g. --set train.fit.learning_rate=...): it replaces the
+            # restored one; otherwise the restored one (maybe lowered by a callback) goes on
+            self.optimizer.learning_rate = self.options.learning_rate
         kept = state.get("train_pass")
         if self.options.steps_per_epoch is not None and kept is not None and kept[1] > 0:
             self.resumed_pass = (int(kept[0]), int(kept[1]))
@@ -734,6 +739,7 @@ class _Trainer:
             "train_pass": None if kept is None else [kept.epoch, kept.taken],
             "model": self.model_signature(),
             "optimizer": _optimizer_name(self.optimizer),
+            "learning_rate": self.options.learning_rate,
         }
         self.checkpoints.save(epoch, state, best)
         self.saved_epoch = epoch

@@ -281,3 +281,29 @@ def test_resuming_with_another_seed_is_refused(small_digits: Any) -> None:
     first = small_digits(epochs=1).run(progress=False)
     with pytest.raises(rxpipe.ConfigError, match=r"^pipeline\.seed: expected the seed"):
         rxpipe.Pipeline.resume(first.run_dir, ["pipeline.seed=7"], progress=False)
+
+
+def test_a_resume_with_another_learning_rate_trains_with_it(small_digits: Any) -> None:
+    """--set train.fit.learning_rate=... on resume replaces the restored rate; the same
+    rate as before leaves the restored optimizer as it was."""
+    import keras
+
+    class Rate(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.rates: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.rates.append(float(self.model.optimizer.learning_rate))
+
+    first = small_digits(epochs=1, learning_rate=0.01).run(progress=False)
+    lower = Rate()
+    small_digits(epochs=2, learning_rate=0.001, callbacks=[lower]).run(
+        progress=False, resume_from=first.run_dir
+    )
+    assert lower.rates == [pytest.approx(0.001)]
+    same = Rate()
+    small_digits(epochs=3, learning_rate=0.001, callbacks=[same]).run(
+        progress=False, resume_from=first.run_dir
+    )
+    assert same.rates == [pytest.approx(0.001)]
