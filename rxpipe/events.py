@@ -235,7 +235,12 @@ class SamplesSkipped(Event):
 
 @attrs.frozen(kw_only=True)
 class TrainProgress(Event):
-    """Training progress within an epoch (published at most a few times per second)."""
+    """Training progress within an epoch (published at most a few times per second).
+
+    ``step`` counts the epoch's steps, ``steps`` is the epoch's length when known, and
+    ``global_step`` counts every step of the run (a resumed run goes on from its
+    checkpoint's).
+    """
 
     epoch: int
     epochs: int
@@ -243,6 +248,7 @@ class TrainProgress(Event):
     steps: int | None
     samples: int
     loss: float
+    global_step: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -53,7 +53,7 @@ def stopping_on_signals(*signums: int) -> Iterator[list[int]]:
     wanted = signums or (signal.SIGINT,)
     unknown = [s for s in wanted if s not in _DEFAULT_HANDLERS]
     if unknown:
-        raise ValueError(f"expected SIGINT or SIGTERM. Received: {unknown}")
+        raise ValueError(f"stopping_on_signals: expected SIGINT or SIGTERM. Received: {unknown}")
     if threading.current_thread() is not threading.main_thread():
         yield received
         return

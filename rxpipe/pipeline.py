@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import secrets
@@ -55,8 +56,8 @@ def _stage_name(op: Callable[..., Any], index: int) -> tuple[str, str]:
     if isinstance(op, Stage):
         return op.name, op.kind.value
     named = getattr(op, "stage_name", None)  # rxpipe.flow's factories name their stage
-    if isinstance(named, str) and named:
-        return (named if "." in named else f"custom.{named}"), "custom"
+    if isinstance(named, str) and named:  # never a plugin's name: a file could not rebuild it
+        return (named if named.startswith("custom.") else f"custom.{named}"), "custom"
     name = getattr(op, "__name__", "")
     if not name.isidentifier() or name.startswith("_"):  # lambdas, library internals
         name = f"stage{index}"
@@ -165,7 +166,6 @@ class Pipeline:
         field = "pipeline." if config is not None else ""
         if not stages:
             raise ConfigError("Pipeline: expected at least one stage. Received: none")
-        plugins = {id(info.factory): info.name for info in registry.infos()}
         for index, op in enumerate(stages):
             if not callable(op):
                 raise ConfigError(
@@ -173,10 +173,11 @@ class Pipeline:
                     f"e.g. a plugin's stage). Received: {op!r} ({type(op).__name__})",
                     f"{where}[{index}]",
                 )
-            if id(op) in plugins:
+            factory_of = getattr(op, "plugin_name", None) if inspect.isfunction(op) else None
+            if isinstance(factory_of, str):
                 raise ConfigError(
                     "expected a plugin's stage, made by calling its factory: "
-                    f"{plugins[id(op)]}(...). Received: the factory {plugins[id(op)]} itself",
+                    f"{factory_of}(...). Received: the factory {factory_of} itself",
                     f"{where}[{index}]",
                 )
         check_name(name, f"{field}name")
@@ -450,10 +451,10 @@ class Pipeline:
         with atomic_write(run_dir / "pipeline.toml") as tmp:
             tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
         forward = bus.events.subscribe(self._events.on_next)
-        known_errors = len(self._events.errors)  # the user's subscribers', from earlier runs
+        self._events.errors = []  # the user's subscribers' errors of this run only
 
         def close_subscribers() -> None:
-            errors = [*bus.subscriber_errors, *self._events.errors[known_errors:]]
+            errors = [*bus.subscriber_errors, *self._events.errors]
             _close_subscribers(detach, forward, errors)
 
         try:

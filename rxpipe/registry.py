@@ -356,6 +356,7 @@ def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Sta
             return Stage(name, factory(*args, **kwargs), kind, dict(bound.arguments))
 
         info = registry.add(name, build)
+        build.plugin_name = name  # type: ignore[attr-defined]  # Pipeline names it if uncalled
         return build
 
     return decorate

@@ -560,3 +560,30 @@ def test_resuming_a_run_with_a_custom_stage_says_how(runs_dir: Path) -> None:
     result = data_pipeline(runs_dir, ops.map(lambda batch: batch)).run(progress=False)
     with pytest.raises(ConfigError, match=r"custom stage 'custom\.stage4'.*run\(resume_from"):
         Pipeline.resume(result.run_dir)  # type: ignore[arg-type]
+
+
+def test_a_flow_operator_named_like_a_plugin_stays_custom() -> None:
+    """A stage_name such as "access.batch" is not a plugin: pipeline.toml could not rebuild
+    it, so it is named as a custom stage."""
+
+    def batch_like(source: reactivex.Observable[int]) -> reactivex.Observable[int]:
+        return source
+
+    batch_like.stage_name = "access.batch"  # type: ignore[attr-defined]
+    pipeline = Pipeline(batch_like, source=reactivex.empty())
+    assert pipeline.stage_names == ("custom.access.batch",)
+    assert [p.use for p in pipeline.config.plugins] == ["custom.access.batch"]
+
+
+def test_making_a_pipeline_of_custom_stages_loads_no_plugin() -> None:
+    """Pipeline(...) does not load the plugin library (nor third-party entry points)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, reactivex, rxpipe\n"
+        "rxpipe.Pipeline(lambda s: s, source=reactivex.empty())\n"
+        "print('rxpipe.operators' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

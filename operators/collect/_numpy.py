@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, inferred_label_names
-from rxpipe.errors import BatchError, ConfigError
+from rxpipe.errors import BatchError, ConfigError, format_ids
 from rxpipe.flow import append, generate
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
@@ -102,10 +102,11 @@ def _check_range(rows: np.ndarray[Any, Any], start: int, value_range: tuple[floa
     smallest, largest = values.min(), values.max()
     if smallest < low or largest > high:
         outside = np.flatnonzero(((rows < low) | (rows > high)).reshape(len(rows), -1).any(axis=1))
+        ids = (outside + start).tolist()
         raise BatchError(
             f"{PLUGIN}: expected feature values within value_range [{low}, {high}]. "
-            f"Received: values from {smallest} to {largest} (samples "
-            f"{(outside[:4] + start).tolist()}{'...' if len(outside) > 4 else ''})"
+            f"Received: values from {smallest} to {largest} in samples {format_ids(ids)}",
+            ids,
         )
 
 

@@ -10,7 +10,7 @@ from reactivex import operators as ops
 
 from rxpipe.batch import Batch
 from rxpipe.context import current_run
-from rxpipe.errors import BatchError, ConfigError, QualityGateError
+from rxpipe.errors import BatchError, ConfigError, QualityGateError, format_ids
 from rxpipe.events import EvaluationCompleted
 from rxpipe.flow import iterate, map_batches
 from rxpipe.model import TrainedModel
@@ -50,15 +50,29 @@ class RegressionTotals:
         self.sum_abs: Any = 0.0
         self.sum_sq: Any = 0.0
 
-    def add(self, labels: np.ndarray[Any, Any], predictions: np.ndarray[Any, Any]) -> None:
+    def add(
+        self,
+        labels: np.ndarray[Any, Any],
+        predictions: np.ndarray[Any, Any],
+        ids: np.ndarray[Any, Any] | None = None,
+    ) -> None:
         """Add a batch (labels and predictions of the same number of values per sample).
 
         Raises:
-            BatchError: for predictions of another width than the labels, or labels of
+            BatchError: for labels that are not finite (naming their samples, from
+                ``ids``), predictions of another width than the labels, or labels of
                 another width than the earlier batches'.
         """
         y = np.asarray(labels, np.float64).reshape(len(labels), -1)
         p = np.asarray(predictions, np.float64).reshape(len(labels), -1)
+        bad = ~np.isfinite(y).all(axis=1)
+        if bad.any():
+            named = (np.arange(len(y)) if ids is None else np.asarray(ids))[bad].tolist()
+            raise BatchError(
+                "evaluate.regression: expected finite labels. Received: NaN or infinite "
+                f"labels for samples {format_ids(named)}",
+                named,
+            )
         if y.shape != p.shape:
             raise BatchError(
                 f"evaluate.regression: expected {y.shape[1]} prediction(s) per sample, one per "
@@ -195,7 +209,7 @@ def regression(
                     )
                 if predict is None:
                     predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
-                totals.add(batch.labels, np.asarray(predict(batch.features)))
+                totals.add(batch.labels, np.asarray(predict(batch.features)), batch.ids)
         if predict is None:
             raise BatchError(
                 f"evaluate.regression: expected batches with split {split!r}. "

@@ -27,7 +27,7 @@ class Rebatcher:
         stage: the stage name used in errors.
     """
 
-    def __init__(self, size: int, drop_remainder: bool, stage: str = "rebatch") -> None:
+    def __init__(self, size: int, drop_remainder: bool, stage: str) -> None:
         self._tally = current_tally("rebatch")
         self._size = size
         self._drop_remainder = drop_remainder

@@ -256,18 +256,15 @@ def map_batches(
     if workers != 1 or executor != "thread" or prefetch is not None:
         from rxpipe.flow.parallel import parallel_map
 
-        return NamedOperator(
+        return parallel_map(  # a NamedOperator too
             stage,
-            parallel_map(
-                stage,
-                fn,
-                workers,
-                executor=executor,
-                prefetch=prefetch,
-                ordered=ordered,
-                on_error=on_error,
-                max_skipped=max_skipped,
-            ),
+            fn,
+            workers,
+            executor=executor,
+            prefetch=prefetch,
+            ordered=ordered,
+            on_error=on_error,
+            max_skipped=max_skipped,
         )
     if on_error == "skip":
         return transform(stage, lambda: _SkippingMap(stage, fn, max_skipped))

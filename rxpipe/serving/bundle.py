@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -291,7 +292,7 @@ class Bundle:
         """The raw inputs of ``serving_default``, by name."""
         return self.signatures[DEFAULT_SIGNATURE]["inputs"]
 
-    @property
+    @functools.cached_property
     def filled_inputs(self) -> frozenset[str]:
         """The raw inputs whose missing values (``null``, NaN) the model's preprocessing
         fills, as in training (see :func:`rxpipe.serving.inputs.filled_inputs`)."""

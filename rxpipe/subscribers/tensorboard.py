@@ -48,12 +48,9 @@ class TensorBoardWriter:
     training throughput (``epoch/samples_per_s``), the running loss (``step/loss``) and
     evaluation metrics (``evaluation/<split>/accuracy``).
 
-    ``step/loss`` is plotted against the global training step,
-    ``(epoch - 1) * steps_per_epoch + step``, so a resumed run's curve continues where
-    the interrupted one stopped. Progress events carry the epoch length from the second
-    epoch on (a resumed run has it from its checkpoint); where one does not (a run
-    resumed from a checkpoint of an older rxpipe), its points wait for the epoch's
-    :class:`~rxpipe.events.EpochEnded`, which counts the steps.
+    ``step/loss`` is plotted against the run's global training step (the progress
+    events' ``global_step``), so a resumed run's curve continues where the interrupted
+    one stopped.
 
     ``tensorboard --logdir <run dir>/tensorboard`` shows them. TensorFlow is imported
     when the writer is created.
@@ -68,7 +65,7 @@ class TensorBoardWriter:
         >>> import tempfile
         >>> writer = TensorBoardWriter(Path(tempfile.mkdtemp()))
         >>> writer(TrainProgress(run_id="r", seq=0, time=0.0, epoch=2, epochs=3, step=4,
-        ...                      steps=10, samples=128, loss=0.5))  # global step 14
+        ...                      steps=10, samples=128, loss=0.5, global_step=14))
         >>> writer.close()
     """
 
@@ -78,34 +75,19 @@ class TensorBoardWriter:
 
         self._tf = tf
         self._writer: Any = tf.summary.create_file_writer(str(logdir))
-        self._pending: list[TrainProgress] = []  # waiting for the epoch length
-        self._longest_step = 0
 
     def _scalar(self, name: str, value: float, step: int) -> None:
         with self._writer.as_default():
             self._tf.summary.scalar(name, value, step=step)
 
-    def _step_loss(self, event: TrainProgress, steps_per_epoch: int) -> None:
-        step = (event.epoch - 1) * steps_per_epoch + event.step
-        self._scalar("step/loss", event.loss, step)
-
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
-            pending, self._pending = self._pending, []
-            for waiting in pending:
-                self._step_loss(waiting, event.steps or self._longest_step)
             for key, value in event.logs.items():
                 self._scalar(f"epoch/{key}", value, event.epoch)
             self._scalar("epoch/samples_per_s", event.samples_per_s, event.epoch)
             self._writer.flush()
         elif isinstance(event, TrainProgress):
-            self._longest_step = max(self._longest_step, event.step)
-            if event.epoch == 1:
-                self._step_loss(event, 0)
-            elif event.steps is None:
-                self._pending.append(event)
-            else:
-                self._step_loss(event, event.steps)
+            self._scalar("step/loss", event.loss, event.global_step)
         elif isinstance(event, EvaluationCompleted):
             for key, value in event.metrics.items():
                 if isinstance(value, float):
@@ -113,8 +95,5 @@ class TensorBoardWriter:
             self._writer.flush()
 
     def close(self) -> None:
-        """Write what still waits for the epoch length, then flush and close the files."""
-        for event in self._pending:
-            self._step_loss(event, self._longest_step)
-        self._pending = []
+        """Flush and close the event files."""
         self._writer.close()

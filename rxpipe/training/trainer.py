@@ -99,7 +99,7 @@ def split_stream(
 
     stream = data.pipe(ops.filter(wanted))
     if batch_size is not None:
-        stream = stream.pipe(transform(STAGE, lambda: Rebatcher(batch_size, False)))
+        stream = stream.pipe(transform(STAGE, lambda: Rebatcher(batch_size, False, STAGE)))
     if shard is not None:
         from rxpipe.sharding import shard_mask
 
@@ -574,9 +574,10 @@ class _Trainer:
                         epoch=epoch,
                         epochs=options.epochs,
                         step=step,
-                        steps=self.steps_per_epoch,
+                        steps=options.steps_per_epoch or self.steps_per_epoch,
                         samples=samples,
                         loss=float(loss),
+                        global_step=self.epoch_start_step + step - 1,
                     )
         if options.steps_per_epoch is None:
             self.close_train_pass()

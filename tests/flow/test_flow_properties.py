@@ -147,7 +147,7 @@ def stage_strategy() -> st.SearchStrategy[tuple[str, Callable[[], Any]]]:
     rebatch = st.builds(
         lambda size, drop: (
             f"rebatch({size},{drop})",
-            lambda: transform("rebatch", lambda: Rebatcher(size, drop)),
+            lambda: transform("rebatch", lambda: Rebatcher(size, drop, "rebatch")),
         ),
         st.integers(1, 6),
         st.booleans(),

@@ -49,7 +49,7 @@ def test_named_columns_and_the_remainder_are_checked_too() -> None:
         match=r"features\['x'\] float64 \(2,\) per sample .* "
         r"Received: features\['x'\] float64 \(4,\) in samples \[1\]$",
     ):
-        collect(source.pipe(transform("rebatch", lambda: Rebatcher(5, False))))
+        collect(source.pipe(transform("rebatch", lambda: Rebatcher(5, False, "rebatch"))))
 
 
 def test_batches_of_one_shape_rebatch_as_before() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from rxpipe import Pipeline
 from rxpipe.errors import ConfigError
-from rxpipe.events import EpochEnded, EventBus, TrainProgress
+from rxpipe.events import EventBus, TrainProgress
 from rxpipe.operators import process
 from rxpipe.subscribers import attach_subscribers
 from rxpipe.subscribers.tensorboard import TensorBoardWriter, check_available
@@ -59,10 +59,10 @@ def test_run_with_tensorboard_but_no_package_raises_a_config_error(runs_dir: Pat
         pipeline.run(progress=False, tensorboard=True)
 
 
-def _progress(epoch: int, step: int, steps: int | None) -> TrainProgress:
+def _progress(epoch: int, step: int, global_step: int) -> TrainProgress:
     return TrainProgress(
-        run_id="r", seq=0, time=0.0, epoch=epoch, epochs=3, step=step, steps=steps, samples=0,
-        loss=float(step),
+        run_id="r", seq=0, time=0.0, epoch=epoch, epochs=3, step=step, steps=None, samples=0,
+        loss=float(step), global_step=global_step,
     )  # fmt: skip
 
 
@@ -79,33 +79,13 @@ def _loss_steps(logdir: Path) -> list[tuple[int, float]]:
     return points
 
 
-def _epoch_ended(epoch: int, steps: int) -> EpochEnded:
-    return EpochEnded(
-        run_id="r", seq=0, time=0.0, epoch=epoch, epochs=3, logs={"loss": 1.0}, duration_s=1.0,
-        samples_per_s=1.0, steps=steps, samples=steps * 32,
-    )  # fmt: skip
-
-
 def test_loss_is_plotted_against_the_global_step_across_a_resume(tmp_path: Path) -> None:
-    """step/loss uses (epoch-1)*steps_per_epoch + step; a resumed run goes on from there
-    (its progress events know the epoch length from the checkpoint)."""
+    """step/loss uses the run's global step; a resumed run's writer goes on from there."""
     first = TensorBoardWriter(tmp_path)
-    for event in [_progress(1, 5, None), _progress(1, 10, None), _progress(2, 5, 23)]:
+    for event in [_progress(1, 5, 5), _progress(1, 10, 10), _progress(2, 5, 28)]:
         first(event)
     first.close()
     resumed = TensorBoardWriter(tmp_path)
-    resumed(_progress(3, 4, 23))
+    resumed(_progress(3, 4, 50))
     resumed.close()
     assert [step for step, _ in _loss_steps(tmp_path)] == [5, 10, 28, 50]
-
-
-def test_an_epoch_without_its_length_waits_for_its_end(tmp_path: Path) -> None:
-    """Progress of a later epoch without the epoch length (a run resumed from an older
-    checkpoint) is written when EpochEnded gives the epoch's step count."""
-    writer = TensorBoardWriter(tmp_path)
-    writer(_progress(2, 3, None))
-    assert _loss_steps(tmp_path) == []
-    writer(_epoch_ended(2, 10))
-    writer(_progress(3, 2, 10))
-    writer.close()
-    assert sorted(_loss_steps(tmp_path)) == [(13, 3.0), (22, 2.0)]

@@ -45,6 +45,7 @@ def test_step_loss_is_at_the_global_training_step(small_digits: Any) -> None:
     steps_per_epoch = result.trained.stats["steps_per_epoch"]
     assert {e["epoch"] for e in progress} == {1, 2}
     expected = [(e["epoch"] - 1) * steps_per_epoch + e["step"] for e in progress]
+    assert [e["global_step"] for e in progress] == expected
     logged = [
         event.step
         for path in (result.run_dir / "tensorboard").glob("events.out.tfevents.*")

@@ -131,5 +131,6 @@ def test_values_outside_the_declared_range_fail_naming_the_samples() -> None:
         run(reactivex.empty().pipe(stage))
     assert str(info.value) == (
         "collect.numpy: expected feature values within value_range [0.0, 1.0]. "
-        "Received: values from 0.0 to 255.0 (samples [6])"
+        "Received: values from 0.0 to 255.0 in samples [6]"
     )
+    assert info.value.sample_ids == (6,)

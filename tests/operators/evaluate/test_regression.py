@@ -118,6 +118,16 @@ def test_labels_of_another_width_than_before_are_a_batch_error() -> None:
         totals.add(np.zeros((4, 3)), np.zeros((4, 3)))
 
 
+def test_labels_that_are_not_finite_are_a_batch_error_naming_the_samples() -> None:
+    """A NaN label in the evaluated split would make every metric NaN: it is named instead."""
+    totals = RegressionTotals()
+    labels = np.array([[1.0], [np.nan], [2.0], [np.inf]])
+    with pytest.raises(BatchError, match=r"expected finite labels.* samples \[11, 13\]") as info:
+        totals.add(labels, np.zeros((4, 1)), np.array([10, 11, 12, 13]))
+    assert info.value.sample_ids == (11, 13)
+    assert totals.samples == 0
+
+
 def mean_predictor(means: list[float]) -> Any:
     """A Keras model that ignores its input and predicts ``means``: R² 0 on every target."""
     import keras
