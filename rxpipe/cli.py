@@ -148,7 +148,8 @@ def _add_bench_command(commands: Any) -> None:
         "--train-steps",
         type=int,
         metavar="N",
-        help="also run N training steps, against the model's compute-only bound",
+        help="also train at least N steps (whole epochs, or N-step epochs if a pass is "
+        "longer), against the model's compute-only bound",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--plot", metavar="OUT_PNG", help="chart each stage's samples/s over time")
@@ -389,6 +390,7 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         ConfigError,
         PipelineCancelled,
         PredictionInputError,
+        QualityGateError,
         RxpipeError,
         StageError,
     )
@@ -404,22 +406,26 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
             return _bench(args)
         return _plugins(args)
     except ConfigError as error:
-        _print_run_dir(error, interrupted=False)
+        _print_run_dir(error, resumable=False)
         print(f"rxpipe: configuration error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (BundleError, PredictionInputError) as error:
         print(f"rxpipe {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE  # the RUN_DIR or INPUT the user named is not what is expected
     except (PipelineCancelled, KeyboardInterrupt) as error:
-        _print_run_dir(error, interrupted=True)
+        _print_run_dir(error, resumable=True)
         if signals and signals[0] == signal.SIGTERM:
             print("rxpipe: terminated (SIGTERM); every stage was stopped", file=sys.stderr)
             return EXIT_TERMINATED
         print("rxpipe: interrupted; every stage was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RxpipeError as error:
-        _print_run_dir(error, interrupted=False)
-        if isinstance(error, StageError) and isinstance(error.cause, ConfigError):
+        misconfigured = isinstance(error, StageError) and isinstance(error.cause, ConfigError)
+        # resuming cannot mend a configuration (the same options fail again) or a quality
+        # gate (training is done); it can go on after a crash (once the data is fixed)
+        gate = isinstance(error, QualityGateError)
+        _print_run_dir(error, resumable=not misconfigured and not gate)
+        if misconfigured:
             # A parameter only the running stage could check (e.g. a file's column names).
             print(f"rxpipe: configuration error: {error}", file=sys.stderr)
             return EXIT_USAGE
@@ -427,18 +433,22 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         return EXIT_FAILED
 
 
-def _print_run_dir(error: BaseException, *, interrupted: bool) -> None:
+def _print_run_dir(error: BaseException, *, resumable: bool) -> None:
     """Print the run directory of a run that stopped with ``error``, if one was made.
 
     :meth:`rxpipe.Pipeline.run` gives its errors the run's directory as ``run_dir``.
-    When the run can go on (it was interrupted, or saved training checkpoints), the
-    ``--resume`` command follows.
+    When the run can go on (``resumable``: it was interrupted, or crashed after saving
+    training checkpoints), the ``--resume`` command follows.
     """
-    for line in _run_dir_lines(getattr(error, "run_dir", None), interrupted=interrupted):
+    from rxpipe.errors import PipelineCancelled
+
+    run_dir = getattr(error, "run_dir", None)
+    interrupted = isinstance(error, PipelineCancelled | KeyboardInterrupt)
+    for line in _run_dir_lines(run_dir, interrupted=interrupted, resumable=resumable):
         print(line, file=sys.stderr)
 
 
-def _run_dir_lines(run_dir: Path | None, *, interrupted: bool) -> list[str]:
+def _run_dir_lines(run_dir: Path | None, *, interrupted: bool, resumable: bool = True) -> list[str]:
     """The lines naming ``run_dir`` (none for ``None``) and, if it can go on, how to resume.
 
     Example:
@@ -452,6 +462,6 @@ def _run_dir_lines(run_dir: Path | None, *, interrupted: bool) -> list[str]:
     if run_dir is None:
         return []
     lines = [f"rxpipe: run directory: {run_dir}"]
-    if interrupted or (Path(run_dir) / "checkpoints").is_dir():
+    if resumable and (interrupted or (Path(run_dir) / "checkpoints").is_dir()):
         lines.append(f"rxpipe: resume with: rxpipe run --resume {shlex.quote(str(run_dir))}")
     return lines

@@ -447,6 +447,9 @@ class Pipeline:
         bus = EventBus(run_id, first_seq)
         context = RunContext(run_id, self.name, run_dir, bus, self.seed, resume=bool(resume_from))
         started = time.perf_counter()
+        # a resume its checkpoint turns down (another model, optimizer...) leaves these as
+        # they were, so that the run can still be resumed with its own options
+        kept = {name: _read_text(run_dir / name) for name in _RUN_FILES} if resume_from else {}
         self._write_run_state(run_dir, run_id, "running")
         with atomic_write(run_dir / "pipeline.toml") as tmp:
             tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
@@ -487,6 +490,8 @@ class Pipeline:
                 sample_ids=tuple(getattr(failure, "sample_ids", ())),
             )
             self._write_run_state(run_dir, run_id, "failed", error=str(failure))
+            if kept and _is_config_error(failure):
+                _restore_texts(run_dir, kept)
             close_subscribers()
             if isinstance(failure, RxpipeError):
                 failure.run_dir = run_dir
@@ -536,6 +541,30 @@ class Pipeline:
         }
         with atomic_write(run_dir / "run.json") as tmp:
             tmp.write_text(json.dumps(state, indent=2))
+
+
+_RUN_FILES = ("run.json", "pipeline.toml")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _restore_texts(run_dir: Path, texts: Mapping[str, str | None]) -> None:
+    """Write back files of ``run_dir`` as they were (those that were there)."""
+    for name, text in texts.items():
+        if text is not None:
+            with atomic_write(run_dir / name) as tmp:
+                tmp.write_text(text)
+
+
+def _is_config_error(error: BaseException) -> bool:
+    """A configuration error, or a stage's error caused by one (e.g. a resume's checkpoint
+    of another model, found when training restores it)."""
+    return isinstance(error, ConfigError) or isinstance(getattr(error, "cause", None), ConfigError)
 
 
 def _check_run_dir(

@@ -425,3 +425,28 @@ def test_a_stopped_run_can_be_resumed_once_it_saved_checkpoints(tmp_path: Path) 
     assert _run_dir_lines(run_dir, interrupted=True)[1:] == [resume]
     (run_dir / "checkpoints").mkdir()
     assert _run_dir_lines(run_dir, interrupted=False)[1:] == [resume]
+    # a configuration error or a missed quality gate fails again on resume: no offer
+    assert _run_dir_lines(run_dir, interrupted=False, resumable=False)[1:] == []
+
+
+def test_a_missed_quality_gate_offers_no_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training finished (with checkpoints) and the gate failed: resuming would only fail
+    the gate again, so only the run directory is printed."""
+    path = tmp_path / "gate.toml"
+    path.write_text(
+        '[pipeline]\nname = "gate"\n'
+        '[[plugins]]\nuse = "collect.iris"\n[[plugins]]\nuse = "access.split"\n'
+        '[[plugins]]\nuse = "access.batch"\nsize = 32\n[[plugins]]\nuse = "models.mlp"\n'
+        '[[plugins]]\nuse = "train.fit"\nepochs = 1\n'
+        '[[plugins]]\nuse = "evaluate.classification"\nmin_accuracy = 1.0\n'
+    )
+    assert main(["run", str(path), "--runs-dir", str(tmp_path), "--no-progress"]) == 1
+    [run_dir] = (tmp_path / "gate").iterdir()
+    assert (run_dir / "checkpoints").is_dir()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2] == f"rxpipe: run directory: {run_dir}"
+    assert lines[-1].startswith("rxpipe: run failed: ")
+    assert "accuracy" in lines[-1]
+    assert not any(line.startswith("rxpipe: resume with") for line in lines)

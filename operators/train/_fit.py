@@ -48,9 +48,11 @@ def fit(
     the weights, the optimizer, the history, early stopping's state (its best epoch and
     weights; a run that stopped early resumes to its result without training more) and
     where a ``steps_per_epoch`` pass stands. Resuming checks that the run is the same:
-    the pipeline's name and seed, the model's weights' shapes and the optimizer, else a
-    :class:`~rxpipe.ConfigError` names the field. Callbacks passed in ``callbacks`` start
-    afresh on a resume.
+    the pipeline's name and seed, the model's weights' shapes and the optimizer, else the
+    run fails with a :class:`~rxpipe.ConfigError` naming the field (the name and seed
+    before the run starts; the model, optimizer and precision when training restores the
+    checkpoint, as this stage's error, leaving the run's files as they were). Callbacks
+    passed in ``callbacks`` start afresh on a resume.
     The optimizer, loss, metric and device names, ``monitor`` and the callbacks are checked
     when the stage is built (importing Keras, without starting TensorFlow's runtime). Every
     batch is checked before it becomes tensors: numeric, finite features and labels, and,
@@ -86,12 +88,13 @@ def fit(
         learning_rate: the optimizer's learning rate. A resumed run given another one than
             it started with (``--set train.fit.learning_rate=...``) trains on with it;
             otherwise with the restored rate (which a callback may have lowered).
-        loss: Keras loss name (default: sparse categorical cross-entropy for
-            classification with class-index labels, mean squared error otherwise). For
-            one-hot labels (e.g. from ``keras.utils.to_categorical``) or soft labels, set
-            ``"categorical_crossentropy"``.
+        loss: Keras loss name (default: sparse categorical cross-entropy for a data set
+            with label names, mean squared error otherwise). For one-hot labels (e.g. from
+            ``keras.utils.to_categorical``) or soft labels, set
+            ``"categorical_crossentropy"``; for a ``head="regression"`` model on labelled
+            data, a regression loss such as ``"mse"``.
         metrics: Keras metric names reported per epoch (default: ``["accuracy"]`` for a
-            classifier, none for a regression model). For a classifier, ``"accuracy"``
+            data set with label names, none otherwise). For a classifier, ``"accuracy"``
             is the categorical accuracy with one-hot labels and the sparse one with class
             indices.
         prefetch: batches prepared ahead of the train step (the bounded buffer).

@@ -249,8 +249,10 @@ def test_the_global_step_goes_on_after_a_resume(small_digits: Any) -> None:
 def test_resuming_with_another_model_or_optimizer_names_the_option(
     small_digits: Any, override: str, path: str, message: str
 ) -> None:
-    """A checkpoint of another model or optimizer is a ConfigError naming the option."""
+    """A checkpoint of another model or optimizer is a ConfigError naming the option; the
+    run's own files are left as they were, so it resumes with its own options after."""
     first = small_digits(epochs=1).run(progress=False)
+    files = {name: (first.run_dir / name).read_text() for name in ("run.json", "pipeline.toml")}
     with pytest.raises(rxpipe.StageError) as info:
         rxpipe.Pipeline.resume(first.run_dir, [override, "train.fit.epochs=2"], progress=False)
     cause = info.value.cause
@@ -258,6 +260,9 @@ def test_resuming_with_another_model_or_optimizer_names_the_option(
     assert cause.path == path
     assert "expected the " in str(cause)
     assert message in str(cause)
+    assert {name: (first.run_dir / name).read_text() for name in files} == files
+    again = rxpipe.Pipeline.resume(first.run_dir, ["train.fit.epochs=2"], progress=False)
+    assert len(again.history) == 2
 
 
 def test_a_checkpoint_that_does_not_fit_is_a_config_error(small_digits: Any) -> None:
