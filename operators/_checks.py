@@ -23,6 +23,10 @@ from rxpipe.errors import ConfigError
 
 T = TypeVar("T")
 
+MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "None")
+"""The text cells that mean "missing" by default, once stripped (``collect.csv``, and the
+``process.fill_missing`` and ``process.one_hot`` steps that must agree with it)."""
+
 ON_ERROR = ("raise", "skip")
 
 
@@ -121,4 +125,20 @@ def names(plugin: str, param: str, value: Sequence[str] | None) -> tuple[str, ..
         raise fail(plugin, param, "a list of non-empty strings", value)
     if len(set(items)) != len(items):
         raise fail(plugin, param, "distinct names", list(items))
+    return items
+
+
+def missing_strings(plugin: str, value: Sequence[str]) -> tuple[str, ...]:
+    """``value`` as a tuple of strings (the text values that mean "missing").
+
+    Example:
+        >>> missing_strings("process.one_hot", ["", "NA"])
+        ('', 'NA')
+    """
+    items = tuple(value) if not isinstance(value, str) else None
+    if items is None or any(not isinstance(v, str) for v in items):
+        raise ConfigError(
+            f'expected a list of strings, e.g. ["", "NA"]. Received: {value!r}',
+            f"{plugin}.missing",
+        )
     return items

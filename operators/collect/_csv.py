@@ -24,11 +24,10 @@ from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._bad_records import BadRecords, check_on_error
-from .._checks import existing_path, names, optional_positive_int, positive_int
+from .._checks import MISSING, existing_path, names, optional_positive_int, positive_int
 from ._memo import MetadataMemo
 
 COLUMN_TYPES = ("float", "int", "str")
-MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "None")
 _DTYPES = {"float": "float32", "int": "int64", "str": "object"}
 _LABEL_EXPECTED = {
     "float": "a number (or a class name)",

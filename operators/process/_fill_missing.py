@@ -14,7 +14,7 @@ from rxpipe.flow import map_batches
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
-from .._checks import names, one_of
+from .._checks import missing_strings, names, one_of
 from .._fitting import fitted
 from ._recording import Recorded
 from ._standardize import Moments
@@ -161,17 +161,6 @@ def fill_missing(
         return Recorded(step)
 
     return fitted("process.fill_missing", lambda: _Fit(strategy, wanted, tokens), make_apply)
-
-
-def missing_strings(plugin: str, value: Sequence[str]) -> tuple[str, ...]:
-    """``value`` as a tuple of strings (the text values that mean "missing")."""
-    items = tuple(value) if not isinstance(value, str) else None
-    if items is None or any(not isinstance(v, str) for v in items):
-        raise ConfigError(
-            f'expected a list of strings, e.g. ["", "NA"]. Received: {value!r}',
-            f"{plugin}.missing",
-        )
-    return items
 
 
 def _constant(

@@ -13,9 +13,8 @@ from rxpipe.errors import BatchError, ConfigError
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
-from .._checks import names, optional_positive_int, positive_int
+from .._checks import missing_strings, names, optional_positive_int, positive_int
 from .._fitting import fitted
-from ._fill_missing import missing_strings
 from ._recording import Recorded
 from ._tables import columns_of, spec_with
 from ._tabular_steps import MISSING, OneHot, category_keys

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ..collect._csv import MISSING
+from .._checks import MISSING
 
 __all__ = [
     "MISSING",

@@ -54,6 +54,16 @@ values each round by up to ``eps / 2`` of themselves, get ``4 * eps`` (0.0039). 
 and bool rows sum to 1 exactly."""
 
 
+def _bad_samples(
+    stage: str, batch: Batch, bad: Any, expected: str, received: str, hint: str = ""
+) -> BatchError:
+    """The :class:`BatchError` naming the samples of ``batch`` where ``bad`` is true."""
+    ids = batch.ids[bad].tolist()
+    return BatchError(
+        f"{stage}: {expected}. Received: {received} for samples {format_ids(ids)}{hint}", ids
+    )
+
+
 def _all_finite(array: np.ndarray[Any, Any]) -> bool:
     """Whether every value of a float array is finite (one sum; exact on failure)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -97,12 +107,13 @@ def check_features(stage: str, batch: Batch, features: Any, strings: bool = Fals
         if _all_finite(array):
             return
         bad = _not_finite_rows(array)
-        ids = batch.ids[bad].tolist()
-        raise BatchError(
-            f"{stage}: expected finite feature values. Received: NaN or infinite values in "
-            f"samples {format_ids(ids)} (fill them with process.fill_missing, or leave those "
-            "samples out)",
-            ids,
+        raise _bad_samples(
+            stage,
+            batch,
+            bad,
+            "expected finite feature values",
+            "NaN or infinite values",
+            " (fill them with process.fill_missing, or leave those samples out)",
         )
     if kind in NUMERIC_KINDS or (strings and kind in STRING_KINDS):
         return
@@ -181,11 +192,7 @@ def _check_class_rows(
             bad |= (array < 0).any(axis=1)
     if not bad.any():
         return
-    ids = batch.ids[bad].tolist()
-    raise BatchError(
-        f"{stage}: {expected}. Received: {_rows(array, sums, bad)} for samples {format_ids(ids)}",
-        ids,
-    )
+    raise _bad_samples(stage, batch, bad, expected, _rows(array, sums, bad))
 
 
 def check_class_labels(
@@ -262,11 +269,7 @@ def check_class_labels(
         bad = (flat < 0) | (flat >= classes)
         if fraction is not None:
             bad |= ~np.isfinite(flat) | (fraction != 0)
-    ids = batch.ids[bad].tolist()
-    raise BatchError(
-        f"{stage}: {expected}. Received: {_values(flat, bad)} for samples {format_ids(ids)}",
-        ids,
-    )
+    raise _bad_samples(stage, batch, bad, expected, _values(flat, bad))
 
 
 def check_batch(
@@ -290,12 +293,7 @@ def check_batch(
     array = np.asarray(labels)
     if array.dtype.kind == "f" and not _all_finite(array):
         bad = _not_finite_rows(array)
-        ids = batch.ids[bad].tolist()
-        raise BatchError(
-            f"{stage}: expected finite labels. Received: NaN or infinite labels for samples "
-            f"{format_ids(ids)}",
-            ids,
-        )
+        raise _bad_samples(stage, batch, bad, "expected finite labels", "NaN or infinite labels")
     label_names = batch.metadata.label_names
     if label_names is not None:
         check_class_labels(stage, batch, array, label_names, one_hot)
