@@ -26,7 +26,7 @@ from rxpipe.batch import Batch, DatasetMetadata
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["TASKS", "ModelFactory", "ModelPlan", "TrainedModel", "model_task"]
+__all__ = ["TASKS", "ModelFactory", "ModelPlan", "TrainedModel", "model_task", "predicts_values"]
 
 TASKS = ("classification", "regression")
 """What a trained model does: score classes, or predict values."""
@@ -88,6 +88,23 @@ def model_task(model: Any, label_names: Sequence[str] | None) -> str:
         return "regression"
     width = _output_width(model)
     return "classification" if width is None or width == len(label_names) else "regression"
+
+
+def predicts_values(model: Any, label_names: Sequence[str] | None) -> bool:
+    """Whether ``model`` was made a regressor of data that has label names (class indices
+    as numbers): it ends in a ``Rescaling`` layer, as the ``models.*`` plugins'
+    ``head="regression"`` does. Any other model of such data is taken as a classifier
+    (one of the wrong width is reported by training, not guessed to be a regressor).
+
+    Example:
+        >>> import keras
+        >>> value = keras.Sequential(
+        ...     [keras.Input((4,)), keras.layers.Dense(1), keras.layers.Rescaling(2.0)]
+        ... )
+        >>> predicts_values(value, ("a", "b", "c")), predicts_values(value, None)
+        (True, False)
+    """
+    return label_names is not None and _ends_in_rescaling(model)
 
 
 def _task_of(trained: TrainedModel) -> str:

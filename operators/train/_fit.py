@@ -88,13 +88,13 @@ def fit(
         learning_rate: the optimizer's learning rate. A resumed run given another one than
             it started with (``--set train.fit.learning_rate=...``) trains on with it;
             otherwise with the restored rate (which a callback may have lowered).
-        loss: Keras loss name (default: sparse categorical cross-entropy for a data set
-            with label names, mean squared error otherwise). For one-hot labels (e.g. from
+        loss: Keras loss name (default: sparse categorical cross-entropy for a
+            classifier; mean squared error for a regression: a data set without label
+            names, or a ``head="regression"`` model on labelled data). For one-hot labels (e.g. from
             ``keras.utils.to_categorical``) or soft labels, set
-            ``"categorical_crossentropy"``; for a ``head="regression"`` model on labelled
-            data, a regression loss such as ``"mse"``.
+            ``"categorical_crossentropy"``.
         metrics: Keras metric names reported per epoch (default: ``["accuracy"]`` for a
-            data set with label names, none otherwise). For a classifier, ``"accuracy"``
+            classifier, none for a regression). For a classifier, ``"accuracy"``
             is the categorical accuracy with one-hot labels and the sparse one with class
             indices.
         prefetch: batches prepared ahead of the train step (the bounded buffer).

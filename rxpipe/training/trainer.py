@@ -19,7 +19,7 @@ from rxpipe.errors import BatchError, ConfigError, TrainingError, format_ids
 from rxpipe.events import EpochEnded, TrainProgress
 from rxpipe.flow import iterate, map_batches, transform
 from rxpipe.flow.rebatch import Rebatcher
-from rxpipe.model import ModelPlan, TrainedModel
+from rxpipe.model import ModelPlan, TrainedModel, predicts_values
 from rxpipe.training.options import TrainOptions
 
 __all__ = ["clear_stop_requests", "request_stop", "train", "waits_for_next_step"]
@@ -344,17 +344,21 @@ class _Trainer:
             self.one_hot = not is_class_index(np.asarray(y))
         self.first = (_signature(x), _signature(y))
         self.check_batch(first, x, y)
+        # a regression head on labelled data (class indices as numbers): the defaults of
+        # a regression, not of a classifier
+        values = predicts_values(self.model, self.meta.label_names)
+        loss = options.loss or ("mean_squared_error" if values else None)
         if self.meta.label_names is not None:
             outputs = _outputs_per_sample(self.model)
-            check_loss(options.loss, self.meta.label_names, y, outputs, f"{STAGE}.loss")
+            check_loss(loss, self.meta.label_names, y, outputs, f"{STAGE}.loss")
         self.steps = compile_steps(
             self.model,
             optimizer,
             self.meta,
             x,
             y,
-            options.loss,
-            options.metrics_for(classification=self.meta.num_classes is not None),
+            loss,
+            options.metrics_for(classification=self.meta.num_classes is not None and not values),
             jit_compile=options.jit_compile,
             strategy=self.strategy,
         )

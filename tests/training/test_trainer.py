@@ -13,7 +13,7 @@ import reactivex
 
 import rxpipe
 from rxpipe import BatchError, ConfigError, StageError, TrainingError
-from rxpipe.operators import access, models, train
+from rxpipe.operators import access, collect, models, process, train
 from rxpipe.testing import EventRecorder, from_arrays, make_metadata
 
 pytestmark = pytest.mark.slow
@@ -889,3 +889,25 @@ def test_the_retracing_warning_about_rxpipes_own_steps_is_dropped(small_digits: 
 
     assert not passes("compile_steps.<locals>.test_step")
     assert passes("my_model.<locals>.predict")
+
+
+def test_a_regression_head_on_labelled_data_gets_a_regressions_defaults(runs_dir: Path) -> None:
+    """models.mlp(head="regression") on iris (class indices as numbers): train.fit's default
+    loss is the mean squared error and it logs no accuracy, as for any regression."""
+    from rxpipe.operators import evaluate
+
+    pipeline = rxpipe.Pipeline(
+        collect.iris(),
+        access.split(train=0.8, validation=0.2, test=0.0),
+        access.batch(16),
+        process.standardize(),
+        models.mlp(hidden=(16,), head="regression"),
+        train.fit(epochs=8, learning_rate=0.01),
+        evaluate.regression(split="validation"),
+        name="iris-values",
+        runs_dir=runs_dir,
+    )
+    result = pipeline.run(progress=False)
+    assert set(result.history[0]) == {"loss", "val_loss"}
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.metrics["validation"]["r2"] > 0.5
