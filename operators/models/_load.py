@@ -308,7 +308,9 @@ def load(
         path: a ``.keras``/``.h5`` file, a SavedModel folder, or a folder holding
             ``model.keras`` (e.g. a run's ``model/`` bundle from ``deploy.export``; its
             ``model/1`` SavedModel loads the bundle's ``model.keras`` too).
-        freeze: do not train the loaded weights (see above).
+        freeze: do not train the loaded weights (see above). ``False`` changes nothing:
+            layers that were saved frozen (e.g. the base of a model trained with
+            ``freeze=True, new_head=True``) stay frozen.
         new_head: replace the output layer by one sized for this data.
         head: the new head: ``"auto"``, ``"classification"`` or ``"regression"``.
 
