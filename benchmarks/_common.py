@@ -168,6 +168,35 @@ def paired(rates: list[float], bounds: list[float]) -> list[float]:
     return [rate / ((bounds[i] + bounds[i + 1]) / 2) for i, rate in enumerate(rates)]
 
 
+def alternated(
+    repeats: int, measure: Callable[[], float], baseline: Callable[[], float]
+) -> tuple[list[float], list[float]]:
+    """``measure``'s rates and their :func:`paired` ratios, each run between two baselines.
+
+    Example:
+        >>> alternated(2, lambda: 90.0, lambda: 100.0)
+        ([90.0, 90.0], [0.9, 0.9])
+    """
+    bounds = [baseline()]
+    rates: list[float] = []
+    for _ in range(repeats):
+        rates.append(measure())
+        bounds.append(baseline())
+    return rates, paired(rates, bounds)
+
+
+def quartiles(values: list[float]) -> list[float]:
+    """The first and third quartiles, rounded as results are.
+
+    Example:
+        >>> quartiles([1.0, 2.0, 3.0, 4.0, 5.0])
+        [2.0, 4.0]
+    """
+    import numpy as np
+
+    return [round(float(q), 3) for q in np.quantile(values, [0.25, 0.75])]
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident set size so far (Linux: ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

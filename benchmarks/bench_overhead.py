@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
 import reactivex
-from _common import Report, at_least, machine, make_parser, paired
+from _common import Report, alternated, at_least, machine, make_parser, quartiles
 from reactivex import operators as ops
 
 from rxpipe.batch import Batch
@@ -113,12 +114,9 @@ def main() -> int:
     for name, samples, width, batch, goal in workloads:
         pipeline = make_pipeline(samples, width, batch)
         measured_rate(pipeline)  # warm up both paths
-        plain = [plain_rate(pipeline)]
-        measured: list[float] = []
-        for _ in range(repeats):
-            measured.append(measured_rate(pipeline))
-            plain.append(plain_rate(pipeline))
-        ratios = paired(measured, plain)
+        measured, ratios = alternated(
+            repeats, partial(measured_rate, pipeline), partial(plain_rate, pipeline)
+        )
         value, ratio = float(np.median(measured)), float(np.median(ratios))
         report.result(
             f"bench_overhead.{name}.instrumented_vs_plain",
@@ -126,7 +124,7 @@ def main() -> int:
             "samples/s",
             baseline=value / ratio,
             goal=goal,
-            ratio_quartiles=[round(float(q), 3) for q in np.quantile(ratios, [0.25, 0.75])],
+            ratio_quartiles=quartiles(ratios),
         )
     return report.summary()
 

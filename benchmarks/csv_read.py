@@ -32,12 +32,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import reactivex
-from _common import Report, at_least, machine, make_parser, paired
+from _common import Report, alternated, at_least, machine, make_parser, quartiles
 
 from rxpipe.batch import Batch
 from rxpipe.operators import collect
@@ -129,12 +130,9 @@ def main() -> int:
             path = Path(root) / f"{kind}.csv"
             write_csv(path, rows, decimals)
             check_equal(path)  # also warms up both readers
-            plain = [rate(plain_loop, path)]
-            measured: list[float] = []
-            for _ in range(repeats):
-                measured.append(rate(with_rxpipe, path))
-                plain.append(rate(plain_loop, path))
-            ratios = paired(measured, plain)
+            measured, ratios = alternated(
+                repeats, partial(rate, with_rxpipe, path), partial(rate, plain_loop, path)
+            )
             value, ratio = float(np.median(measured)), float(np.median(ratios))
             report.result(
                 f"csv_read.{kind}_numbers.rxpipe_vs_plain_loop",
@@ -142,7 +140,7 @@ def main() -> int:
                 "rows/s",
                 baseline=value / ratio,
                 goal=at_least(1.0, "ratio"),
-                ratio_quartiles=[round(float(q), 3) for q in np.quantile(ratios, [0.25, 0.75])],
+                ratio_quartiles=quartiles(ratios),
                 file_mb=round(path.stat().st_size / 2**20, 1),
             )
     return report.summary()

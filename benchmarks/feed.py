@@ -43,6 +43,7 @@ Usage: python benchmarks/feed.py [--quick] [--json] [--epochs N]
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any
@@ -50,7 +51,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-from _common import Report, at_least, machine, make_parser, paired
+from _common import Report, alternated, at_least, machine, make_parser, paired, quartiles
 
 
 def build_model(_: Any = None) -> Any:
@@ -131,11 +132,7 @@ def tf_data_ratios(
         return len(x) / (time.perf_counter() - start)
 
     epoch()  # warm-up
-    bounds, rates = [bound.rate()], []
-    for _ in range(epochs):
-        rates.append(epoch())
-        bounds.append(bound.rate())
-    return rates, paired(rates, bounds)
+    return alternated(epochs, epoch, bound.rate)
 
 
 def handwritten_ratios(
@@ -188,11 +185,8 @@ def handwritten_ratios(
         return samples / (time.perf_counter() - start)
 
     epoch(0)  # warm-up
-    bounds, rates = [bound.rate()], []
-    for index in range(epochs):
-        rates.append(epoch(index + 1))
-        bounds.append(bound.rate())
-    return rates, paired(rates, bounds)
+    seeds = itertools.count(1)
+    return alternated(epochs, lambda: epoch(next(seeds)), bound.rate)
 
 
 def rxpipe_ratios(
@@ -303,9 +297,6 @@ def main() -> int:
 
     def median(values: list[float]) -> float:
         return float(np.median(values))
-
-    def quartiles(values: list[float]) -> list[float]:
-        return [round(float(q), 3) for q in np.quantile(values, [0.25, 0.75])]
 
     def vs_bound(name: str, rates: list[float], ratios: list[float], **extra: Any) -> None:
         """One variant against the compute bound, with the quartiles of its ratios."""

@@ -392,7 +392,7 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         PredictionInputError,
         QualityGateError,
         RxpipeError,
-        StageError,
+        is_configuration_error,
     )
 
     try:
@@ -420,7 +420,7 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         print("rxpipe: interrupted; every stage was stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RxpipeError as error:
-        misconfigured = isinstance(error, StageError) and isinstance(error.cause, ConfigError)
+        misconfigured = is_configuration_error(error)
         # resuming cannot mend a configuration (the same options fail again) or a quality
         # gate (training is done); it can go on after a crash (once the data is fixed)
         gate = isinstance(error, QualityGateError)

@@ -189,3 +189,17 @@ class PredictionInputError(RxpipeError, ValueError):
     The server answers it with HTTP 400 and the message, which names the input, what
     was expected and what was received.
     """
+
+
+def is_configuration_error(error: BaseException) -> bool:
+    """Whether ``error`` is a :class:`ConfigError`, or a stage's error caused by one (an
+    option only the running stage could check, e.g. a file's column names, or a resumed
+    checkpoint of another model).
+
+    Example:
+        >>> is_configuration_error(StageError("s", "boom", cause=ConfigError("bad")))
+        True
+    """
+    return isinstance(error, ConfigError) or (
+        isinstance(error, StageError) and isinstance(error.cause, ConfigError)
+    )

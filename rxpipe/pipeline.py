@@ -27,7 +27,13 @@ from rxpipe.config import (
     load_config,
 )
 from rxpipe.context import RunContext, atomic_write, running
-from rxpipe.errors import ConfigError, PipelineCancelled, RxpipeError, UnknownPluginError
+from rxpipe.errors import (
+    ConfigError,
+    PipelineCancelled,
+    RxpipeError,
+    UnknownPluginError,
+    is_configuration_error,
+)
 from rxpipe.events import (
     Event,
     EventBus,
@@ -490,7 +496,7 @@ class Pipeline:
                 sample_ids=tuple(getattr(failure, "sample_ids", ())),
             )
             self._write_run_state(run_dir, run_id, "failed", error=str(failure))
-            if kept and _is_config_error(failure):
+            if kept and is_configuration_error(failure):
                 _restore_texts(run_dir, kept)
             close_subscribers()
             if isinstance(failure, RxpipeError):
@@ -559,12 +565,6 @@ def _restore_texts(run_dir: Path, texts: Mapping[str, str | None]) -> None:
         if text is not None:
             with atomic_write(run_dir / name) as tmp:
                 tmp.write_text(text)
-
-
-def _is_config_error(error: BaseException) -> bool:
-    """A configuration error, or a stage's error caused by one (e.g. a resume's checkpoint
-    of another model, found when training restores it)."""
-    return isinstance(error, ConfigError) or isinstance(getattr(error, "cause", None), ConfigError)
 
 
 def _check_run_dir(
