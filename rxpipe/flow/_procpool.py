@@ -60,6 +60,9 @@ def _child_main(conn: multiprocessing.connection.Connection, fn: Any, skip: bool
             item = conn.recv()
         except (EOFError, OSError):
             return
+        except Exception as error:  # an item that cannot be rebuilt here: say why
+            conn.send((_FAILED, _portable(error)))
+            continue
         if item is None:
             return
         try:

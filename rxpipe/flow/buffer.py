@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias, TypeVar, get_args
+from typing import Any, Literal, TypeAlias, TypeVar, cast, get_args
 
 import reactivex
 from reactivex import abc
@@ -189,7 +189,7 @@ class _BufferRun:
             self.channel.abort(error)
             self.upstream.dispose()
 
-    def on_error(self, error: Exception) -> None:
+    def on_error(self, error: BaseException) -> None:
         self.channel.finish(error)
 
     def on_completed(self) -> None:
@@ -204,7 +204,7 @@ class _BufferRun:
                 self.on_error,
                 self.on_completed,
             )
-        except Exception as error:  # a source that raises instead of calling on_error
+        except BaseException as error:  # a source that raises instead of calling on_error
             self.channel.finish(error)
 
     # -- consumer side (downstream notifications) ------------------------------------
@@ -214,9 +214,9 @@ class _BufferRun:
         if kind == ITEM:
             try:
                 self.observer.on_next(value)
-            except Exception as error:  # downstream raised: end the stream with its error
+            except BaseException as error:  # downstream raised: end the stream with it
                 self.finish()
-                self.observer.on_error(error)
+                self.observer.on_error(cast(Exception, error))  # SystemExit... as is
                 return False
             return True
         if kind == END:
@@ -224,7 +224,7 @@ class _BufferRun:
             if value is None:
                 self.observer.on_completed()
             else:
-                self.observer.on_error(value)
+                self.observer.on_error(value)  # an upstream SystemExit... passes on as is
         return False
 
     def drain_forever(self) -> None:
@@ -280,6 +280,7 @@ class _BufferRun:
         self.channel.close()
         self.upstream.dispose()
         self._scheduled.dispose()
+        self.tally.flush()  # drops not published yet (a detached tally has no stage to)
 
     def finish(self) -> None:
         """Before the last notification: stop, and wait for the producer thread."""

@@ -11,6 +11,7 @@ import reactivex
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
+from rxpipe.errors import ConfigError
 from rxpipe.flow._channel import ITEM, Channel
 
 T = TypeVar("T")
@@ -39,12 +40,20 @@ def iterate(
     Yields:
         The source's items, in order.
 
+    Raises:
+        ConfigError: for a capacity that is not an int >= 1 (at the call, not at the
+            first item).
+
     Example:
         >>> list(iterate(reactivex.of(1, 2, 3), capacity=1))
         [1, 2, 3]
     """
-    if capacity < 1:
-        raise ValueError(f"capacity: expected an int >= 1. Received: {capacity!r}")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ConfigError(f"capacity: expected an int >= 1. Received: {capacity!r}")
+    return _iterate(source, capacity, name)
+
+
+def _iterate(source: reactivex.Observable[T], capacity: int, name: str) -> Generator[T, None, None]:
     channel = Channel(capacity)
     stopper: Subject[None] = Subject()
 

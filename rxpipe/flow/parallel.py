@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal, TypeAlias, TypeVar, get_args
+from typing import Any, Literal, TypeAlias, TypeVar, cast, get_args
 
 import reactivex
 from reactivex import abc
@@ -59,6 +59,8 @@ _START_METHODS = ("spawn", "forkserver", "fork")
 def _check(
     workers: int, executor: str, prefetch: int | None, mp_context: str, fn: Callable[..., Any]
 ) -> None:
+    if not callable(fn):
+        raise ConfigError(f"fn: expected a callable. Received: {fn!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers: expected an int >= 1. Received: {workers!r}")
     if executor not in get_args(Executor):
@@ -117,7 +119,7 @@ class _MapRun:
         self.in_flight = 0
         self.waiting_producer = False
         self.idle_workers = 0
-        self.upstream_end: tuple[Exception | None] | None = None
+        self.upstream_end: tuple[BaseException | None] | None = None
         self.emitting = False
         self.stopped = False
         self.done = False
@@ -146,7 +148,7 @@ class _MapRun:
             if self.idle_workers:
                 self.task_ready.notify()
 
-    def on_error(self, error: Exception) -> None:
+    def on_error(self, error: BaseException) -> None:
         with self.lock:
             if self.upstream_end is None:
                 self.upstream_end = (error,)
@@ -163,7 +165,7 @@ class _MapRun:
             subscribe_on_trampoline(
                 self.source, self.upstream, self.on_next, self.on_error, self.on_completed
             )
-        except Exception as error:
+        except BaseException as error:  # a source that raises instead of calling on_error
             self.on_error(error)
 
     # -- workers ---------------------------------------------------------------------
@@ -216,6 +218,8 @@ class _MapRun:
                 return
             except Exception as error:
                 result = (False, as_stage_error(self.stage, error, item))
+            except BaseException as error:  # SystemExit...: passed on as a serial map would
+                result = (False, error)
             self.tally.add_work(time.perf_counter() - started)
             del item  # hold no batch while idle: memory stays within the window
             with lock:
@@ -272,7 +276,7 @@ class _MapRun:
             if output is not NOTHING:
                 try:
                     observer.on_next(output)
-                except Exception as error:  # downstream raised: end the stream with it
+                except BaseException as error:  # downstream raised: end the stream with it
                     self.fail(error)
                     return
             with self.lock:
@@ -302,7 +306,7 @@ class _MapRun:
         self.upstream.dispose()
         return True
 
-    def end(self, error: Exception | None) -> None:
+    def end(self, error: BaseException | None) -> None:
         """Deliver the end of the stream, after stopping every other thread and process."""
         self.failed = error is not None
         self.stop()
@@ -310,9 +314,9 @@ class _MapRun:
         if error is None:
             self.observer.on_completed()
         else:
-            self.observer.on_error(error)
+            self.observer.on_error(cast(Exception, error))  # SystemExit... passes on as is
 
-    def fail(self, error: Exception) -> None:
+    def fail(self, error: BaseException) -> None:
         with self.lock:
             if self.done:
                 return

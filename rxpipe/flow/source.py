@@ -18,7 +18,8 @@ def generate(factory: Callable[[], Iterator[T]]) -> reactivex.Observable[T]:
 
     The generator is advanced only while the subscription is alive: disposing it (or an
     error downstream) stops the loop before the next item, and the generator is closed,
-    so files it holds are released.
+    so files it holds are released. An exception raised by ``factory()`` or the generator
+    reaches the observer's ``on_error``.
 
     Example:
         >>> from rxpipe.testing import collect
@@ -32,7 +33,11 @@ def generate(factory: Callable[[], Iterator[T]]) -> reactivex.Observable[T]:
         disposed = False
 
         def run(_: abc.SchedulerBase, __: Any = None) -> None:
-            iterator = factory()
+            try:
+                iterator = factory()
+            except Exception as error:  # e.g. a file that cannot be opened: on_error too
+                observer.on_error(error)
+                return
             try:
                 while not disposed:
                     try:

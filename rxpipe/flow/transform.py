@@ -10,7 +10,7 @@ from reactivex import abc
 from reactivex.disposable import SingleAssignmentDisposable
 
 from rxpipe.batch import Batch
-from rxpipe.errors import StageError
+from rxpipe.errors import ConfigError, StageError
 from rxpipe.flow._skip import NOTHING, OnError, SkipGuard, apply, check_policy
 from rxpipe.flow._tally import current_tally, tallying
 
@@ -104,6 +104,9 @@ def transform(
     Returns:
         The operator, a :class:`NamedOperator`.
 
+    Raises:
+        ConfigError: if ``make`` is not callable.
+
     Example:
         >>> class Double:
         ...     def on_batch(self, x): return [x * 2]
@@ -112,6 +115,8 @@ def transform(
         >>> collect(reactivex.of(1, 2).pipe(transform("double", Double)))
         [2, 4]
     """
+    if not callable(make):
+        raise ConfigError(f"make: expected a callable. Received: {make!r}")
 
     def operator(source: reactivex.Observable[A]) -> reactivex.Observable[B]:
         def subscribe(
@@ -130,6 +135,7 @@ def transform(
                 nonlocal stopped
                 stopped = True
                 upstream.dispose()
+                tally.flush()
                 observer.on_error(as_stage_error(stage, error, item))
 
             def on_next(item: A) -> None:
@@ -166,6 +172,7 @@ def transform(
                 for value in out:
                     observer.on_next(value)
                 stopped = True
+                tally.flush()  # drops not published yet (a detached tally has no stage to)
                 observer.on_completed()
 
             upstream.disposable = source.subscribe(
@@ -253,6 +260,8 @@ def map_batches(
         [2, 3]
     """
     check_policy(on_error, max_skipped)
+    if not callable(fn):
+        raise ConfigError(f"fn: expected a callable. Received: {fn!r}")
     if workers != 1 or executor != "thread" or prefetch is not None:
         from rxpipe.flow.parallel import parallel_map
 

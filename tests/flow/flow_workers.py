@@ -47,3 +47,19 @@ def sleep_long(x: int) -> int:
     """Sleep 30 s (an item that is still running when the stream is disposed)."""
     time.sleep(30)
     return x
+
+
+def _refuse_to_rebuild() -> None:
+    raise ValueError("cannot rebuild this item")
+
+
+class Unreadable:
+    """An item that pickles but cannot be rebuilt (like one of a class the child lacks)."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_refuse_to_rebuild, ())
+
+
+def identity(x: object) -> object:
+    """x."""
+    return x

@@ -129,6 +129,46 @@ def test_disposing_stops_the_producer_and_closes_the_source() -> None:
     assert closed.wait(2.0)
 
 
+def test_a_source_raising_system_exit_ends_the_stream_instead_of_hanging() -> None:
+    """A BaseException escaping the source on the producer thread is delivered downstream."""
+
+    def exits() -> Iterator[int]:
+        yield 1
+        raise SystemExit("user code called sys.exit()")
+
+    got: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    subscription = (
+        generate(exits)
+        .pipe(bounded_buffer(2))
+        .subscribe(got.append, lambda e: (errors.append(e), done.set()), done.set)
+    )
+    assert done.wait(5.0)
+    subscription.dispose()
+    assert got == [1]
+    assert isinstance(errors[0], SystemExit)
+
+
+def test_a_downstream_system_exit_ends_the_stream_instead_of_hanging() -> None:
+    """A BaseException raised by the observer on the drain thread ends the stream with it."""
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def exit_at_three(item: int) -> None:
+        if item == 3:
+            raise SystemExit("consumer exit")
+
+    subscription = (
+        reactivex.from_iterable(range(1000))
+        .pipe(bounded_buffer(2))
+        .subscribe(exit_at_three, lambda e: (errors.append(e), done.set()), done.set)
+    )
+    assert done.wait(5.0)
+    subscription.dispose()
+    assert isinstance(errors[0], SystemExit)
+
+
 def test_a_downstream_exception_ends_the_stream_with_it() -> None:
     """An exception raised by the downstream observer reaches its on_error and stops all."""
     errors: list[Exception] = []
@@ -276,6 +316,38 @@ def test_dropped_samples_are_reported_in_the_run_result(runs_dir: Path) -> None:
     assert hot.samples_out + hot.samples_dropped == 500
     assert result.dropped == {"custom.hot": hot.samples_dropped}
     assert sum(e.samples for e in recorder.of_type(BatchesDropped)) == hot.samples_dropped
+
+
+def test_outside_a_pipeline_every_drop_is_published() -> None:
+    """A buffer under a run but in no stage publishes every drop by the end of the stream."""
+    context, recorder = detached_run()
+    subject: Subject[int] = Subject()
+    busy = threading.Event()
+    release = threading.Event()
+    done = threading.Event()
+    got: list[int] = []
+
+    def slow(item: int) -> None:
+        got.append(item)
+        busy.set()
+        release.wait(5.0)
+
+    with running(context):
+        buffered = subject.pipe(bounded_buffer(2, overflow="drop_newest"))
+        subscription = buffered.subscribe(slow, on_completed=done.set)
+    assert wait_for(lambda: bool(subject.observers))
+    subject.on_next(0)
+    assert busy.wait(5.0)
+    for i in range(1, 10):
+        subject.on_next(i)  # 1 and 2 wait in the buffer, 3..9 are dropped
+    release.set()
+    subject.on_completed()
+    assert done.wait(5.0)
+    subscription.dispose()
+    assert got == [0, 1, 2]
+    dropped = recorder.of_type(BatchesDropped)
+    assert sum(e.batches for e in dropped) == 7
+    assert dropped[-1].total_batches == 7
 
 
 # -- parameters -------------------------------------------------------------------------

@@ -56,6 +56,19 @@ def test_generator_errors_become_on_error() -> None:
         collect(generate(broken))
 
 
+def test_a_factory_that_raises_becomes_on_error() -> None:
+    """An exception from the factory itself (opening a file) reaches on_error, not the caller."""
+
+    def unopenable() -> Iterator[int]:
+        raise OSError("cannot open shard-3.csv")
+
+    errors: list[Exception] = []
+    generate(unopenable).subscribe(on_error=errors.append)  # must not raise
+    assert len(errors) == 1
+    assert isinstance(errors[0], OSError)
+    assert "shard-3.csv" in str(errors[0])
+
+
 def test_append_makes_its_source_when_subscribed_with_the_stage_tally() -> None:
     """append calls its factory at subscription, once per pass, while the tally is current.
 

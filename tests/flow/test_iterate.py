@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import reactivex
 
+from rxpipe.errors import ConfigError
 from rxpipe.flow import generate, iterate
 from rxpipe.testing import wait_for
 
@@ -67,3 +68,12 @@ def test_capacity_must_be_positive() -> None:
     """A capacity below 1 is rejected with the value received."""
     with pytest.raises(ValueError, match=r"capacity: expected an int >= 1\. Received: 0"):
         next(iterate(reactivex.of(1), capacity=0))
+
+
+@pytest.mark.parametrize("capacity", [-1, 2.5, "4", None, True])
+def test_an_invalid_capacity_is_a_config_error_at_the_call(capacity: object) -> None:
+    """A capacity that is not an int >= 1 raises ConfigError when iterate is called."""
+    with pytest.raises(
+        ConfigError, match=rf"capacity: expected an int >= 1\. Received: {capacity!r}"
+    ):
+        iterate(reactivex.of(1), capacity=capacity)  # type: ignore[arg-type]

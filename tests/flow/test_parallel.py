@@ -39,6 +39,13 @@ def jittery_square(x: int) -> int:
     return x * x
 
 
+def exit_on_three(x: int) -> int:
+    """x, except for 3, where it calls sys.exit (a BaseException, not an Exception)."""
+    if x == 3:
+        raise SystemExit(3)
+    return x
+
+
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_results_come_in_input_order(workers: int) -> None:
     """Whatever order the workers finish in, results are emitted in input order."""
@@ -127,6 +134,19 @@ def test_a_worker_error_names_the_stage_and_samples_after_the_items_before_it() 
     assert [b.ids[0] for b in got] == [0, 4, 8]
 
 
+def test_a_worker_raising_system_exit_ends_the_stream_instead_of_hanging() -> None:
+    """A worker thread whose function raises SystemExit ends the stream with it, in order."""
+    got: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    source = reactivex.from_iterable(range(10)).pipe(parallel_map("p", exit_on_three, 2))
+    subscription = source.subscribe(got.append, lambda e: (errors.append(e), done.set()), done.set)
+    assert done.wait(5.0)
+    subscription.dispose()
+    assert got == [0, 1, 2]
+    assert isinstance(errors[0], SystemExit)
+
+
 def test_an_error_stops_reading_the_source() -> None:
     """After a worker fails, the source is read no further than the in-flight window."""
     produced: list[int] = []
@@ -187,6 +207,7 @@ def test_inside_a_pipeline_errors_carry_the_pipeline_stage_name(runs_dir: Path) 
         ({"on_error": "ignore"}, r"on_error: expected 'raise' or 'skip'\. Received: 'ignore'"),
         ({"max_skipped": 3}, r"max_skipped: expected only with on_error='skip'"),
         ({"executor": "process", "fn": lambda x: x}, r"fn: expected a picklable function"),
+        ({"fn": None}, r"fn: expected a callable\. Received: None"),
     ],
 )
 def test_invalid_parameters_are_rejected(kwargs: dict[str, Any], message: str) -> None:
@@ -236,3 +257,12 @@ def test_a_crashing_child_fails_the_stage() -> None:
     stage = parallel_map("crash", flow_workers.exit_abruptly, 2, executor="process")
     with pytest.raises(StageError, match="exited with code 17"):
         collect(reactivex.from_iterable(range(10)).pipe(stage))
+
+
+@pytest.mark.slow
+def test_an_item_the_child_cannot_unpickle_fails_the_stage_saying_why() -> None:
+    """An item that cannot be rebuilt in the child fails the stage with the reason, not a crash."""
+    items: list[object] = [1, flow_workers.Unreadable(), 3]
+    stage = parallel_map("read", flow_workers.identity, 1, executor="process")
+    with pytest.raises(StageError, match="ValueError: cannot rebuild this item"):
+        collect(reactivex.from_iterable(items).pipe(stage))

@@ -7,10 +7,12 @@ import pytest
 import reactivex
 
 from rxpipe import Batch, BatchError, DatasetMetadata, FeatureSpec, StageError
+from rxpipe.context import RunContext, running
+from rxpipe.events import BatchesDropped, EventBus
 from rxpipe.flow import transform
 from rxpipe.flow.rebatch import Rebatcher
 from rxpipe.operators import access
-from rxpipe.testing import collect, make_metadata
+from rxpipe.testing import EventRecorder, collect, make_metadata
 
 META = make_metadata(np.zeros((1, 3), "float32"))
 
@@ -58,3 +60,16 @@ def test_batches_of_one_shape_rebatch_as_before() -> None:
     assert [b.size for b in collect(source.pipe(access.batch(4)))] == [4, 4, 1]
     assert [b.size for b in collect(source.pipe(access.batch(4, drop_remainder=True)))] == [4, 4]
     assert issubclass(BatchError, ValueError)
+
+
+def test_outside_a_pipeline_every_dropped_remainder_is_published() -> None:
+    """The remainders dropped at the end of each split reach the run's events, all of them."""
+    bus = EventBus("test")
+    recorder = EventRecorder()
+    bus.events.subscribe(recorder)
+    source = reactivex.of(batch(["t1", "t2", "t3"], (3,)), batch(["v1"], (3,), "validation"))
+    with running(RunContext("test", "test", None, bus)):
+        rebatch = transform("rebatch", lambda: Rebatcher(2, True, "rebatch"))
+        assert [b.ids.tolist() for b in collect(source.pipe(rebatch))] == [["t1", "t2"]]
+    dropped = recorder.of_type(BatchesDropped)
+    assert sum(e.samples for e in dropped) == 2  # t3 and v1

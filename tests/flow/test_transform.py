@@ -9,7 +9,7 @@ import pytest
 import reactivex
 from reactivex import operators as ops
 
-from rxpipe import Batch, Pipeline, StageError
+from rxpipe import Batch, ConfigError, Pipeline, StageError
 from rxpipe.flow import map_batches, transform
 from rxpipe.operators import access
 from rxpipe.operators import collect as collect_plugins
@@ -106,3 +106,11 @@ def test_a_pipeline_names_a_map_batches_stage_by_its_stage_name() -> None:
     assert pipeline.stage_names == ("collect.iris", "access.batch", "custom.double")
     assert [spec.use for spec in pipeline.config.plugins][-1] == "custom.double"
     assert sum(b.size for b in pipeline.collect()) == 150
+
+
+def test_a_function_that_is_not_callable_is_a_config_error() -> None:
+    """map_batches and transform reject a non-callable when built, naming the parameter."""
+    with pytest.raises(ConfigError, match=r"fn: expected a callable\. Received: 'scale'"):
+        map_batches("m", "scale")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"make: expected a callable\. Received: None"):
+        transform("t", None)  # type: ignore[arg-type]
