@@ -20,7 +20,9 @@ malformed or too deeply nested JSON, a wrong shape or dtype (naming expected and
 received), a number that is not finite in the input's dtype (NaN, ``Infinity``, or
 ``1e39`` for float32), both ``instances`` and ``inputs``, or a file that is not an image;
 404 for an unknown model, version or route; 405 for a wrong method; 413 for a body over
-the size limit; 503 for a request that arrives while the server shuts down.
+the size limit; 503 for a request that arrives while the server shuts down. An
+unexpected error (a bug) answers 500 naming the route and the exception, is logged once
+with its traceback, and leaves the connection open for the client's next request.
 
 Non-finite outputs: a model may answer NaN or infinity for valid input (it overflowed,
 or was trained badly). Strict JSON has no such numbers; like TensorFlow Serving's REST
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -42,10 +45,11 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rxpipe.errors import PredictionInputError
 from rxpipe.serving.batcher import BatcherClosedError, ModelBatcher
@@ -57,18 +61,20 @@ from rxpipe.serving.bundle import (
     top_k,
 )
 from rxpipe.serving.images import check_image
-from rxpipe.serving.inputs import parse_request, to_array
+from rxpipe.serving.inputs import parse_request, rows_to_batch, to_array
 from rxpipe.serving.limits import BodyLimit
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ROUTES", "ServingApp", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+_LOG = logging.getLogger("uvicorn.error")  # where uvicorn reports the server's own errors
 _TF_DTYPES = {
     "string": "DT_STRING",
     "float16": "DT_HALF",
     "float32": "DT_FLOAT",
     "float64": "DT_DOUBLE",
 }  # TensorFlow Serving's names; the others are DT_ + the upper-case numpy name
+_MAX_FILES = 256  # image files in one multipart upload
 _MODEL_PATH = re.compile(
     r"(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?:/(?P<tail>[^/:]+)|:(?P<verb>\w+))?"
 )
@@ -258,8 +264,12 @@ class ServingApp:
                 f"(a list). Received: {got}"
             )
         single = "input" in body
-        rows = [body["input"]] if single else body["instances"]
-        batch, _ = parse_request({"instances": rows}, self.bundle.inputs, self.bundle.filled_inputs)
+        if single:
+            batch = rows_to_batch(
+                [body["input"]], self.bundle.inputs, self.bundle.filled_inputs, where="input"
+            )
+        else:
+            batch = rows_to_batch(body["instances"], self.bundle.inputs, self.bundle.filled_inputs)
         return await self._predict_samples(batch, single, k)
 
     async def _predict_images(self, request: Request, k: int) -> Response:
@@ -270,7 +280,15 @@ class ServingApp:
                 f"{self.bundle.describe_inputs()}. Received: a file upload"
             )
         limit = self.max_body_bytes
-        async with request.form(max_part_size=limit, max_files=256) as form:
+        try:
+            form = await request.form(max_part_size=limit, max_files=_MAX_FILES)
+        except HTTPException as error:  # Starlette's answer to multipart it cannot parse
+            raise PredictionInputError(
+                "POST /predict: expected a multipart/form-data body (with its boundary) holding "
+                f"image files (field 'image', at most {_MAX_FILES}). Received: a body the "
+                f"multipart parser refused ({error.detail})"
+            ) from None
+        try:
             uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not uploads:
                 raise PredictionInputError(
@@ -279,6 +297,8 @@ class ServingApp:
                 )
             images = [await upload.read() for upload in uploads]
             names = [upload.filename or f"file {i}" for i, upload in enumerate(uploads)]
+        finally:
+            await form.close()
         for image, filename in zip(images, names, strict=True):
             check_image(image, filename)
         column = np.empty(len(images), dtype=object)
@@ -311,7 +331,7 @@ class ServingApp:
         value = request.query_params.get("top_k")
         if value is None:
             return self.default_top_k
-        if not value.isdigit() or int(value) < 1:
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:  # not '²' or '٣'
             raise PredictionInputError(f"top_k: expected an int >= 1. Received: {value!r}")
         return int(value)
 
@@ -356,8 +376,39 @@ async def _closed(request: Request, error: Exception) -> Response:
     return _error(503, str(error))
 
 
-async def _server_error(request: Request, error: Exception) -> Response:
-    return _error(500, f"internal error: {type(error).__name__}: {error}")
+class _InternalErrors:
+    """ASGI middleware: an unexpected exception answers 500 JSON and keeps the connection.
+
+    Starlette's own last-resort handler re-raises after answering, so uvicorn logs the
+    error a second time and closes the connection: a keep-alive client then fails its
+    next request with a reset. Here the error is logged once, with its traceback, and
+    answered as any other error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            if started:  # too late to answer: let uvicorn close the connection
+                raise
+            path = scope.get("path", "")
+            _LOG.exception("%s %s: internal error", scope.get("method", ""), path)
+            await _error(500, f"{path}: internal error: {type(error).__name__}: {error}")(
+                scope, receive, send
+            )
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -417,8 +468,8 @@ def create_app(
             PredictionInputError: _input_error,
             BatcherClosedError: _closed,
             HTTPException: _http_error,
-            Exception: _server_error,
         },
+        middleware=[Middleware(_InternalErrors)],
         lifespan=lifespan,
     )
     return BodyLimit(app, max_body_bytes), handlers

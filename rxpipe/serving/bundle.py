@@ -212,6 +212,38 @@ def tf_reason(message: str) -> str:
     return re.sub(r"\s*\[Op:[^\]]*\]$", "", reason) or reasons[-1]
 
 
+def _check_card(card: Any, file: Path) -> None:
+    """Raise :class:`BundleError` naming ``file`` unless ``card`` has a model card's form.
+
+    Example:
+        >>> _check_card({"format": BUNDLE_FORMAT, "labels": "abc"}, Path("model_card.json"))
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.BundleError: model_card.json: expected labels as a list of strings. \
+Received: 'abc'
+    """
+    if not isinstance(card, Mapping):
+        raise BundleError(
+            f"{file}: expected a JSON object (a model card). Received: {type(card).__name__}"
+        )
+    if card.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"{file}: expected format {BUNDLE_FORMAT!r}. Received: {card.get('format')!r}"
+        )
+    labels = card.get("labels")
+    if labels is not None and not (
+        isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+    ):
+        raise BundleError(f"{file}: expected labels as a list of strings. Received: {labels!r}")
+    for field, kind in (("inputs", Mapping), ("saved_model", Mapping), ("preprocessing", list)):
+        value = card.get(field)
+        if value is not None and not isinstance(value, kind):
+            raise BundleError(
+                f"{file}: expected {field} as a JSON {'object' if kind is Mapping else 'list'}. "
+                f"Received: {type(value).__name__}"
+            )
+
+
 class Bundle:
     """A loaded model bundle: its card, labels and SavedModel signatures.
 
@@ -268,11 +300,7 @@ class Bundle:
             raise BundleError(
                 f"{directory / CARD_FILE}: expected a JSON model card. Received: {error}"
             ) from error
-        if card.get("format") != BUNDLE_FORMAT:
-            raise BundleError(
-                f"{directory / CARD_FILE}: expected format {BUNDLE_FORMAT!r}. "
-                f"Received: {card.get('format')!r}"
-            )
+        _check_card(card, directory / CARD_FILE)
         saved = directory / str(card.get("saved_model", {}).get("path", SAVED_MODEL_VERSION))
         try:
             saved_model = tf.saved_model.load(str(saved))
@@ -280,7 +308,30 @@ class Bundle:
             raise BundleError(
                 f"{saved}: expected a SavedModel. Received: {type(error).__name__}: {error}"
             ) from error
-        return cls(directory, card, saved_model)
+        if DEFAULT_SIGNATURE not in getattr(saved_model, "signatures", {}):
+            raise BundleError(
+                f"{saved}: expected a SavedModel with the signature {DEFAULT_SIGNATURE!r}. "
+                f"Received: signatures {sorted(getattr(saved_model, 'signatures', {}))}"
+            )
+        try:
+            bundle = cls(directory, card, saved_model)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise BundleError(
+                f"{directory / CARD_FILE}: expected a model card as deploy.export writes it. "
+                f"Received: one that fails to read ({type(error).__name__}: {error})"
+            ) from error
+        bundle._check_labels()
+        return bundle
+
+    def _check_labels(self) -> None:
+        """Raise :class:`BundleError` unless the card's labels name every class scored."""
+        scores = self.signatures[DEFAULT_SIGNATURE]["outputs"].get("scores")
+        width = scores.shape[-1] if scores is not None and scores.shape else None
+        if self.labels is not None and width is not None and len(self.labels) != width:
+            raise BundleError(
+                f"{self.path / CARD_FILE}: expected {width} labels, one per class the model "
+                f"scores. Received: {len(self.labels)} labels"
+            )
 
     @property
     def version(self) -> str:

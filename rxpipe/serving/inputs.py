@@ -134,6 +134,56 @@ def _first_null(value: Any, at: tuple[int, ...] = ()) -> tuple[int, ...] | None:
     return None
 
 
+def _first_odd(value: Any, at: tuple[int, ...] = ()) -> tuple[tuple[int, ...], Any] | None:
+    """Where the first value that no numeric array holds is in nested lists, and the value.
+
+    Odd values: objects, strings among numbers, and integers beyond 64 bits (which
+    numpy keeps as Python objects). ``None`` is left to :func:`_refuse_null`.
+    """
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _first_odd(item, (*at, index))
+            if found is not None:
+                return found
+        return None
+    if value is None or isinstance(value, bool | float):
+        return None
+    if isinstance(value, int) and -(2**63) <= value < 2**64:
+        return None
+    return at, value
+
+
+def _describe_odd(value: Any) -> str:
+    """A JSON value in words, for errors: ``an object with keys ['a']``, ``the number 5``."""
+    if isinstance(value, Mapping):
+        return f"an object with keys {sorted(value)}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        digits = str(value)
+        if len(digits) > 40:
+            digits = f"{digits[:20]}... ({len(digits)} digits)"
+        beyond = "" if -(2**63) <= value < 2**64 else ", beyond 64 bits"
+        return f"the integer {digits}{beyond}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value if len(value) <= 40 else value[:40] + '...'!r}"
+    return type(value).__name__
+
+
+def _refuse_odd(value: Any, spec: TensorInfo, where: str) -> None:
+    """A clear error for an object, a string or a huge integer in a numeric input."""
+    found = _first_odd(value)
+    if found is not None:
+        index, odd = found
+        position = f" in {_at(index)}" if index else ""
+        raise PredictionInputError(
+            f"{where}: expected {expected_sample(spec)} per sample. "
+            f"Received: {_describe_odd(odd)}{position}"
+        )
+
+
 def _nulls_as_nan(value: Any) -> Any:
     """Nested lists with every ``None`` replaced by NaN."""
     if value is None:
@@ -166,8 +216,20 @@ def _strings(value: Any, where: str, missing_ok: bool = False) -> np.ndarray[Any
             )
         value = value.tolist()
 
-    def decode(item: Any) -> Any:
-        if isinstance(item, str | bytes):
+    def decode(item: Any, at: tuple[int, ...] = ()) -> Any:
+        position = f" in {_at(at)}" if at else ""
+        if isinstance(item, str):
+            try:
+                if not item.isascii():
+                    item.encode("utf-8")
+            except UnicodeEncodeError as error:  # a lone surrogate, e.g. JSON's "\ud800"
+                raise PredictionInputError(
+                    f"{where}: expected strings of Unicode characters (JSON escapes such as "
+                    "\\ud83d\\ude00 in pairs). Received: a string with the lone surrogate "
+                    f"{item[error.start : error.end]!r} at character {error.start}{position}"
+                ) from None
+            return item
+        if isinstance(item, bytes):
             return item
         if item is None and missing_ok:
             return ""  # a missing text value, as the model's preprocessing reads it
@@ -176,18 +238,18 @@ def _strings(value: Any, where: str, missing_ok: bool = False) -> np.ndarray[Any
                 return base64.b64decode(item["b64"], validate=True)
             except binascii.Error as error:
                 raise PredictionInputError(
-                    f"{where}: expected valid base64 in {{'b64': ...}}. Received: {error}"
+                    f"{where}: expected valid base64 in {{'b64': ...}}. Received: {error}{position}"
                 ) from None
         if isinstance(item, list):
-            return [decode(i) for i in item]
+            return [decode(x, (*at, i)) for i, x in enumerate(item)]
         if item is None:
             raise PredictionInputError(
                 f"{where}: expected strings (or {{'b64': ...}} objects; the model fills no "
-                "missing values in this input). Received: null"
+                f"missing values in this input). Received: null{position}"
             )
         raise PredictionInputError(
             f"{where}: expected strings (or {{'b64': ...}} objects). "
-            f"Received: {type(item).__name__}"
+            f"Received: {_describe_odd(item)}{position}"
         )
 
     try:
@@ -238,6 +300,7 @@ def to_array(
                     array = np.asarray(_nulls_as_nan(value))
                 else:
                     _refuse_null(value, spec, where, missing_ok)
+                _refuse_odd(value, spec, where)  # an object, or an integer beyond 64 bits
         except PredictionInputError:
             raise
         except ValueError:
@@ -318,32 +381,36 @@ def _cast(
 
 
 def rows_to_batch(
-    instances: Any, specs: Mapping[str, TensorInfo], missing_ok: Collection[str] = ()
+    instances: Any,
+    specs: Mapping[str, TensorInfo],
+    missing_ok: Collection[str] = (),
+    where: str = "instances",
 ) -> dict[str, np.ndarray[Any, Any]]:
     """A batch from TensorFlow Serving's row format (the value of ``"instances"``).
 
-    ``missing_ok`` names the inputs that take missing values (see :func:`to_array`).
+    ``missing_ok`` names the inputs that take missing values (see :func:`to_array`);
+    errors start with ``where``, the field the rows came from.
     """
     if not isinstance(instances, list) or not instances:
         raise PredictionInputError(
-            f"instances: expected a non-empty list of samples. Received: {_json_kind(instances)}"
+            f"{where}: expected a non-empty list of samples. Received: {_json_kind(instances)}"
         )
     if len(specs) == 1:
         name, spec = next(iter(specs.items()))
         if all(isinstance(row, Mapping) and set(row) == {name} for row in instances):
             instances = [row[name] for row in instances]
-        return {name: to_array(instances, spec, "instances", name in missing_ok)}
+        return {name: to_array(instances, spec, where, name in missing_ok)}
     for index, row in enumerate(instances):
         if not isinstance(row, Mapping) or set(row) != set(specs):
             raise PredictionInputError(
-                f"instances[{index}]: expected an object with the inputs {sorted(specs)}. "
+                f"{where}[{index}]: expected an object with the inputs {sorted(specs)}. "
                 f"Received: {sorted(row) if isinstance(row, Mapping) else _json_kind(row)}"
             )
     return {
         name: to_array(
             [row[name] for row in instances],
             spec,
-            f"instances (input {name!r})",
+            f"{where} (input {name!r})",
             name in missing_ok,
         )
         for name, spec in specs.items()

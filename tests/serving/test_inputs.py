@@ -223,7 +223,9 @@ def test_null_is_refused_where_the_model_fills_no_missing_values() -> None:
         "instances (input 'age'): expected float32 values of shape () per sample (the model "
         "fills no missing values in this input). Received: null in sample 1"
     )
-    with pytest.raises(PredictionInputError, match=r"fills no missing .* Received: null$"):
+    with pytest.raises(
+        PredictionInputError, match=r"fills no missing .* Received: null in sample 0$"
+    ):
         rows_to_batch([{"age": 1, "city": None}], TABLE, missing_ok={"age"})
     with pytest.raises(PredictionInputError, match="expected finite float32 values"):
         rows_to_batch([{"age": float("nan"), "city": "a"}], TABLE, missing_ok={"city"})
