@@ -137,6 +137,8 @@ class TrainedModel:
         task: ``"classification"`` or ``"regression"``: what the model's head does;
             by default decided from the model and the label names by :func:`model_task`
             (a regression head on a data set with label names is a regression).
+        logits: a classifier's outputs are logits (it was trained with a loss with
+            ``from_logits=True``); an export serves their softmax as its scores.
     """
 
     name: str
@@ -150,6 +152,7 @@ class TrainedModel:
     task: str = attrs.field(
         default=attrs.Factory(_task_of, takes_self=True), validator=_task_needs_labels
     )
+    logits: bool = False
 
     def evolve(self, **changes: Any) -> TrainedModel:
         """Return a copy with ``changes`` applied."""

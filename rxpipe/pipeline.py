@@ -44,6 +44,7 @@ from rxpipe.events import (
     SubscriberError,
 )
 from rxpipe.flow import check_accounting, instrument
+from rxpipe.imports import import_path_of
 from rxpipe.interrupts import stopping_on_signals
 from rxpipe.lineage import lineage
 from rxpipe.registry import registry
@@ -126,6 +127,15 @@ def _toml_ready(value: Any) -> Any:
         return {str(k): _toml_ready(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_toml_ready(v) for v in value]
+    path = import_path_of(value) if callable(value) else None
+    if path is not None:  # a function or class of an importable module
+        return path
+    if type(value).__module__.startswith("keras."):
+        import keras
+
+        # an optimizer, loss or metric object: its Keras config, which train.fit takes back
+        if isinstance(value, keras.optimizers.Optimizer | keras.losses.Loss | keras.metrics.Metric):
+            return _toml_ready(keras.saving.serialize_keras_object(value))
     return repr(value)
 
 

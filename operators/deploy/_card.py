@@ -117,6 +117,11 @@ def model_card(
         "task": "classification" if classify else "regression",
         "inputs": _inputs(trained, default["inputs"]),
         "outputs": {k: v.to_dict() for k, v in default["outputs"].items()},
+        "scores": (
+            ("softmax of the model's logits" if trained.logits else "the model's outputs")
+            if classify
+            else "the predicted values"
+        ),
         "labels": list(meta.label_names or ()) if classify else None,
         "preprocessing": [{"name": s.name, **s.to_config()} for s in meta.preprocessing],
         "metrics": metric_summary(trained.metrics),

@@ -89,7 +89,9 @@ def write_bundle(
 
     The bundle is a classifier's (``class_ids`` output, ``labels.json``) when
     ``trained.task`` is ``"classification"``: a regression head trained on a data set
-    with label names exports a regressor. ``model.keras`` is left out, the card saying
+    with label names exports a regressor. A classifier trained on logits
+    (``trained.logits``) serves their softmax as its scores (its ``model.keras`` gives
+    the logits, as trained). ``model.keras`` is left out, the card saying
     why (``keras_model.reason``), when the model is not self-contained (see
     :func:`external_saved_model`).
 
@@ -108,7 +110,9 @@ def write_bundle(
 
     meta = trained.metadata
     classify = trained.task == "classification" and meta.label_names is not None
-    endpoints = build_endpoints(trained.model, meta.raw_features, meta.preprocessing, classify)
+    endpoints = build_endpoints(
+        trained.model, meta.raw_features, meta.preprocessing, classify, trained.logits
+    )
     target.mkdir(parents=True)
     archive = keras.export.ExportArchive()
     archive.track(trained.model)

@@ -113,6 +113,7 @@ def build_endpoints(
     raw: FeatureSpec | Mapping[str, FeatureSpec],
     steps: Sequence[Preprocessor],
     classify: bool,
+    logits: bool = False,
 ) -> dict[str, tuple[Callable[..., dict[str, tf.Tensor]], list[Any]]]:
     """The endpoints to export, by name: ``(function, input_signature)``.
 
@@ -121,6 +122,7 @@ def build_endpoints(
         raw: the spec of raw input.
         steps: the preprocessing to apply before the model, in order.
         classify: also answer ``class_ids`` (the arg-max of the scores).
+        logits: the classifier outputs logits: its scores are their softmax.
     """
     import tensorflow as tf
 
@@ -131,6 +133,8 @@ def build_endpoints(
         scores = model(x, training=False)
         if scores.dtype in (tf.float16, tf.bfloat16):  # a mixed-precision model's output:
             scores = tf.cast(scores, tf.float32)  # clients get one dtype whatever training used
+        if classify and logits:
+            scores = tf.nn.softmax(scores, axis=-1)
         out = {"scores": scores}
         if classify:
             out["class_ids"] = tf.argmax(scores, axis=-1)

@@ -95,14 +95,20 @@ def resolve(path: str) -> tuple[str, Path]:
     )
 
 
-def _check_input(model: Any, meta: DatasetMetadata) -> None:
-    shape = getattr(model, "input_shape", None)
+def check_input(
+    model: Any, meta: DatasetMetadata, plugin: str = "models.load", what: str = "the loaded model"
+) -> None:
+    """Raise a :class:`BatchError` if ``model``'s one input does not take ``meta``'s samples."""
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return  # not known before the model is called
     if not isinstance(shape, tuple):
         return  # several inputs: Keras checks them when the model is called
     expected, received = tuple(shape[1:]), meta.feature_spec.shape
     if not _shape_fits(expected, received):
         raise BatchError(
-            f"models.load: the loaded model expects samples of shape {expected}. "
+            f"{plugin}: {what} expects samples of shape {expected}. "
             f"Received: samples of shape {received}"
         )
 
@@ -206,7 +212,7 @@ def _keras_model(
     import keras
 
     loaded = load_keras(where)
-    _check_input(loaded, meta)
+    check_input(loaded, meta)
     if not new_head:
         if freeze:
             _freeze_below_top(loaded, where)

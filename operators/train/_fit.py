@@ -6,21 +6,30 @@ from collections.abc import Sequence
 from typing import Any
 
 from rxpipe.flow import map_batches
+from rxpipe.imports import import_object, is_import_path
 from rxpipe.model import ModelPlan, TrainedModel
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 from rxpipe.training import TrainOptions, train
-from rxpipe.training.options import check_names
+from rxpipe.training.options import KerasSpec, check_names
+
+
+def _imported(spec: Any, field: str) -> Any:
+    """A loss or metric given as an import path: the object (a class: an instance of it)."""
+    if not is_import_path(spec):
+        return spec
+    found = import_object(spec, field)
+    return found() if isinstance(found, type) else found
 
 
 @plugin("train.fit")
 def fit(
     epochs: int = 10,
     batch_size: int | None = None,
-    optimizer: str = "adam",
+    optimizer: KerasSpec = "adam",
     learning_rate: float = 1e-3,
-    loss: str | None = None,
-    metrics: Sequence[str] | None = None,
+    loss: KerasSpec | None = None,
+    metrics: Sequence[KerasSpec] | None = None,
     prefetch: int = 4,
     validate: bool = True,
     patience: int | None = None,
@@ -84,18 +93,31 @@ def fit(
             ``"mirrored"`` it is split across the local replicas, and with
             ``"multi_worker"`` every worker keeps its shard of each batch (about
             ``batch_size / workers`` samples).
-        optimizer: Keras optimizer name (in Python, also an optimizer object).
-        learning_rate: the optimizer's learning rate. A resumed run given another one than
-            it started with (``--set train.fit.learning_rate=...``) trains on with it;
-            otherwise with the restored rate (which a callback may have lowered).
-        loss: Keras loss name (default: sparse categorical cross-entropy for a
-            classifier; mean squared error for a regression: a data set without label
-            names, or a ``head="regression"`` model on labelled data). For one-hot labels (e.g. from
-            ``keras.utils.to_categorical``) or soft labels, set
+        optimizer: a Keras optimizer name, or a Keras config
+            (``{"class_name": "SGD", "config": {"momentum": 0.9}}``); in Python also an
+            optimizer object (copied for each run). A config or object keeps its own
+            learning rate.
+        learning_rate: the learning rate of an optimizer given by name. A resumed run
+            given another one than it started with (``--set train.fit.learning_rate=...``)
+            trains on with it; otherwise with the restored rate (which a callback may have
+            lowered).
+        loss: a Keras loss name, or a Keras config (``{"class_name":
+            "SparseCategoricalCrossentropy", "config": {"from_logits": True}}`` for a model
+            that outputs logits); in Python also a ``keras.losses.Loss`` object or a
+            function ``f(y_true, y_pred)`` giving one value per sample, and in a file the
+            import path of such a function or ``Loss`` class, ``"package.module:name"``
+            (see :mod:`rxpipe.imports`). Computed in float32
+            as Keras does, under mixed precision too. Default: sparse categorical
+            cross-entropy for a classifier; mean squared error for a regression (a data set
+            without label names, or a ``head="regression"`` model on labelled data). For
+            one-hot labels (e.g. from ``keras.utils.to_categorical``) or soft labels, set
             ``"categorical_crossentropy"``.
-        metrics: Keras metric names reported per epoch (default: ``["accuracy"]`` for a
-            classifier, none for a regression). For a classifier, ``"accuracy"``
-            is the categorical accuracy with one-hot labels and the sparse one with class
+        metrics: metrics reported per epoch, each a Keras metric name, a Keras config, or
+            in Python a ``keras.metrics.Metric`` object (copied for each run, logged under
+            its ``name``) or a function ``f(y_true, y_pred)``, or the import path of a
+            function or ``Metric`` class. Default: ``["accuracy"]``
+            for a classifier, none for a regression. For a classifier, ``"accuracy"`` is
+            the categorical accuracy with one-hot labels and the sparse one with class
             indices.
         prefetch: batches prepared ahead of the train step (the bounded buffer).
         validate: evaluate on the validation split after every epoch (if the first
@@ -135,8 +157,10 @@ def fit(
         batch_size=batch_size,
         optimizer=optimizer,
         learning_rate=learning_rate,
-        loss=loss,
-        metrics=None if metrics is None else tuple(metrics),
+        loss=_imported(loss, "train.fit.loss"),
+        metrics=None
+        if metrics is None
+        else tuple(_imported(m, f"train.fit.metrics[{i}]") for i, m in enumerate(metrics)),
         prefetch=prefetch,
         validate=validate,
         patience=patience,

@@ -23,6 +23,7 @@ graph, with no sample named.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -299,21 +300,25 @@ def check_batch(
         check_class_labels(stage, batch, array, label_names, one_hot)
 
 
-def loss_name(loss: str | None) -> str:
-    """The name of the Keras loss function ``loss`` names (``"mse"``: ``"mean_squared_error"``).
+def loss_name(loss: Any) -> str:
+    """The name of the Keras loss function ``loss`` is or names (``"mse"``:
+    ``"mean_squared_error"``; a ``SparseCategoricalCrossentropy`` object or config:
+    ``"sparse_categorical_crossentropy"``).
 
-    ``None`` is the classification default; a name Keras does not know comes back as is.
+    ``None`` is the classification default; a name Keras does not know comes back as is,
+    a custom loss object as its ``name``.
     """
     if loss is None:
         return DEFAULT_CLASSIFICATION_LOSS
     import keras
 
     try:
-        found = keras.losses.get(loss)
-    except ValueError:
-        return loss
+        found = keras.losses.get(dict(loss) if isinstance(loss, Mapping) else loss)
+    except (ValueError, TypeError):
+        return str(loss)
     function = getattr(found, "fn", found)  # a Loss object wraps its function
-    return str(getattr(function, "__name__", loss))
+    name = getattr(function, "__name__", None) or getattr(found, "name", None)
+    return str(name or type(found).__name__)
 
 
 def _outputs_hint(outputs: int, classes: int, regression: bool) -> str:
@@ -330,7 +335,7 @@ def _outputs_hint(outputs: int, classes: int, regression: bool) -> str:
 
 
 def check_loss(
-    loss: str | None, label_names: tuple[str, ...], labels: Any, outputs: int | None, path: str
+    loss: Any, label_names: tuple[str, ...], labels: Any, outputs: int | None, path: str
 ) -> None:
     """Raise a :class:`ConfigError` when a classifier's loss cannot fit its labels.
 
@@ -347,7 +352,8 @@ def check_loss(
     ``categorical_focal_crossentropy`` or ``kl_divergence``), as soft labels do.
 
     Args:
-        loss: ``train.fit``'s loss (``None``: the classification default).
+        loss: ``train.fit``'s loss (``None``: the classification default), a
+            :data:`~rxpipe.training.options.KerasSpec`.
         label_names: the data set's classes.
         labels: an example batch of labels.
         outputs: the model's output values per sample, if known.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -14,8 +14,15 @@ from rxpipe.errors import ConfigError
 PRECISIONS = ("mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("mirrored", "multi_worker")
 
+KerasSpec = str | Mapping[str, Any] | Callable[..., Any]
+"""An optimizer, loss or metric: a Keras name (``"adam"``, ``"mse"``), a Keras config
+(``{"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}}``, as
+``keras.saving.serialize_keras_object`` writes it), or in Python a Keras object
+(``keras.optimizers.Optimizer``, ``keras.losses.Loss``, ``keras.metrics.Metric``) or a
+loss or metric function ``f(y_true, y_pred)``."""
 
-def _strings(value: Iterable[str] | None) -> tuple[str, ...] | None:
+
+def _optional_tuple(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
     return None if value is None else tuple(value)
 
 
@@ -47,8 +54,8 @@ class TrainOptions:
     batch_size: int | None = attrs.field(default=None, validator=_positive("batch_size"))
     optimizer: Any = "adam"
     learning_rate: float = 1e-3
-    loss: str | None = None
-    metrics: tuple[str, ...] | None = attrs.field(default=None, converter=_strings)
+    loss: Any = None
+    metrics: tuple[Any, ...] | None = attrs.field(default=None, converter=_optional_tuple)
     prefetch: int = attrs.field(default=4, validator=_positive("prefetch"))
     validate: bool = True
     progress_every_s: float = 0.25
@@ -66,7 +73,7 @@ class TrainOptions:
     strategy: str | None = attrs.field(default=None, validator=_one_of("strategy", STRATEGIES))
     steps_per_epoch: int | None = attrs.field(default=None, validator=_positive("steps_per_epoch"))
 
-    def metrics_for(self, classification: bool) -> tuple[str, ...]:
+    def metrics_for(self, classification: bool) -> tuple[Any, ...]:
         """The metrics to log: ``metrics``, or by default ``("accuracy",)`` for a
         classifier and none for a regression model (where accuracy means nothing).
 
@@ -100,18 +107,30 @@ def _unknown(kind: str, examples: str, name: str, known: Collection[str], path: 
     )
 
 
-def logged_metric_name(metric: str) -> str | None:
+def logged_metric_name(metric: Any) -> str | None:
     """The key a metric's values are logged under (``"mae"``: ``"mean_absolute_error"``).
 
     As training names it (see :mod:`rxpipe.training.steps`): ``"accuracy"`` and ``"acc"``
     as ``"accuracy"``; a Keras metric class by its default name (``"AUC"``: ``"auc"``,
-    never ``"auc_1"``); a metric function by the name given. ``None`` for a name Keras
-    does not know (nothing is instantiated, so TensorFlow's runtime is not started).
+    never ``"auc_1"``), or by the ``name`` its config gives; a metric object by its
+    ``name``; a metric function by the name given (or its ``__name__``). ``None`` for a
+    name Keras does not know (nothing is instantiated, so TensorFlow's runtime is not
+    started).
 
     Example:
         >>> logged_metric_name("mae"), logged_metric_name("AUC")
         ('mean_absolute_error', 'auc')
+        >>> logged_metric_name({"class_name": "AUC", "config": {"name": "roc_auc"}})
+        'roc_auc'
     """
+    if isinstance(metric, Mapping):
+        config = metric.get("config")
+        if isinstance(config, Mapping) and isinstance(config.get("name"), str):
+            return str(config["name"])
+        metric = metric.get("class_name")
+    if not isinstance(metric, str):
+        name = getattr(metric, "name", None) or getattr(metric, "__name__", None)
+        return name if isinstance(name, str) else None
     if metric in ("accuracy", "acc"):
         return "accuracy"
     from keras.src import metrics
@@ -124,6 +143,75 @@ def logged_metric_name(metric: str) -> str | None:
             return default.default
         return str(to_snake_case(found.__name__))  # Keras's auto_name, without "_1"
     return metric if callable(found) else None
+
+
+_KINDS = {
+    # kind: (keras module, base class of its objects, example names)
+    "optimizer": ("optimizers", "Optimizer", "'adam' or 'sgd'"),
+    "loss": ("losses", "Loss", "'sparse_categorical_crossentropy' or 'mean_squared_error'"),
+    "metric": ("metrics", "Metric", "'accuracy' or 'mae'"),
+}
+
+
+def check_keras_spec(kind: str, value: Any, path: str) -> None:
+    """Check an optimizer, loss or metric given as a :data:`KerasSpec`, naming ``path``.
+
+    A name (or a config's ``class_name``) is looked up as ``keras.<module>.get`` would
+    look it up (optimizer names in any case, registered custom objects too), without
+    instantiating anything. An object passes if it is of Keras's base class for ``kind``
+    (or, for a loss or metric, any callable).
+
+    Raises:
+        ConfigError: naming ``path``, what was expected and what was received.
+
+    Example:
+        >>> check_keras_spec("loss", {"class_name": "Hubre"}, "train.fit.loss")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: train.fit.loss.class_name: expected a Keras loss name ...
+    """
+    import importlib
+
+    import keras
+
+    module_name, base_name, examples = _KINDS[kind]
+    module = importlib.import_module(f"keras.src.{module_name}")
+    if isinstance(value, Mapping):
+        name, path = value.get("class_name"), f"{path}.class_name"
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"expected a Keras {kind} config, a table with a 'class_name' (and optionally "
+                f"a 'config' table). Received: {value!r}",
+                path.removesuffix(".class_name"),
+            )
+        config = value.get("config", {})
+        if not isinstance(config, Mapping):
+            raise ConfigError(
+                f"expected a table of the {kind}'s arguments. Received: {config!r}",
+                f"{path.removesuffix('.class_name')}.config",
+            )
+    elif isinstance(value, str):
+        name = value
+    else:
+        base = getattr(getattr(keras, module_name), base_name)
+        if isinstance(value, base) or (kind != "optimizer" and callable(value)):
+            return
+        functions = "" if kind == "optimizer" else " or a function f(y_true, y_pred)"
+        raise ConfigError(
+            f"expected a Keras {kind} name such as {examples}, a Keras config "
+            f"{{'class_name': ..., 'config': {{...}}}}, or in Python a keras.{module_name}."
+            f"{base_name}{functions}. Received: {value!r} ({type(value).__name__})",
+            path,
+        )
+    # Each module's ALL_OBJECTS_DICT is what its get() looks names up in; a Keras without
+    # it skips the check here, and training checks the name when it starts.
+    known = getattr(module, "ALL_OBJECTS_DICT", None)
+    if known is None or (kind == "metric" and name in ("accuracy", "acc")):
+        return
+    key = name.lower() if kind == "optimizer" else name
+    if callable(known.get(key)) or keras.saving.get_registered_object(name) is not None:
+        return
+    raise _unknown(kind, examples, name, known, path)
 
 
 def _check_monitor(options: TrainOptions, plugin: str) -> None:
@@ -151,13 +239,14 @@ def _check_monitor(options: TrainOptions, plugin: str) -> None:
 
 
 def check_names(options: TrainOptions, plugin: str) -> None:
-    """Check the optimizer, loss, metric and device names, callbacks and monitor, as a
-    stage is built.
+    """Check the optimizer, loss, metrics, device, callbacks and monitor, as a stage is
+    built.
 
-    Names are looked up the way ``keras.optimizers.get``, ``keras.losses.get`` and
-    ``keras.metrics.get`` resolve them, but nothing is instantiated and TensorFlow's
-    runtime is not started (so memory growth and logical devices can still be set
-    before the run). Training checks them again when it starts. ``monitor`` must be a
+    Names (and configs' class names) are looked up the way ``keras.optimizers.get``,
+    ``keras.losses.get`` and ``keras.metrics.get`` resolve them, but nothing is
+    instantiated and TensorFlow's runtime is not started (so memory growth and logical
+    devices can still be set before the run); objects must be of Keras's classes (see
+    :func:`check_keras_spec`). Training checks them again when it starts. ``monitor`` must be a
     value the run logs (``loss``, the metrics' names, and their ``val_`` variants), and
     with ``patience`` and ``validate=False`` not a ``val_`` one; every callback must be
     a ``keras.callbacks.Callback``.
@@ -178,37 +267,14 @@ def check_names(options: TrainOptions, plugin: str) -> None:
         rxpipe.errors.ConfigError: train.fit.optimizer: expected a Keras optimizer name ...
     """
     import keras
-    from keras.src import losses, metrics, optimizers
 
     from rxpipe.training.devices import check_device
 
-    # Each module's ALL_OBJECTS_DICT is what its get() looks names up in; a Keras without
-    # it skips the check here, and training checks the name when it starts.
-    optimizer_names = getattr(optimizers, "ALL_OBJECTS_DICT", None)
-    name = options.optimizer
-    if (
-        isinstance(name, str)
-        and optimizer_names is not None
-        and name.lower() not in optimizer_names
-        and keras.saving.get_registered_object(name) is None
-    ):
-        path = f"{plugin}.optimizer"
-        raise _unknown("optimizer", "'adam' or 'sgd'", name, optimizer_names, path)
-    loss_names = getattr(losses, "ALL_OBJECTS_DICT", None)
-    if (
-        options.loss is not None
-        and loss_names is not None
-        and not callable(loss_names.get(options.loss))
-    ):
-        examples = "'sparse_categorical_crossentropy' or 'mean_squared_error'"
-        raise _unknown("loss", examples, options.loss, loss_names, f"{plugin}.loss")
-    metric_names = getattr(metrics, "ALL_OBJECTS_DICT", None)
+    check_keras_spec("optimizer", options.optimizer, f"{plugin}.optimizer")
+    if options.loss is not None:
+        check_keras_spec("loss", options.loss, f"{plugin}.loss")
     for index, metric in enumerate(options.metrics or ()):
-        if metric_names is None or metric in ("accuracy", "acc"):
-            continue
-        if not callable(metric_names.get(metric)):
-            path = f"{plugin}.metrics[{index}]"
-            raise _unknown("metric", "'accuracy' or 'mae'", metric, metric_names, path)
+        check_keras_spec("metric", metric, f"{plugin}.metrics[{index}]")
     if options.device is not None and options.strategy is None:
         check_device(options.device, f"{plugin}.device")
     for index, callback in enumerate(options.callbacks):

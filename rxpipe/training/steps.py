@@ -8,13 +8,16 @@ once with the gathered labels and predictions.
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.losses.losses import LossFunctionWrapper
 
 from rxpipe.batch import DatasetMetadata
 from rxpipe.errors import ConfigError
@@ -24,28 +27,36 @@ from rxpipe.training.options import logged_metric_name
 __all__ = ["LogsRecorder", "Steps", "compile_steps", "predict_fn"]
 
 
-def _metric(name: str, classification: bool, one_hot: bool = False) -> Any:
-    """The metric object for ``name``, named as :func:`logged_metric_name` says.
+def _metric(spec: Any, classification: bool, one_hot: bool = False) -> Any:
+    """A new metric object for ``spec`` (a :data:`~rxpipe.training.options.KerasSpec`).
 
-    For a classifier, ``"accuracy"`` (or ``"acc"``) is the sparse categorical accuracy
-    for class-index labels, and the categorical accuracy for one-hot (or soft) labels
-    (``one_hot``): the share of samples whose highest score is at the label's class.
-    Keras names a second ``AUC()`` ``"auc_1"``; the logs (and ``monitor``) use ``"auc"``.
+    A name is named as :func:`logged_metric_name` says. For a classifier, ``"accuracy"``
+    (or ``"acc"``) is the sparse categorical accuracy for class-index labels, and the
+    categorical accuracy for one-hot (or soft) labels (``one_hot``): the share of samples
+    whose highest score is at the label's class. Keras names a second ``AUC()``
+    ``"auc_1"``; the logs (and ``monitor``) use ``"auc"``. A metric object is copied (from
+    its config), so the caller's object keeps its state and several runs can share it.
     """
-    if classification and name in ("accuracy", "acc"):
+    if isinstance(spec, Mapping):
+        return keras.metrics.get(dict(spec))
+    if isinstance(spec, keras.metrics.Metric):
+        return type(spec).from_config(spec.get_config())
+    if not isinstance(spec, str):
+        return keras.metrics.MeanMetricWrapper(spec, name=logged_metric_name(spec))
+    if classification and spec in ("accuracy", "acc"):
         if one_hot:
             return keras.metrics.CategoricalAccuracy(name="accuracy")
         return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     try:
-        metric = keras.metrics.get(name)
+        metric = keras.metrics.get(spec)
     except ValueError as error:
-        raise ConfigError(f"metrics: expected Keras metric names. Received: {name!r}") from error
+        raise ConfigError(f"metrics: expected Keras metric names. Received: {spec!r}") from error
     if isinstance(metric, keras.metrics.Metric):
-        logged = logged_metric_name(name)
+        logged = logged_metric_name(spec)
         if logged is not None and metric.name != logged:
             metric = type(metric)(name=logged)
         return metric
-    return keras.metrics.MeanMetricWrapper(metric, name=name)
+    return keras.metrics.MeanMetricWrapper(metric, name=spec)
 
 
 class LogsRecorder(keras.callbacks.Callback):  # type: ignore[misc]
@@ -72,7 +83,8 @@ class LogsRecorder(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 def make_optimizer(optimizer: Any, learning_rate: float, precision: str | None) -> Any:
-    """A Keras optimizer from a name (or an optimizer object, used as is).
+    """A new Keras optimizer from a name (with ``learning_rate``), a Keras config or an
+    optimizer object (copied from its config, with its own learning rate).
 
     Under ``mixed_float16`` it is wrapped in a ``LossScaleOptimizer``, so small float16
     gradients do not underflow.
@@ -86,20 +98,43 @@ def make_optimizer(optimizer: Any, learning_rate: float, precision: str | None) 
                 f"Received: {optimizer!r}"
             ) from error
         opt = type(opt)(learning_rate=learning_rate)
-    else:
-        opt = optimizer
+    elif isinstance(optimizer, Mapping):
+        opt = keras.optimizers.get(dict(optimizer))
+    else:  # a copy: an optimizer is built for one model's variables
+        opt = type(optimizer).from_config(optimizer.get_config())
     if precision == "mixed_float16" and not isinstance(opt, keras.optimizers.LossScaleOptimizer):
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 
 
-def make_loss(loss: str | None, classification: bool) -> Any:
-    """A per-sample Keras loss function by name (default chosen by task)."""
+def make_loss(loss: Any, classification: bool) -> Any:
+    """The per-sample loss for ``loss`` (a :data:`~rxpipe.training.options.KerasSpec`, or
+    ``None`` for the task's default): a ``keras.losses.Loss`` without reduction.
+
+    As in Keras's own train step, the loss computes in float32 (its ``dtype``) whatever
+    the model's outputs are (float16 under mixed precision).
+    """
     default = "sparse_categorical_crossentropy" if classification else "mean_squared_error"
+    spec = default if loss is None else loss
     try:
-        return keras.losses.get(loss or default)
+        found = keras.losses.get(dict(spec) if isinstance(spec, Mapping) else spec)
     except ValueError as error:
         raise ConfigError(f"loss: expected a Keras loss name. Received: {loss!r}") from error
+    if isinstance(found, keras.losses.Loss):
+        per_sample = copy.copy(found)  # the caller's object keeps its reduction
+    else:
+        per_sample = LossFunctionWrapper(found, name=getattr(found, "__name__", None))
+    per_sample.reduction = None
+    return per_sample
+
+
+def _from_logits(loss: Any) -> bool:
+    """Whether a Keras loss takes logits (``from_logits=True`` in its config)."""
+    try:
+        config = loss.get_config()
+    except (NotImplementedError, TypeError, ValueError, AttributeError):
+        return False  # a custom loss without a config: no telling
+    return bool(isinstance(config, Mapping) and config.get("from_logits"))
 
 
 @attrs.define
@@ -109,6 +144,7 @@ class Steps:
     Attributes:
         traces: how many times each step function was traced; a last partial batch
             must not add a trace (inputs have an unknown batch dimension).
+        logits: the loss takes the model's outputs as logits (``from_logits=True``).
         nonfinite_step: the global step at which the loss first became NaN or infinite,
             or -1; checked by the trainer without a host sync on every step.
     """
@@ -124,6 +160,7 @@ class Steps:
     train_step: Any = None
     test_step: Any = None
     traces: dict[str, int] = attrs.Factory(lambda: {"train": 0, "test": 0})
+    logits: bool = False
 
     def logs(self, validation: bool) -> dict[str, float]:
         """Keras-style logs of the current epoch (``loss``, metrics, ``val_*``).
@@ -192,8 +229,8 @@ def compile_steps(
     meta: DatasetMetadata,
     features: np.ndarray[Any, Any],
     labels: np.ndarray[Any, Any],
-    loss: str | None,
-    metrics: tuple[str, ...],
+    loss: Any,
+    metrics: tuple[Any, ...],
     *,
     jit_compile: bool = False,
     strategy: Any = None,
@@ -210,8 +247,9 @@ def compile_steps(
         features: an example batch of features (for the input signature).
         labels: an example batch of labels; for a classifier, class indices or one-hot
             rows pick the sparse or the categorical accuracy.
-        loss: a Keras loss name, or ``None`` for the task's default.
-        metrics: Keras metric names.
+        loss: a :data:`~rxpipe.training.options.KerasSpec`, or ``None`` for the task's
+            default.
+        metrics: the metrics' :data:`~rxpipe.training.options.KerasSpec`.
         jit_compile: compile the steps with XLA.
         strategy: a ``tf.distribute`` strategy, or ``None`` for one device.
     """
@@ -228,6 +266,7 @@ def compile_steps(
         val_loss_tracker=keras.metrics.Mean(name="val_loss"),
         step_counter=tf.Variable(0, dtype=tf.int64, trainable=False),
         nonfinite_step=tf.Variable(-1, dtype=tf.int64, trainable=False),
+        logits=_from_logits(loss_fn),
     )
     scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1

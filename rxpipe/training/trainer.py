@@ -347,7 +347,7 @@ class _Trainer:
         # a regression head on labelled data (class indices as numbers): the defaults of
         # a regression, not of a classifier
         values = predicts_values(self.model, self.meta.label_names)
-        loss = options.loss or ("mean_squared_error" if values else None)
+        loss = "mean_squared_error" if options.loss is None and values else options.loss
         if self.meta.label_names is not None:
             outputs = _outputs_per_sample(self.model)
             check_loss(loss, self.meta.label_names, y, outputs, f"{STAGE}.loss")
@@ -796,7 +796,13 @@ class _Trainer:
             callbacks.on_train_end(dict(logs))
         stats = {"traces": dict(self.steps.traces), "steps_per_epoch": self.steps_per_epoch}
         return TrainedModel(
-            self.plan.name, self.model, self.plan.data, self.meta, tuple(self.history), stats=stats
+            self.plan.name,
+            self.model,
+            self.plan.data,
+            self.meta,
+            tuple(self.history),
+            stats=stats,
+            logits=self.steps.logits,
         )
 
 

@@ -63,6 +63,107 @@ def test_known_names_are_accepted() -> None:
     train.fit(loss="SparseCategoricalCrossentropy", metrics=["acc"])
 
 
+def test_keras_objects_and_configs_are_accepted() -> None:
+    """In Python, optimizer, loss and metric objects (and functions); anywhere, Keras configs."""
+    import keras
+
+    def half_error(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=-1) / 2
+
+    train.fit(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.Huber(),
+        metrics=[keras.metrics.AUC(name="roc"), half_error],
+        monitor="val_half_error",
+    )
+    train.fit(
+        loss=half_error,
+        monitor="val_roc",
+        metrics=[{"class_name": "AUC", "config": {"name": "roc"}}],
+    )
+    train.fit(
+        optimizer={"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9}},
+        loss={"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"loss": {"class_name": "Hubre"}},
+            "train.fit.loss.class_name: expected a Keras loss name such as "
+            "'sparse_categorical_crossentropy' or 'mean_squared_error'. Received: 'Hubre'. "
+            "Did you mean: 'Huber'",
+        ),
+        (
+            {"optimizer": {"config": {"learning_rate": 0.1}}},
+            "train.fit.optimizer: expected a Keras optimizer config, a table with a "
+            "'class_name' (and optionally a 'config' table). Received: {'config':",
+        ),
+        (
+            {"metrics": [{"class_name": "AUC", "config": 3}]},
+            "train.fit.metrics[0].config: expected a table of the metric's arguments. Received: 3",
+        ),
+        (
+            {"optimizer": object()},
+            "train.fit.optimizer: expected a Keras optimizer name such as 'adam' or 'sgd', a "
+            "Keras config {'class_name': ..., 'config': {...}}, or in Python a "
+            "keras.optimizers.Optimizer. Received: <object object",
+        ),
+        (
+            {"metrics": ["accuracy", 3]},
+            "train.fit.metrics[1]: expected a Keras metric name such as 'accuracy' or 'mae', "
+            "a Keras config {'class_name': ..., 'config': {...}}, or in Python a "
+            "keras.metrics.Metric or a function f(y_true, y_pred). Received: 3 (int)",
+        ),
+        (
+            {"loss": "no_such_module_xyz:loss"},
+            "train.fit.loss: expected an importable module 'no_such_module_xyz'",
+        ),
+    ],
+    ids=["config-typo", "config-without-class", "config-not-a-table", "object", "metric", "path"],
+)
+def test_bad_keras_configs_and_objects_name_the_field(params: dict[str, Any], message: str) -> None:
+    """A config without a known class_name, or an object of the wrong kind: a ConfigError."""
+    with pytest.raises(ConfigError) as info:
+        train.fit(**params)
+    assert str(info.value).startswith(message)
+
+
+def test_keras_objects_are_written_to_the_pipeline_file_as_configs(tmp_path: Path) -> None:
+    """A run's pipeline.toml holds Keras configs for objects and import paths for importable
+    functions, so the file builds the same stage again."""
+    import json
+
+    import keras
+    import tomli_w
+
+    from rxpipe.config import load_config
+    from rxpipe.operators import collect, models
+
+    stage = train.fit(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[
+            "accuracy",
+            keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3"),
+            json.dumps,
+        ],
+    )
+    pipeline = Pipeline(collect.digits(), models.mlp(), stage, name="objects")
+    path = tmp_path / "pipeline.toml"
+    path.write_text(tomli_w.dumps(pipeline.config.to_dict()))  # as a run writes it
+    [*_, spec] = load_config(path).plugins
+    assert spec.params["loss"]["class_name"] == "SparseCategoricalCrossentropy"
+    assert spec.params["loss"]["config"]["from_logits"] is True
+    assert spec.params["optimizer"]["config"]["momentum"] == 0.9
+    assert spec.params["metrics"][1]["config"] == {"name": "top3", "dtype": "float32", "k": 3}
+    assert spec.params["metrics"][2] == "json:dumps"
+    rebuilt = Pipeline(*Pipeline.from_file(path).stages, name="objects")
+    assert rebuilt.config.plugins[-1].params == spec.params
+
+
 def test_a_pipeline_file_names_the_field(tmp_path: Path) -> None:
     """Built from a pipeline file, the error names plugins[i].param before any data is read."""
     path = tmp_path / "p.toml"
@@ -81,6 +182,7 @@ import tensorflow as tf
 from rxpipe.operators import train
 
 train.fit(optimizer="sgd", loss="mse", metrics=["mae", "AUC"], device="/CPU:0")
+train.fit(loss={"class_name": "Huber"}, metrics=[{"class_name": "AUC", "config": {"name": "a"}}])
 cpu = tf.config.list_physical_devices("CPU")[0]
 # Raises RuntimeError if building the stage had started TensorFlow's runtime.
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
