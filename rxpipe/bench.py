@@ -120,7 +120,7 @@ class BenchReport:
         wall_s: wall time of the measured pass.
         stages: per-stage throughput, in pipeline order.
         bottleneck: the stage busy the largest share of the wall time (``None``: none).
-        hint: what to try about it, e.g. ``"process.resize is the bottleneck (busy 71%);
+        hint: what to try about it, e.g. ``"process.decode_image is the bottleneck (busy 71%);
             try workers=2"``.
         snapshots: the run's throughput snapshots (each stage's rate over time).
         training: with ``train_steps``, the training throughput against its bound.

@@ -176,19 +176,20 @@ def check_keras_spec(kind: str, value: Any, path: str) -> None:
 
     module_name, base_name, examples = _KINDS[kind]
     module = importlib.import_module(f"keras.src.{module_name}")
+    name_path = path
     if isinstance(value, Mapping):
-        name, path = value.get("class_name"), f"{path}.class_name"
+        name, name_path = value.get("class_name"), f"{path}.class_name"
         if not isinstance(name, str):
             raise ConfigError(
                 f"expected a Keras {kind} config, a table with a 'class_name' (and optionally "
                 f"a 'config' table). Received: {value!r}",
-                path.removesuffix(".class_name"),
+                path,
             )
         config = value.get("config", {})
         if not isinstance(config, Mapping):
             raise ConfigError(
                 f"expected a table of the {kind}'s arguments. Received: {config!r}",
-                f"{path.removesuffix('.class_name')}.config",
+                f"{path}.config",
             )
     elif isinstance(value, str):
         name = value
@@ -211,7 +212,7 @@ def check_keras_spec(kind: str, value: Any, path: str) -> None:
     key = name.lower() if kind == "optimizer" else name
     if callable(known.get(key)) or keras.saving.get_registered_object(name) is not None:
         return
-    raise _unknown(kind, examples, name, known, path)
+    raise _unknown(kind, examples, name, known, name_path)
 
 
 def _check_monitor(options: TrainOptions, plugin: str) -> None:
