@@ -22,6 +22,8 @@ the plugin's parameters, checked against the factory's signature and type hints.
 
 from __future__ import annotations
 
+import datetime
+import difflib
 import enum
 import json
 import numbers
@@ -30,7 +32,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +191,14 @@ def structure_value(value: Any, annotation: Any, path: str, *, python: bool = Fa
     return value  # an annotation we cannot check (a Protocol, a callable type, ...)
 
 
+_MISSING: Any = object()  # a key the file does not have (not even as null)
+
+
 def _structure_plugins(raw: Any) -> tuple[PluginSpec, ...]:
     if not isinstance(raw, list) or not raw:
+        received = "no [[plugins]] table" if raw is _MISSING else _describe(raw)
         raise ConfigError(
-            f"expected a non-empty list of [[plugins]] tables. Received: {_describe(raw)}",
-            "plugins",
+            f"expected a non-empty list of [[plugins]] tables. Received: {received}", "plugins"
         )
     specs = []
     for index, entry in enumerate(raw):
@@ -201,11 +206,11 @@ def _structure_plugins(raw: Any) -> tuple[PluginSpec, ...]:
         if not isinstance(entry, Mapping):
             raise ConfigError(f"expected a table. Received: {_describe(entry)}", where)
         params = dict(entry)
-        use = params.pop("use", None)
+        use = params.pop("use", _MISSING)
         if not isinstance(use, str):
+            received = "no 'use' key" if use is _MISSING else _describe(use)
             raise ConfigError(
-                f'expected a plugin name string, e.g. use = "collect.digits". '
-                f"Received: {_describe(use)}",
+                f'expected a plugin name string, e.g. use = "collect.digits". Received: {received}',
                 f"{where}.use",
             )
         specs.append(PluginSpec(use, params))
@@ -240,117 +245,329 @@ def check_seed(seed: object, field: str) -> int:
     raise ConfigError(f"expected an integer from 0 to 2**32 - 1. Received: {seed!r}", field)
 
 
+_HEADER_FIELDS: Mapping[str, Any] = {
+    key: hint for key, hint in typing.get_type_hints(PipelineConfig).items() if key != "plugins"
+}
+"""The keys of ``[pipeline]`` and their types."""
+
+_TOP_LEVEL = {"pipeline": "[pipeline]", "plugins": "[[plugins]]"}
+"""The keys of a pipeline file's top level, as a TOML file writes them."""
+
+
+def _unknown_keys(unknown: Sequence[object], known: Mapping[str, str]) -> str:
+    """The unknown keys for an error message, each with the closest known one (ignoring case).
+
+    ``known`` maps each known key to how the message shows it.
+
+    Example:
+        >>> _unknown_keys(["nme", "colour"], {"name": "'name'", "seed": "'seed'"})
+        "'nme' (did you mean 'name'?), 'colour'"
+    """
+    shown = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key).lower(), list(known), n=1, cutoff=0.6)
+        shown.append(f"{key!r}" + (f" (did you mean {known[close[0]]}?)" if close else ""))
+    return ", ".join(shown)
+
+
+def _check_header_value(key: str, value: object) -> None:
+    """Raise a ConfigError naming ``pipeline.<key>`` unless ``value`` is valid for it."""
+    structure_value(value, _HEADER_FIELDS[key], f"pipeline.{key}")
+    if key == "name":
+        check_name(value, "pipeline.name")
+    elif key == "seed":
+        check_seed(value, "pipeline.seed")
+
+
+def _in_file(error: ConfigError, source: str) -> ConfigError:
+    """``error`` naming the pipeline file ``source`` too (after the field path, if any).
+
+    Example:
+        >>> error = ConfigError("expected int. Received: 'x' (str)", "pipeline.seed")
+        >>> print(_in_file(error, "p.toml"))
+        pipeline.seed: expected int. Received: 'x' (str) in pipeline file 'p.toml'
+    """
+    if not error.path:
+        return ConfigError(f"pipeline file {source!r}: {error}")
+    message = str(error).removeprefix(f"{error.path}: ")
+    return ConfigError(f"{message} in pipeline file {source!r}", error.path)
+
+
 def parse_config(data: Mapping[str, Any], source: str = "<dict>") -> PipelineConfig:
     """Validate a pipeline-file dict into a :class:`PipelineConfig`.
 
+    Args:
+        data: the pipeline file's content.
+        source: the file it was read from (names the pipeline when ``[pipeline]`` has no
+            name, and every error names it); ``"<dict>"`` for data from no file.
+
     Raises:
-        ConfigError: naming the field path and ``source``.
-    """
-    unknown = sorted(set(data) - {"pipeline", "plugins"})
+        ConfigError: naming the field path (and ``source``, if a file).
+
+    Example:
+        >>> parse_config({"pipeline": {"nme": "x"}, "plugins": []}, "p.toml")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: pipeline: expected keys among name, runs_dir, seed. Received: 'nme' (did you mean 'name'?) in pipeline file 'p.toml'
+    """  # noqa: E501
+    try:
+        return _parse_config(data, source)
+    except ConfigError as error:
+        if source == "<dict>":
+            raise
+        raise _in_file(error, source).with_traceback(error.__traceback__) from None
+
+
+def _parse_config(data: Mapping[str, Any], source: str) -> PipelineConfig:
+    unknown = [key for key in data if key not in _TOP_LEVEL]
     if unknown:
         raise ConfigError(
-            f"unknown top-level key(s) {unknown} in {source}; expected [pipeline] and [[plugins]]"
+            "expected only the tables [pipeline] and [[plugins]] at the top level. "
+            f"Received: {_unknown_keys(unknown, _TOP_LEVEL)}"
         )
     header = data.get("pipeline", {})
     if not isinstance(header, Mapping):
         raise ConfigError(f"expected a table. Received: {_describe(header)}", "pipeline")
-    fields = {k: v for k, v in typing.get_type_hints(PipelineConfig).items() if k != "plugins"}
+    unknown = [key for key in header if key not in _HEADER_FIELDS]
+    if unknown:
+        raise ConfigError(
+            f"expected keys among {', '.join(sorted(_HEADER_FIELDS))}. "
+            f"Received: {_unknown_keys(unknown, {k: repr(k) for k in _HEADER_FIELDS})}",
+            "pipeline",
+        )
     for key, value in header.items():
-        if key not in fields:
-            raise ConfigError(
-                f"unknown key {key!r}; expected one of: {', '.join(sorted(fields))}",
-                "pipeline",
-            )
-        structure_value(value, fields[key], f"pipeline.{key}")
+        _check_header_value(key, value)
     header = dict(header)
     if "name" not in header:  # the file's name, made a valid pipeline name
         stem = Path(source).stem if source != "<dict>" else ""
         name = re.sub(r"[^\w.-]+", "_", stem).strip("_")
         header["name"] = name if re.fullmatch(PIPELINE_NAME, name) else "pipeline"
-    else:
-        check_name(header["name"], "pipeline.name")
-    if "seed" in header:
-        check_seed(header["seed"], "pipeline.seed")
-    return PipelineConfig(plugins=_structure_plugins(data.get("plugins")), **header)
+    plugins = _structure_plugins(data.get("plugins", _MISSING))
+    return PipelineConfig(plugins=plugins, **header)
+
+
+def _unique_keys(source: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A ``json`` object hook refusing a key given twice in one object (as TOML does)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                keys = ", ".join(dict.fromkeys(repr(k) for k, _ in pairs))
+                raise ConfigError(
+                    f"pipeline file {source!r}: expected each key once in a JSON object. "
+                    f"Received: {key!r} twice, in the object with keys {keys}"
+                )
+            result[key] = value
+        return result
+
+    return hook
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a pipeline file (``.toml`` or ``.json``).
+    """Read and validate a pipeline file (``.toml`` or ``.json``, in UTF-8).
 
     Raises:
-        ConfigError: for a missing file, a syntax error, or an invalid field.
-    """
+        ConfigError: for a missing file, text that is not UTF-8, a syntax error, a key
+            given twice, or an invalid field, naming the file.
+
+    Example:
+        >>> load_config("missing.toml")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: pipeline file 'missing.toml': expected a readable file. Received: No such file or directory
+    """  # noqa: E501
     path = Path(path)
+    where = f"pipeline file {str(path)!r}"
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ConfigError(
+            f"{where}: expected a .toml or .json file. Received: {path.suffix or 'no suffix'!r}"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is no syntax error
+    except UnicodeDecodeError as error:
+        line = error.object[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{where}: expected UTF-8 text. Received: byte 0x{error.object[error.start]:02x} "
+            f"on line {line}"
+        ) from None
     except OSError as error:
-        raise ConfigError(f"cannot read pipeline file {str(path)!r}: {error.strerror}") from error
+        raise ConfigError(
+            f"{where}: expected a readable file. Received: {error.strerror or error}"
+        ) from error
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix == ".toml":
-            data = tomllib.loads(text)
+        if suffix == ".json":
+            data = json.loads(text, object_pairs_hook=_unique_keys(str(path)))
         else:
-            raise ConfigError(
-                f"pipeline file {str(path)!r}: expected a .toml or .json file. "
-                f"Received: {path.suffix or 'no suffix'!r}"
-            )
+            data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"pipeline file {str(path)!r} is not valid: {error}") from error
+        raise ConfigError(
+            f"{where}: expected valid {suffix[1:].upper()}. Received: {error}"
+        ) from error
     if not isinstance(data, Mapping):
-        raise ConfigError(f"pipeline file {str(path)!r}: expected a table at the top level")
+        raise ConfigError(
+            f"{where}: expected a JSON object at the top level. Received: {type(data).__name__}"
+        )
     return parse_config(data, str(path))
 
 
-def _parse_literal(raw: str) -> Any:
+_NEEDS_TOML = ('"', "'", "[", "{")
+"""How a ``--set`` value that must be valid TOML starts (a string, a list, a table)."""
+
+
+def _parse_literal(raw: str, key: str, override: str) -> Any:
+    """The value of ``--set KEY=RAW`` (see :func:`apply_overrides`)."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        parsed = tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError as error:
+        if not raw.startswith(_NEEDS_TOML):
+            return raw  # a bare word is a string
+        problem = re.sub(
+            r"\(at line 1, column (\d+)\)", lambda m: f"(at column {int(m[1]) - 4})", str(error)
+        )
+        problem = re.sub(r" \((at [^)]*)\)$", r" \1", problem).replace("end of document", "the end")
+        if problem.endswith("at the end") or problem.startswith(("Unclosed", "Unterminated")):
+            hint = (
+                "a list, table or string needs its closing bracket or quote (put an override "
+                "with spaces in single quotes, or the shell splits it)"
+            )
+        else:
+            hint = (
+                'strings inside lists and tables need quotes, e.g. ["accuracy"] (put the '
+                "override in single quotes, so that the shell keeps them)"
+            )
+        raise ConfigError(
+            f"--set {override!r}: expected a TOML value. Received: {raw!r}, which is not "
+            f"valid TOML ({problem}); {hint}"
+        ) from None
+    if len(parsed) != 1:  # raw went on to a new line with more keys
+        if raw.startswith(_NEEDS_TOML):
+            raise ConfigError(
+                f"--set {override!r}: expected one TOML value. Received: {raw!r}, which goes "
+                "on with more lines after the value"
+            )
         return raw
+    value = parsed["v"]
+    if isinstance(value, datetime.date | datetime.time):
+        return raw  # a name or a path that looks like a date is text
+    return value
+
+
+def _find_plugin(plugins: Sequence[PluginSpec], key: str, override: str) -> tuple[int, str]:
+    """The index of the plugin ``--set KEY=...`` targets and the parameter it sets.
+
+    Raises:
+        ConfigError: unless ``KEY`` is ``TARGET.PARAM`` with ``TARGET`` naming one plugin.
+    """
+    where = f"--set {override!r}"
+    target, _, param = key.rpartition(".")
+    by_index = re.fullmatch(r"plugins\[(\d+)\]", target)
+    if by_index:
+        index = int(by_index[1])
+        if index < len(plugins):
+            return index, param
+        raise ConfigError(
+            f"{where}: expected plugins[N] with N from 0 to {len(plugins) - 1}. "
+            f"Received: plugins[{index}]"
+        )
+    matches = [i for i, p in enumerate(plugins) if p.use == target]
+    if not matches:
+        matches = [i for i, p in enumerate(plugins) if p.use.split(".")[0] == target]
+    if len(matches) == 1:
+        return matches[0], param
+    if matches:
+        listed = ", ".join(f"plugins[{i}] ({plugins[i].use})" for i in matches)
+        raise ConfigError(
+            f"{where}: expected {target!r} to name one plugin. Received: it matches {listed}; "
+            f"name one as plugins[N].PARAM, e.g. --set 'plugins[{matches[0]}].{param}=...'"
+        )
+    nested = re.match(r"plugins\[(\d+)\]\.", key)
+    if nested and int(nested[1]) < len(plugins):
+        index, head = int(nested[1]), nested[0][:-1]
+    else:
+        heads = [(i, p.use) for i, p in enumerate(plugins) if key.startswith(p.use + ".")]
+        index, head = max(heads, key=lambda h: len(h[1]), default=(-1, ""))
+    if head:
+        first, *rest = key[len(head) + 1 :].split(".")
+        raise ConfigError(
+            f"{where}: expected TARGET.PARAM=VALUE with PARAM a parameter of {head}. "
+            f"Received: {'.'.join(rest)!r}, a key nested in {first!r}; nested keys are not "
+            f"supported: give the whole value as an inline TOML table, "
+            f"--set '{head}.{first}={{key = value, ...}}'"
+        )
+    kinds = dict.fromkeys(p.use.split(".")[0] for p in plugins)
+    targets = {t: repr(t) for t in ["pipeline", *(p.use for p in plugins), *kinds]}
+    raise ConfigError(
+        f"{where}: expected TARGET to be 'pipeline', a plugin of the pipeline "
+        f"({', '.join(dict.fromkeys(p.use for p in plugins))}), a kind of one "
+        f"({', '.join(kinds)}) or plugins[N]. Received: {_unknown_keys([target], targets)}, "
+        "which matches no plugin"
+    )
 
 
 def apply_overrides(config: PipelineConfig, overrides: Sequence[str]) -> PipelineConfig:
     """Apply ``--set TARGET.PARAM=VALUE`` overrides.
 
     ``TARGET`` is ``pipeline``, a plugin's full name (``train.fit``), its kind (``train``,
-    when only one plugin has that kind) or its index (``plugins[3]``). ``VALUE`` is read
-    as a TOML value (``3``, ``0.01``, ``"adam"``, ``[1, 2]``), or taken as a plain string.
+    when only one plugin has that kind) or its index (``plugins[3]``, for a plugin used
+    twice). ``PARAM`` is one parameter: a key nested in a parameter's table is not
+    supported, give the whole table instead (``--set 'train.fit.optimizer={...}'``).
+
+    ``VALUE`` is a TOML value: ``3``, ``0.01``, ``true``, ``"adam"``, ``["accuracy"]``,
+    ``{class_name = "SGD"}``. A bare word (``adam``, ``data/train.csv``) or one that reads
+    as a TOML date or time (``2024-01-01``) is taken as a string; a value starting with a
+    quote or a bracket must be valid TOML (strings inside lists need quotes, so put the
+    whole override in single quotes: ``--set 'train.fit.metrics=["accuracy"]'``).
 
     Raises:
-        ConfigError: for a malformed override or a target that matches no plugin.
+        ConfigError: for a malformed override or value, a target that matches no plugin
+            or several, or an invalid ``pipeline`` value, naming the override.
 
     Example:
         >>> cfg = parse_config({"plugins": [{"use": "train.fit", "epochs": 5}]})
         >>> apply_overrides(cfg, ["train.epochs=2"]).plugins[0].params["epochs"]
         2
-    """
+        >>> apply_overrides(cfg, ["train.metrics=[accuracy]"])
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: --set 'train.metrics=[accuracy]': expected a TOML value. Received: '[accuracy]', which is not valid TOML (Invalid value at column 2); strings inside lists and tables need quotes, e.g. ["accuracy"] (put the override in single quotes, so that the shell keeps them)
+    """  # noqa: E501
     plugins = list(config.plugins)
     header = {"name": config.name, "seed": config.seed, "runs_dir": config.runs_dir}
     for override in overrides:
         key, eq, raw = override.partition("=")
-        target, dot, param = key.strip().rpartition(".")
-        if not eq or not dot or not param:
+        key, raw = key.strip(), raw.strip()
+        target, dot, param = key.rpartition(".")
+        if not eq or not dot or not param or not target:
             raise ConfigError(
                 "--set: expected TARGET.PARAM=VALUE, e.g. train.fit.epochs=3. "
                 f"Received: {override!r}"
             )
-        value = _parse_literal(raw.strip())
-        if target == "pipeline":
-            header[param] = value
+        value = _parse_literal(raw, key, override)
+        if key.startswith("pipeline."):
+            _set_header(header, key.removeprefix("pipeline."), value, raw, override)
             continue
-        if target.startswith("plugins[") and target.endswith("]") and target[8:-1].isdigit():
-            matches = [int(target[8:-1])] if int(target[8:-1]) < len(plugins) else []
-        else:
-            matches = [i for i, p in enumerate(plugins) if p.use == target]
-            if not matches:
-                matches = [i for i, p in enumerate(plugins) if p.use.split(".")[0] == target]
-        if len(matches) != 1:
-            names = ", ".join(p.use for p in plugins)
-            found = "no plugin" if not matches else f"{len(matches)} plugins"
-            raise ConfigError(
-                f"--set {override!r}: expected {target!r} to name one plugin (one of: {names}) "
-                f"or 'pipeline'. Received: it matches {found}"
-            )
-        spec = plugins[matches[0]]
-        plugins[matches[0]] = PluginSpec(spec.use, {**spec.params, param: value})
+        index, param = _find_plugin(plugins, key, override)
+        spec = plugins[index]
+        plugins[index] = PluginSpec(spec.use, {**spec.params, param: value})
     return parse_config({"pipeline": header, "plugins": [p.to_dict() for p in plugins]})
+
+
+def _set_header(header: dict[str, Any], param: str, value: object, raw: str, override: str) -> None:
+    """Set ``[pipeline]``'s ``param`` for ``--set pipeline.PARAM=RAW``, checking it first."""
+    if param not in _HEADER_FIELDS:
+        known = {k: repr(k) for k in _HEADER_FIELDS}
+        raise ConfigError(
+            f"--set {override!r}: expected pipeline.PARAM with PARAM among "
+            f"{', '.join(sorted(_HEADER_FIELDS))}. Received: {_unknown_keys([param], known)}"
+        )
+    try:
+        _check_header_value(param, value)
+    except ConfigError as error:
+        message = str(error).removeprefix(f"{error.path}: ")
+        hint = ""
+        if _HEADER_FIELDS[param] is str and not isinstance(value, str):
+            hint = f"; to give text, quote it: --set 'pipeline.{param}=\"{raw}\"'"
+        raise ConfigError(f"{message} from --set {override!r}{hint}", error.path) from None
+    header[param] = value

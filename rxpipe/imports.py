@@ -65,8 +65,8 @@ def import_object(path: str, field: str) -> Any:
 
     Raises:
         ConfigError: naming ``field``, for a string of another form, a module that is not
-            found, or a name the module does not define. An error raised while the module
-            is imported (including a module *it* imports that is missing) propagates.
+            found or fails to import (the error it raised, chained), or a name the module
+            does not define.
 
     Example:
         >>> import_object("json:dumps", "plugins[3].model").__name__
@@ -86,15 +86,24 @@ def import_object(path: str, field: str) -> Any:
         sys.path.insert(0, cwd)  # as `python -c` does; the rxpipe script alone would not
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        missing = error.name or ""
-        if missing != module_name and not module_name.startswith(f"{missing}."):
-            raise  # the module was found; something it imports was not
+    except Exception as error:
+        missing = getattr(error, "name", None) or ""
+        if isinstance(error, ModuleNotFoundError) and (
+            missing == module_name or module_name.startswith(f"{missing}.")
+        ):
+            raise ConfigError(
+                f"expected an importable module {module_name!r} (in {cwd!r} or the installed "
+                f"packages). Received: {path!r}, and there is no module {missing!r}",
+                field,
+            ) from None
+        where = ""
+        if isinstance(error, SyntaxError) and error.filename:
+            where = f" ({error.filename}, line {error.lineno})"
         raise ConfigError(
-            f"expected an importable module {module_name!r} (in {cwd!r} or the installed "
-            f"packages). Received: {path!r}, and there is no module {missing!r}",
+            f"expected the module {module_name!r} to import. Received: {path!r}, whose module "
+            f"raised {type(error).__name__}: {error}{where}",
             field,
-        ) from None
+        ) from error
     found: Any = module
     for part in attribute.split("."):
         if not hasattr(found, part):

@@ -11,7 +11,8 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,13 +261,17 @@ class Pipeline:
             ...
             rxpipe.errors.ConfigError: plugins[0]: expected a collect.* stage first, ...
         """
+        Pipeline._check_plugins(config)
+        _check_runs_dir(Path(config.runs_dir), config.name, "pipeline.runs_dir")
+
+    @staticmethod
+    def _check_plugins(config: PipelineConfig) -> None:
         names = [spec.use for spec in config.plugins]
         for index, spec in enumerate(config.plugins):
             registry.check(spec.use, spec.params, f"plugins[{index}]")
         kinds = [registry.get(name).kind.value for name in names]
         _check_order(names, kinds, "plugins", starts_with_data=True)
         _check_first_stage(names, kinds, "plugins")
-        _check_runs_dir(Path(config.runs_dir), config.name, "pipeline.runs_dir")
 
     @classmethod
     def check_resume(
@@ -283,7 +288,7 @@ class Pipeline:
         _check_run_dir(path, field, ("run.json", "pipeline.toml"))
         try:
             config = apply_overrides(load_config(path / "pipeline.toml"), overrides)
-            cls.check_config(config)
+            cls._check_plugins(config)  # not runs_dir: a resumed run stays where it is
             _check_same_run(path, config.name, config.seed, "pipeline.")
         except UnknownPluginError as error:
             if not error.name.startswith("custom."):
@@ -460,74 +465,77 @@ class Pipeline:
             _check_same_run(run_dir, self.name, self.seed, field)
             run_id = run_dir.name
             first_seq = _next_seq(run_dir / "events.jsonl")
-        bus = EventBus(run_id, first_seq)
-        context = RunContext(run_id, self.name, run_dir, bus, self.seed, resume=bool(resume_from))
-        started = time.perf_counter()
-        # a resume its checkpoint turns down (another model, optimizer...) leaves these as
-        # they were, so that the run can still be resumed with its own options
-        kept = {name: _read_text(run_dir / name) for name in _RUN_FILES} if resume_from else {}
-        self._write_run_state(run_dir, run_id, "running")
-        with atomic_write(run_dir / "pipeline.toml") as tmp:
-            tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
-        forward = bus.events.subscribe(self._events.on_next)
-        self._events.errors = []  # the user's subscribers' errors of this run only
-
-        def close_subscribers() -> None:
-            errors = [*bus.subscriber_errors, *self._events.errors]
-            _close_subscribers(detach, forward, errors)
-
-        try:
-            detach = attach_subscribers(
-                bus,
-                run_dir,
-                progress=progress,
-                log_format=log_format,
-                tensorboard=tensorboard,
-                extra=subscribers,
+        with _exclusive(run_dir):
+            bus = EventBus(run_id, first_seq)
+            context = RunContext(
+                run_id, self.name, run_dir, bus, self.seed, resume=bool(resume_from)
             )
-        except BaseException as error:
-            self._write_run_state(run_dir, run_id, "failed", error=str(error))
-            forward.dispose()
-            raise
-        outputs: list[Any] = []
-        try:
-            with stopping_on_signals(signal.SIGINT), running(context):
-                bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
-                with snapshot_timer(context, self.stage_names, interval, self._bench_mode):
-                    self._execute(outputs)
-                check_accounting(context.counts)
-        except BaseException as error:
-            failure = _as_run_error(error)
-            bus.publish(
-                RunFailed,
-                error_type=type(failure).__name__,
-                message=str(failure),
-                stage=getattr(failure, "stage", None),
-                sample_ids=tuple(getattr(failure, "sample_ids", ())),
-            )
-            self._write_run_state(run_dir, run_id, "failed", error=str(failure))
-            if kept and is_configuration_error(failure):
-                _restore_texts(run_dir, kept)
-            close_subscribers()
-            if isinstance(failure, RxpipeError):
-                failure.run_dir = run_dir
-            if failure is error:
+            started = time.perf_counter()
+            # a resume its checkpoint turns down (another model, optimizer...) leaves these as
+            # they were, so that the run can still be resumed with its own options
+            kept = {name: _read_text(run_dir / name) for name in _RUN_FILES} if resume_from else {}
+            self._write_run_state(run_dir, run_id, "running")
+            with atomic_write(run_dir / "pipeline.toml") as tmp:
+                tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
+            forward = bus.events.subscribe(self._events.on_next)
+            self._events.errors = []  # the user's subscribers' errors of this run only
+
+            def close_subscribers() -> None:
+                errors = [*bus.subscriber_errors, *self._events.errors]
+                _close_subscribers(detach, forward, errors)
+
+            try:
+                detach = attach_subscribers(
+                    bus,
+                    run_dir,
+                    progress=progress,
+                    log_format=log_format,
+                    tensorboard=tensorboard,
+                    extra=subscribers,
+                )
+            except BaseException as error:
+                self._write_run_state(run_dir, run_id, "failed", error=str(error))
+                forward.dispose()
                 raise
-            raise failure from error
-        duration = time.perf_counter() - started
-        bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
-        self._write_run_state(run_dir, run_id, "completed")
-        close_subscribers()
-        return RunResult(
-            run_id=run_id,
-            run_dir=run_dir,
-            metrics=dict(context.metrics),
-            artifacts=dict(context.artifacts),
-            counts=dict(context.counts),
-            history=list(context.history),
-            outputs=outputs,
-            duration_s=duration,
-        )
+            outputs: list[Any] = []
+            try:
+                with stopping_on_signals(signal.SIGINT), running(context):
+                    bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
+                    with snapshot_timer(context, self.stage_names, interval, self._bench_mode):
+                        self._execute(outputs)
+                    check_accounting(context.counts)
+            except BaseException as error:
+                failure = _as_run_error(error)
+                bus.publish(
+                    RunFailed,
+                    error_type=type(failure).__name__,
+                    message=str(failure),
+                    stage=getattr(failure, "stage", None),
+                    sample_ids=tuple(getattr(failure, "sample_ids", ())),
+                )
+                self._write_run_state(run_dir, run_id, "failed", error=str(failure))
+                if kept and is_configuration_error(failure):
+                    _restore_texts(run_dir, kept)
+                close_subscribers()
+                if isinstance(failure, RxpipeError):
+                    failure.run_dir = run_dir
+                if failure is error:
+                    raise
+                raise failure from error
+            duration = time.perf_counter() - started
+            bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
+            self._write_run_state(run_dir, run_id, "completed")
+            close_subscribers()
+            return RunResult(
+                run_id=run_id,
+                run_dir=run_dir,
+                metrics=dict(context.metrics),
+                artifacts=dict(context.artifacts),
+                counts=dict(context.counts),
+                history=list(context.history),
+                outputs=outputs,
+                duration_s=duration,
+            )
 
     def _execute(self, outputs: list[Any]) -> None:
         done = threading.Event()
@@ -575,6 +583,36 @@ def _restore_texts(run_dir: Path, texts: Mapping[str, str | None]) -> None:
         if text is not None:
             with atomic_write(run_dir / name) as tmp:
                 tmp.write_text(text)
+
+
+LOCK_FILE = ".lock"
+"""A run directory's lock file: held (``flock``) by the process whose run is going on."""
+
+
+@contextmanager
+def _exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock while its run goes on, so that no second process resumes it
+    at the same time (both would write its checkpoints, model and events).
+
+    Raises:
+        ConfigError: if another process holds it (naming ``resume_from``).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        yield
+        return
+    with open(run_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "expected a run directory no other process is running in. Received: "
+                f"{str(run_dir)!r}, whose run is going on in another process (let it end, "
+                "or stop it, then resume)",
+                "resume_from",
+            ) from None
+        yield  # closing the file releases the lock, also when the process dies
 
 
 def _check_run_dir(

@@ -309,6 +309,22 @@ def test_a_runs_dir_that_cannot_be_a_folder_is_a_config_error(tmp_path: Path, wh
         config(path).run(progress=False)
 
 
+def test_a_resume_does_not_check_the_runs_dir_it_will_not_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run recorded with a relative runs_dir resumes from a folder where that path is a
+    file: a resumed run stays in its own directory."""
+    run = Pipeline(collect.iris(), access.batch(50), name="iris", runs_dir="runs")
+    monkeypatch.chdir(tmp_path)
+    run_dir = run.run(progress=False).run_dir.resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "runs").write_text("a file, not a folder")
+    monkeypatch.chdir(elsewhere)
+    assert Pipeline.check_resume(run_dir).runs_dir == "runs"
+    assert Pipeline.resume(run_dir, progress=False).run_dir == run_dir
+
+
 def test_events_from_a_hot_observable_do_not_block(runs_dir: Path) -> None:
     """Subscribing an extra callable receives this run's events."""
     seen: list[str] = []

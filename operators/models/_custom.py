@@ -59,7 +59,7 @@ def _takes_metadata(function: Callable[..., Any], shown: str) -> bool:
         return bool(arguments)
     raise ConfigError(
         "expected a function of the data's DatasetMetadata (one argument) or of no "
-        f"arguments, returning a keras.Model. Received: {shown}{signature}",
+        f"arguments, returning a keras.Model. Received: {shown}, a function of {signature}",
         FIELD,
     )
 

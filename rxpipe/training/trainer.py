@@ -668,8 +668,16 @@ class _Trainer:
         return [[list(v.shape), str(v.dtype)] for v in self.model.weights]
 
     def check_state(self, state: dict[str, Any]) -> None:
-        """Raise a :class:`ConfigError` if the checkpoint is of another run than this one."""
+        """Raise a :class:`ConfigError` if the checkpoint is of another run than this one,
+        or has more epochs than this run asks for."""
         where = f"the checkpoint in {str(self.checkpoints.directory)!r} (resume_from)"
+        trained = int(state.get("epoch", 0))
+        if self.options.epochs < trained:
+            raise ConfigError(
+                f"expected at least the {trained} epochs {where} has trained (a resumed run "
+                f"trains up to epochs). Received: epochs={self.options.epochs}",
+                f"{STAGE}.epochs",
+            )
         if state.get("seed", self.run.seed) != self.run.seed:
             raise ConfigError(
                 f"expected the seed {where} was saved with, {state['seed']} (the data's split "

@@ -78,6 +78,41 @@ def test_resume_of_a_finished_run_trains_nothing_more(small_digits: Any) -> None
         np.testing.assert_array_equal(a, b)
 
 
+def test_resume_with_fewer_epochs_than_trained_is_refused(small_digits: Any) -> None:
+    """A resume asking for fewer epochs than the run trained fails, leaving the run's files."""
+    first = small_digits(epochs=2).run(progress=False)
+    toml = (first.run_dir / "pipeline.toml").read_text()
+    with pytest.raises(rxpipe.StageError) as info:
+        small_digits(epochs=1).run(progress=False, resume_from=first.run_dir)
+    assert isinstance(info.value.__cause__, rxpipe.ConfigError) or "ConfigError" in str(info.value)
+    assert "train.fit.epochs: expected at least the 2 epochs the checkpoint in " in str(info.value)
+    assert str(info.value).endswith("Received: epochs=1")
+    assert (first.run_dir / "pipeline.toml").read_text() == toml
+
+
+def test_a_run_directory_in_use_cannot_be_resumed(small_digits: Any) -> None:
+    """While a run goes on, a second process resuming its directory is turned away."""
+    import fcntl
+
+    first = small_digits(epochs=1).run(progress=False)
+    with open(first.run_dir / ".lock", "a") as lock:  # as the process of a running run holds it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        script = (
+            "import rxpipe, sys\n"
+            "try:\n"
+            f"    rxpipe.Pipeline.resume({str(first.run_dir)!r}, progress=False)\n"
+            "except rxpipe.ConfigError as error:\n"
+            "    print(error); sys.exit(2)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stdout.startswith("resume_from: expected a run directory no other process is")
+    again = rxpipe.Pipeline.resume(first.run_dir, progress=False)  # free again: it resumes
+    assert again.history == first.history
+
+
 def test_resume_needs_a_run_directory(tmp_path: Path) -> None:
     """Resuming something that is not a run directory is a config error saying what is missing."""
     with pytest.raises(
