@@ -191,14 +191,16 @@ class Registry:
             close = _closest(unknown, known)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(
-                f"unknown parameter(s) {', '.join(map(repr, unknown))} for plugin {name!r}; "
-                f"expected one of: {', '.join(sorted(known)) or '(none)'}.{hint}",
+                f"expected parameters of {name!r} among: {', '.join(sorted(known)) or '(none)'}. "
+                f"Received: unknown parameter(s) {', '.join(map(repr, unknown))}.{hint}",
                 path,
             )
         missing = [p.name for p in info.params if p.required and p.name not in params]
         if missing:
             raise ConfigError(
-                f"plugin {name!r} needs parameter(s) {', '.join(map(repr, missing))}", path
+                f"expected the parameter(s) {', '.join(map(repr, missing))} that {name!r} "
+                "needs. Received: none",
+                path,
             )
         return {
             key: structure_value(value, known[key].annotation, f"{path}.{key}" if path else key)

@@ -74,7 +74,7 @@ def test_unknown_plugin_suggests_close_names() -> None:
 def test_create_lists_valid_parameters_for_an_unknown_one() -> None:
     """An unknown parameter error lists the valid parameter names."""
     with pytest.raises(
-        ConfigError, match=r"unknown parameter\(s\) 'epoch'.*expected one of:.*epochs"
+        ConfigError, match=r"expected parameters of 'train.fit' among: .*epochs.*Received: unknown"
     ):
         registry.create("train.fit", {"epoch": 3}, "plugins[6]")
 

@@ -50,8 +50,8 @@ def test_an_unknown_parameter_lists_the_valid_ones_and_the_closest(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         load(tmp_path, "epoch = 3")
     message = str(info.value)
-    assert message.startswith("plugins[3]: unknown parameter(s) 'epoch' for plugin 'train.fit'")
-    assert "expected one of: " in message
+    assert message.startswith("plugins[3]: expected parameters of 'train.fit' among: ")
+    assert "Received: unknown parameter(s) 'epoch'." in message
     assert "batch_size" in message
     assert message.endswith("Did you mean: epochs?")
 
