@@ -226,6 +226,18 @@ def _add_serving_commands(commands: Any) -> None:
     serve.add_argument(
         "--max-body-mb", type=float, default=16.0, help="largest request body (default 16)"
     )
+    serve.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=50_000_000,
+        help="largest uploaded image, width × height (default 50000000)",
+    )
+    serve.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=30.0,
+        help="longest a request body may take to arrive; 408 past it (default 30)",
+    )
     serve.add_argument("--top-k", type=int, default=5, help="labels /predict answers (default 5)")
     serve.add_argument(
         "--log-level",
@@ -322,6 +334,8 @@ def _serve(args: argparse.Namespace) -> int:
             max_body_bytes=int(args.max_body_mb * 1024 * 1024),
             default_top_k=args.top_k,
             log_level=args.log_level,
+            max_image_pixels=args.max_image_pixels,
+            body_timeout_s=args.body_timeout_s,
         )
     except OSError as error:  # the address is taken or not ours
         print(

@@ -8,7 +8,7 @@
   concurrent requests into one model call; :mod:`rxpipe.serving.batcher` runs those
   calls on the model's thread and routes each answer back to its request.
 - :mod:`rxpipe.serving.app`: the ASGI application (TensorFlow Serving's REST API, a
-  Pipcook-style ``/predict``, ``/healthz``, ``/stats``), behind the body-size limit of
+  Pipcook-style ``/predict``, ``/healthz``, ``/stats``), behind the body size and time limits of
   :mod:`rxpipe.serving.limits`; :mod:`rxpipe.serving.server` runs it on uvicorn.
 - :mod:`rxpipe.serving.predict`: ``rxpipe predict`` for files and JSON rows.
 

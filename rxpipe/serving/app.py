@@ -18,9 +18,13 @@ Routes:
 Every error is ``{"error": "..."}`` with a 4xx code saying whose fault it is: 400 for
 malformed or too deeply nested JSON, a wrong shape or dtype (naming expected and
 received), a number that is not finite in the input's dtype (NaN, ``Infinity``, or
-``1e39`` for float32), both ``instances`` and ``inputs``, or a file that is not an image;
-404 for an unknown model, version or route; 405 for a wrong method; 413 for a body over
-the size limit; 503 for a request that arrives while the server shuts down. An
+``1e39`` for float32), both ``instances`` and ``inputs``, a file that is not an image,
+an image TensorFlow cannot decode (e.g. a 1-bit BMP), or an image of more pixels than
+``max_image_pixels`` (400, not 413: the body is within the size limit, the image it
+holds is an invalid input, as TensorFlow Serving answers invalid arguments); 404 for
+an unknown model, version or route; 405 for a wrong method; 408 for a body that takes
+longer than ``body_timeout_s`` to arrive; 413 for a body over the size limit; 503 for
+a request that arrives, or a body still arriving, while the server shuts down. An
 unexpected error (a bug) answers 500 naming the route and the exception, is logged once
 with its traceback, and leaves the connection open for the client's next request.
 
@@ -30,16 +34,25 @@ API (``WriteDecimal`` in ``tensorflow_serving/util/json_tensor.cc``), the server
 them as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity``, which JavaScript's
 ``JSON.parse`` refuses but Python's ``json``, and most JSON libraries in lenient mode,
 read. It never answers 500 for them.
+
+Large JSON bodies: ``json.loads`` builds a Python object per list and number, about 35
+times the body's size for nested lists of small numbers (500 MB for a 14.5 MB body). A
+body over ``large_body_bytes`` is therefore parsed and turned into arrays in a worker
+thread, at most ``large_body_parses`` at a time (the others wait their turn), so that
+concurrent large bodies cannot add up; smaller bodies are parsed at once on the event
+loop and never wait behind them (but ``json.loads`` holds the GIL while it parses, 1.6 s
+for that body, so requests arriving meanwhile are answered after it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from starlette.applications import Starlette
@@ -60,13 +73,26 @@ from rxpipe.serving.bundle import (
     regression_values,
     top_k,
 )
-from rxpipe.serving.images import check_image
+from rxpipe.serving.images import DEFAULT_MAX_IMAGE_PIXELS, check_image
 from rxpipe.serving.inputs import parse_request, rows_to_batch, to_array
-from rxpipe.serving.limits import BodyLimit
+from rxpipe.serving.limits import DEFAULT_BODY_TIMEOUT_S, BodyLimit
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ROUTES", "ServingApp", "create_app"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "ROUTES",
+    "ServingApp",
+    "create_app",
+]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+LARGE_BODY_BYTES = 1024 * 1024
+"""A JSON body over this size is parsed in a worker thread, a few at a time."""
+LARGE_BODY_PARSES = 1
+"""Large bodies parsed at once. One: ``json.loads`` holds the GIL throughout, so two
+parses at once take as long as one after the other, with twice the memory."""
+_T = TypeVar("_T")
 _LOG = logging.getLogger("uvicorn.error")  # where uvicorn reports the server's own errors
 _TF_DTYPES = {
     "string": "DT_STRING",
@@ -117,6 +143,11 @@ class ServingApp:
         name: the model's name in TensorFlow Serving's URLs.
         max_body_bytes: the largest request body accepted (413 past it).
         default_top_k: labels answered by ``/predict`` unless ``?top_k=`` says otherwise.
+        max_image_pixels: the most pixels (width × height) of an uploaded image (400
+            past it, read from the image's header before anything decodes it).
+        large_body_bytes: a JSON body over this size is parsed in a worker thread.
+        large_body_parses: the most such bodies parsed at once (the others wait).
+        body_limit: the middleware reading the bodies, closed by :meth:`shutdown`.
     """
 
     def __init__(
@@ -126,12 +157,29 @@ class ServingApp:
         name: str,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         default_top_k: int = 5,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        large_body_bytes: int = LARGE_BODY_BYTES,
+        large_body_parses: int = LARGE_BODY_PARSES,
+        body_limit: BodyLimit | None = None,
     ) -> None:
         self.bundle = bundle
         self.batcher = batcher
         self.name = name
         self.max_body_bytes = max_body_bytes
         self.default_top_k = default_top_k
+        self.max_image_pixels = max_image_pixels
+        self.large_body_bytes = large_body_bytes
+        self.body_limit = body_limit
+        self._large_bodies = asyncio.Semaphore(large_body_parses)
+
+    def shutdown(self) -> None:
+        """The server stops: run what waits in the batcher, answer 503 to bodies arriving.
+
+        Call it on the server's event loop.
+        """
+        self.batcher.flush()
+        if self.body_limit is not None:
+            self.body_limit.close()
 
     # -- TensorFlow Serving's REST API ---------------------------------------------------
 
@@ -208,7 +256,30 @@ class ServingApp:
 
     async def tf_predict(self, request: Request) -> Response:
         """``:predict`` in row (``instances``) or columnar (``inputs``) format."""
-        body = await self._json(request)
+        signature, batch, rows = await self._decode(await request.body(), self._tf_inputs)
+        image_input = self.bundle.image_input
+        if image_input is not None and image_input[0] == signature:
+            count = len(batch[image_input[1]])
+            names = [f"{image_input[1]}[{index}]" for index in range(count)]
+            outputs = await self._predict_files(signature, batch, names)
+        else:
+            outputs = await self.batcher.predict(signature, batch)
+        if rows:
+            if len(outputs) == 1:
+                return _Answer({"predictions": _plain(next(iter(outputs.values())))})
+            names = sorted(outputs)
+            columns = [_plain(outputs[n]) for n in names]
+            rows_out = [
+                dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
+            ]
+            return _Answer({"predictions": rows_out})
+        if len(outputs) == 1:
+            return _Answer({"outputs": _plain(next(iter(outputs.values())))})
+        return _Answer({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
+
+    def _tf_inputs(self, raw: bytes) -> tuple[str, dict[str, Any], bool]:
+        """The signature, checked input arrays and row format of a ``:predict`` body."""
+        body = _loads(raw)
         signature = DEFAULT_SIGNATURE
         if isinstance(body, Mapping) and "signature_name" in body:
             signature = str(body["signature_name"])
@@ -224,20 +295,8 @@ class ServingApp:
         image_input = self.bundle.image_input
         if image_input is not None and image_input[0] == signature:
             for index, image in enumerate(batch[image_input[1]].ravel()):
-                check_image(image, f"{image_input[1]}[{index}]")
-        outputs = await self.batcher.predict(signature, batch)
-        if rows:
-            if len(outputs) == 1:
-                return _Answer({"predictions": _plain(next(iter(outputs.values())))})
-            names = sorted(outputs)
-            columns = [_plain(outputs[n]) for n in names]
-            rows_out = [
-                dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)
-            ]
-            return _Answer({"predictions": rows_out})
-        if len(outputs) == 1:
-            return _Answer({"outputs": _plain(next(iter(outputs.values())))})
-        return _Answer({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
+                check_image(image, f"{image_input[1]}[{index}]", self.max_image_pixels)
+        return signature, batch, rows
 
     # -- Pipcook-style /predict ----------------------------------------------------------
 
@@ -255,7 +314,12 @@ class ServingApp:
         if content_type.startswith("text/"):
             text = (await request.body()).decode("utf-8", "replace")
             return await self._predict_samples(self._text_batch([text]), True, k)
-        body = await self._json(request)
+        batch, single = await self._decode(await request.body(), self._sample_inputs)
+        return await self._predict_samples(batch, single, k)
+
+    def _sample_inputs(self, raw: bytes) -> tuple[dict[str, Any], bool]:
+        """The checked input arrays of a JSON ``/predict`` body; True for one sample."""
+        body = _loads(raw)
         if not isinstance(body, Mapping) or len({"input", "instances"} & set(body)) != 1:
             got = f"keys {sorted(body)}" if isinstance(body, Mapping) else "JSON that is no object"
             raise PredictionInputError(
@@ -270,7 +334,7 @@ class ServingApp:
             )
         else:
             batch = rows_to_batch(body["instances"], self.bundle.inputs, self.bundle.filled_inputs)
-        return await self._predict_samples(batch, single, k)
+        return batch, single
 
     async def _predict_images(self, request: Request, k: int) -> Response:
         target = self.bundle.image_input
@@ -300,11 +364,24 @@ class ServingApp:
         finally:
             await form.close()
         for image, filename in zip(images, names, strict=True):
-            check_image(image, filename)
+            check_image(image, filename, self.max_image_pixels)
         column = np.empty(len(images), dtype=object)
         column[:] = images
-        outputs = await self.batcher.predict(target[0], {target[1]: column})
+        outputs = await self._predict_files(target[0], {target[1]: column}, names)
         return self._top_k_response(outputs, len(images) == 1, k)
+
+    async def _predict_files(
+        self, signature: str, inputs: Mapping[str, Any], names: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """Predict encoded images; the model's refusal of them names the files."""
+        try:
+            return await self.batcher.predict(signature, inputs)
+        except PredictionInputError as error:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            where = names[0] if len(names) == 1 else f"one of {shown}"
+            raise PredictionInputError(
+                f"{where}: {str(error).removeprefix(f'{signature}: ')}"
+            ) from None
 
     async def _predict_samples(self, batch: dict[str, Any], single: bool, k: int) -> Response:
         outputs = await self.batcher.predict(DEFAULT_SIGNATURE, batch)
@@ -335,17 +412,27 @@ class ServingApp:
             raise PredictionInputError(f"top_k: expected an int >= 1. Received: {value!r}")
         return int(value)
 
-    async def _json(self, request: Request) -> Any:
-        raw = await request.body()
+    async def _decode(self, raw: bytes, decode: Callable[[bytes], _T]) -> _T:
+        """``decode(raw)``: at once for a small body, else in a worker thread, in turn.
+
+        The slot is given back when the thread ends, not when the request does: a request
+        cancelled mid-parse (its parse runs on) keeps its place until the memory is free.
+        """
+        if len(raw) <= self.large_body_bytes:
+            return decode(raw)
+        await self._large_bodies.acquire()
         try:
-            return json.loads(raw)
-        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
-            raise PredictionInputError(f"request body: expected JSON. Received: {error}") from None
-        except RecursionError:
-            raise PredictionInputError(
-                "request body: expected JSON nested at most as deep as the model's input. "
-                f"Received: arrays or objects nested too deeply to read ({len(raw)} bytes)"
-            ) from None
+            parsed = asyncio.get_running_loop().run_in_executor(None, decode, raw)
+        except BaseException:
+            self._large_bodies.release()
+            raise
+        parsed.add_done_callback(self._parsed)
+        return await asyncio.shield(parsed)
+
+    def _parsed(self, future: asyncio.Future[Any]) -> None:
+        self._large_bodies.release()
+        if not future.cancelled():
+            future.exception()  # retrieved, should nobody await it any more
 
     # -- health and counters -------------------------------------------------------------
 
@@ -366,6 +453,23 @@ class ServingApp:
     async def stats(self, request: Request) -> Response:
         """Batching counters: requests, samples, model calls, largest and mean batch."""
         return JSONResponse(self.batching())
+
+
+def _loads(raw: bytes) -> Any:
+    """A request body's JSON.
+
+    Raises:
+        PredictionInputError: for a body that is not JSON or is nested too deeply.
+    """
+    try:
+        return json.loads(raw)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise PredictionInputError(f"request body: expected JSON. Received: {error}") from None
+    except RecursionError:
+        raise PredictionInputError(
+            "request body: expected JSON nested at most as deep as the model's input. "
+            f"Received: arrays or objects nested too deeply to read ({len(raw)} bytes)"
+        ) from None
 
 
 async def _input_error(request: Request, error: Exception) -> Response:
@@ -429,6 +533,8 @@ def create_app(
     max_wait_ms: float = 2.0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     default_top_k: int = 5,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> tuple[ASGIApp, ServingApp]:
     """The ASGI application serving ``bundle``, and its handlers (for counters and flush).
 
@@ -439,6 +545,12 @@ def create_app(
         max_wait_ms: the longest a request waits for its batch to fill.
         max_body_bytes: the largest request body (413 past it).
         default_top_k: labels answered by ``/predict`` by default.
+        max_image_pixels: the most pixels (width × height) of an uploaded image (400
+            past it).
+        body_timeout_s: the longest a request's body may take to arrive (408 past it).
+
+    On shutdown, call ``handlers.shutdown()`` on the event loop: bodies still arriving
+    are answered 503 and what waits in the batcher runs at once.
 
     Example:
         >>> app, handlers = create_app(Bundle.load("runs/digits/latest"))  # doctest: +SKIP
@@ -448,7 +560,14 @@ def create_app(
         return bundle.predict(inputs, signature)
 
     batcher = ModelBatcher(predict, max_batch_size, max_wait_ms)
-    handlers = ServingApp(bundle, batcher, name or bundle.name, max_body_bytes, default_top_k)
+    handlers = ServingApp(
+        bundle,
+        batcher,
+        name or bundle.name,
+        max_body_bytes,
+        default_top_k,
+        max_image_pixels=max_image_pixels,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -472,4 +591,5 @@ def create_app(
         middleware=[Middleware(_InternalErrors)],
         lifespan=lifespan,
     )
-    return BodyLimit(app, max_body_bytes), handlers
+    handlers.body_limit = BodyLimit(app, max_body_bytes, body_timeout_s)
+    return handlers.body_limit, handlers

@@ -1,8 +1,10 @@
 """``rxpipe serve``: the prediction server on uvicorn, with a graceful SIGTERM.
 
 On SIGTERM (or Ctrl-C) the server stops accepting connections, answers what is waiting
-in the batcher at once (without waiting for ``max_wait_ms``), lets every request in
-flight complete, then stops the model thread. After a SIGTERM the process exits with 0.
+in the batcher at once (without waiting for ``max_wait_ms``), answers 503 to requests
+whose body is still arriving (a stalled upload does not hold the shutdown), lets every
+other request in flight complete, then stops the model thread. After a SIGTERM the
+process exits with 0.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ import numpy as np
 import uvicorn
 
 from rxpipe.errors import ConfigError, PredictionInputError
-from rxpipe.serving.app import DEFAULT_MAX_BODY_BYTES, create_app
+from rxpipe.serving.app import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    create_app,
+)
 from rxpipe.serving.bundle import DEFAULT_SIGNATURE, Bundle
 
 __all__ = ["bind", "check_port", "serve"]
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, flushing the batcher as soon as an exit signal arrives."""
+    """uvicorn's server, telling the app (``on_exit``) as soon as an exit signal arrives."""
 
     def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
         super().__init__(config)
@@ -110,6 +117,8 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     default_top_k: int = 5,
     log_level: str = "warning",
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> None:
     """Load the bundle at ``path`` and serve it until SIGTERM or Ctrl-C.
 
@@ -123,15 +132,26 @@ def serve(
         max_body_bytes: the largest request body (413 past it).
         default_top_k: labels answered by ``/predict`` by default.
         log_level: uvicorn's log level.
+        max_image_pixels: the most pixels (width × height) of an uploaded image (400
+            past it).
+        body_timeout_s: the longest a request's body may take to arrive (408 past it).
 
     Once it listens, the server prints ``serving model 'NAME' (version 1) at URL``.
 
     Raises:
-        ConfigError: if ``port`` is not a port number (checked before the model loads).
+        ConfigError: if ``port`` is not a port number, ``max_image_pixels`` not an int
+            >= 1 or ``body_timeout_s`` not a number > 0 (checked before the model loads).
         BundleError: if ``path`` holds no readable bundle.
         OSError: if the address cannot be bound.
     """
     check_port(port)
+    pixels: object = max_image_pixels  # untyped callers pass anything
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ConfigError(f"expected an int >= 1. Received: {pixels!r}", "max_image_pixels")
+    if not 0 < body_timeout_s < float("inf"):
+        raise ConfigError(
+            f"expected a number of seconds > 0. Received: {body_timeout_s!r}", "body_timeout_s"
+        )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     bundle = Bundle.load(path)
     app, handlers = create_app(
@@ -141,6 +161,8 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_body_bytes=max_body_bytes,
         default_top_k=default_top_k,
+        max_image_pixels=max_image_pixels,
+        body_timeout_s=body_timeout_s,
     )
     warm_up(bundle)
     # TensorFlow leaves millions of long-lived objects; a full garbage collection scans
@@ -156,7 +178,7 @@ def serve(
         timeout_graceful_shutdown=30,
         server_header=False,
     )
-    server = _Server(config, handlers.batcher.flush)
+    server = _Server(config, handlers.shutdown)
     bound_host, bound_port = sock.getsockname()[:2]
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{url_host}:{bound_port}"

@@ -1,0 +1,119 @@
+"""Uploaded images the model cannot take: refused alone, before decoding, naming the file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import zlib
+from typing import Any
+
+import httpx
+import pytest
+
+from rxpipe.serving import Bundle
+from rxpipe.serving.app import create_app
+
+from .test_raw_kinds import call
+
+pytestmark = pytest.mark.slow
+
+
+def encoded(mode: str, size: tuple[int, int], kind: str = "PNG") -> bytes:
+    """A blank image of ``mode`` and ``size`` (width, height) encoded as ``kind``."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def upload(digits_bundle: Any, filename: str, data: bytes, **options: Any) -> httpx.Response:
+    """POST one file to /predict of an in-process server on the digits bundle."""
+    app, handlers = create_app(Bundle.load(digits_bundle.run_dir), **options)
+    try:
+        files = {"image": (filename, data, "application/octet-stream")}
+        [answer] = asyncio.run(call(app, ("POST", "/predict", {"files": files})))
+    finally:
+        handlers.batcher.close()
+    return answer
+
+
+def test_an_image_over_the_pixel_cap_is_a_400_naming_its_size(digits_bundle: Any) -> None:
+    """A 9000×9000 PNG of 10 kB (81 MP: under Pillow's bomb limit, 243 MB decoded) is refused
+    from its header by the default cap, naming the file, its size and the cap."""
+    bomb = encoded("1", (9000, 9000))
+    assert len(bomb) < 100_000
+    answer = upload(digits_bundle, "bomb.png", bomb)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": "bomb.png: expected an image of at most 50000000 pixels (width × height). "
+        "Received: 9000×9000 = 81000000 pixels"
+    }
+
+
+def test_the_pixel_cap_is_a_create_app_parameter(digits_bundle: Any) -> None:
+    """max_image_pixels=1000: 40×25 passes, 40×26 is refused."""
+    assert upload(digits_bundle, "ok.png", encoded("L", (40, 25)), max_image_pixels=1000).is_success
+    answer = upload(digits_bundle, "big.png", encoded("L", (40, 26)), max_image_pixels=1000)
+    assert answer.status_code == 400
+    assert answer.json()["error"].endswith("Received: 40×26 = 1040 pixels")
+
+
+@pytest.mark.parametrize(
+    ("mode", "received"),
+    [
+        ("1", "a BMP of 1 bit per pixel"),
+        (
+            "P",
+            "an 8-bit BMP with a color palette (TensorFlow would read its palette indices "
+            "as gray levels)",
+        ),
+    ],
+)
+def test_a_bmp_tensorflow_cannot_decode_is_refused_naming_the_file(
+    digits_bundle: Any, mode: str, received: str
+) -> None:
+    """A 1-bit or color-palette BMP (Pillow reads both) is a 400 naming the file, not a model
+    error naming serving_images."""
+    from PIL import Image
+
+    image = Image.new("RGB", (8, 8), (200, 30, 90)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "BMP")
+    answer = upload(digits_bundle, "scan.bmp", buffer.getvalue())
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "scan.bmp: expected a BMP image of 8 (gray), 24 or 32 bits per pixel, "
+        f"uncompressed (what TensorFlow decodes). Received: {received}"
+    }
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_bmps_tensorflow_decodes_are_answered(digits_bundle: Any, mode: str) -> None:
+    """8-bit gray, 24-bit and 32-bit BMPs pass the check and get labels."""
+    answer = upload(digits_bundle, "ok.bmp", encoded(mode, (8, 8), "BMP"))
+    assert answer.status_code == 200, answer.text
+
+
+def corrupt_pixels(png: bytes) -> bytes:
+    """``png`` with its pixel data replaced by bytes that do not inflate (CRCs kept valid)."""
+    start = png.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", png[start : start + 4])
+    garbage = b"\x00" * length
+    chunk = b"IDAT" + garbage
+    idat = struct.pack(">I", length) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return png[:start] + idat + png[start + 12 + length :]
+
+
+def test_an_image_the_model_refuses_is_named_by_its_file(digits_bundle: Any) -> None:
+    """A PNG whose header reads but whose pixels do not: TensorFlow's refusal names the file."""
+    from PIL import Image
+
+    broken = corrupt_pixels(encoded("L", (8, 8)))
+    Image.open(io.BytesIO(broken)).verify()  # the header check cannot tell
+    answer = upload(digits_bundle, "broken.png", broken)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith(
+        "broken.png: expected input the model can compute on. Received: input it rejected ("
+    )
