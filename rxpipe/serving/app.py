@@ -40,8 +40,10 @@ times the body's size for nested lists of small numbers (500 MB for a 14.5 MB bo
 body over ``large_body_bytes`` is therefore parsed and turned into arrays in a worker
 thread, at most ``large_body_parses`` at a time (the others wait their turn), so that
 concurrent large bodies cannot add up; smaller bodies are parsed at once on the event
-loop and never wait behind them (but ``json.loads`` holds the GIL while it parses, 1.6 s
-for that body, so requests arriving meanwhile are answered after it).
+loop and never wait behind them. ``json.loads`` holds the GIL from start to end (1.6 s
+for that body), which would stall the event loop all the same; so a large body's outer
+arrays are read item by item (:func:`_loads_in_steps`), giving the event loop its turn
+between items.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ LARGE_BODY_PARSES = 1
 """Large bodies parsed at once. One: ``json.loads`` holds the GIL throughout, so two
 parses at once take as long as one after the other, with twice the memory."""
 _T = TypeVar("_T")
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 _LOG = logging.getLogger("uvicorn.error")  # where uvicorn reports the server's own errors
 _TF_DTYPES = {
     "string": "DT_STRING",
@@ -277,9 +281,9 @@ class ServingApp:
             return _Answer({"outputs": _plain(next(iter(outputs.values())))})
         return _Answer({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
 
-    def _tf_inputs(self, raw: bytes) -> tuple[str, dict[str, Any], bool]:
+    def _tf_inputs(self, raw: bytes, in_steps: bool) -> tuple[str, dict[str, Any], bool]:
         """The signature, checked input arrays and row format of a ``:predict`` body."""
-        body = _loads(raw)
+        body = _loads(raw, in_steps)
         signature = DEFAULT_SIGNATURE
         if isinstance(body, Mapping) and "signature_name" in body:
             signature = str(body["signature_name"])
@@ -317,9 +321,9 @@ class ServingApp:
         batch, single = await self._decode(await request.body(), self._sample_inputs)
         return await self._predict_samples(batch, single, k)
 
-    def _sample_inputs(self, raw: bytes) -> tuple[dict[str, Any], bool]:
+    def _sample_inputs(self, raw: bytes, in_steps: bool) -> tuple[dict[str, Any], bool]:
         """The checked input arrays of a JSON ``/predict`` body; True for one sample."""
-        body = _loads(raw)
+        body = _loads(raw, in_steps)
         if not isinstance(body, Mapping) or len({"input", "instances"} & set(body)) != 1:
             got = f"keys {sorted(body)}" if isinstance(body, Mapping) else "JSON that is no object"
             raise PredictionInputError(
@@ -412,17 +416,17 @@ class ServingApp:
             raise PredictionInputError(f"top_k: expected an int >= 1. Received: {value!r}")
         return int(value)
 
-    async def _decode(self, raw: bytes, decode: Callable[[bytes], _T]) -> _T:
-        """``decode(raw)``: at once for a small body, else in a worker thread, in turn.
+    async def _decode(self, raw: bytes, decode: Callable[[bytes, bool], _T]) -> _T:
+        """``decode(raw, in_steps)``: at once for a small body, else in a worker thread, in turn.
 
         The slot is given back when the thread ends, not when the request does: a request
         cancelled mid-parse (its parse runs on) keeps its place until the memory is free.
         """
         if len(raw) <= self.large_body_bytes:
-            return decode(raw)
+            return decode(raw, False)
         await self._large_bodies.acquire()
         try:
-            parsed = asyncio.get_running_loop().run_in_executor(None, decode, raw)
+            parsed = asyncio.get_running_loop().run_in_executor(None, decode, raw, True)
         except BaseException:
             self._large_bodies.release()
             raise
@@ -455,14 +459,14 @@ class ServingApp:
         return JSONResponse(self.batching())
 
 
-def _loads(raw: bytes) -> Any:
-    """A request body's JSON.
+def _loads(raw: bytes, in_steps: bool = False) -> Any:
+    """A request body's JSON (``in_steps``: read with :func:`_loads_in_steps`).
 
     Raises:
         PredictionInputError: for a body that is not JSON or is nested too deeply.
     """
     try:
-        return json.loads(raw)
+        return _loads_in_steps(raw) if in_steps else json.loads(raw)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
         raise PredictionInputError(f"request body: expected JSON. Received: {error}") from None
     except RecursionError:
@@ -470,6 +474,70 @@ def _loads(raw: bytes) -> Any:
             "request body: expected JSON nested at most as deep as the model's input. "
             f"Received: arrays or objects nested too deeply to read ({len(raw)} bytes)"
         ) from None
+
+
+def _loads_in_steps(raw: bytes) -> Any:
+    """``json.loads(raw)``, reading the items of the outer arrays one ``raw_decode`` at a time.
+
+    ``json.loads`` is one C call that holds the GIL until it returns; between two items
+    here, Python code runs and the GIL can pass to the event loop's thread. Objects are
+    entered at any depth, arrays only at the first level (``{"instances": [...]}``,
+    ``{"inputs": {"a": [...]}}``): below, items are small and many. Anything this reader
+    does not take is read again by ``json.loads``, whose answer (or error) is returned.
+
+    Example:
+        >>> _loads_in_steps(b'{"instances": [[1, 2], {"b64": "AA=="}], "x": NaN}')
+        {'instances': [[1, 2], {'b64': 'AA=='}], 'x': nan}
+    """
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        value, end = _value_in_steps(text, _skip_space(text, 0), 1)
+        if _skip_space(text, end) == len(text):
+            return value
+    except (ValueError, RecursionError):
+        pass
+    return json.loads(raw)
+
+
+def _skip_space(text: str, index: int) -> int:
+    """The index of the first character at or after ``index`` that is not JSON whitespace."""
+    space = _SPACE.match(text, index)
+    assert space is not None  # it matches the empty string
+    return space.end()
+
+
+def _value_in_steps(text: str, index: int, arrays: int) -> tuple[Any, int]:
+    """The JSON value at ``text[index]`` and the index after it (see :func:`_loads_in_steps`).
+
+    Raises:
+        ValueError: for anything but a JSON value there.
+    """
+    opener = text[index : index + 1]
+    if opener not in ("[", "{") or (opener == "[" and arrays == 0):
+        return _DECODER.raw_decode(text, index)
+    closer = "]" if opener == "[" else "}"
+    items: list[Any] = []
+    fields: dict[str, Any] = {}
+    index = _skip_space(text, index + 1)
+    if not text.startswith(closer, index):
+        while True:
+            if opener == "{":
+                key, index = _DECODER.raw_decode(text, index)
+                index = _skip_space(text, index)
+                if not isinstance(key, str) or not text.startswith(":", index):
+                    raise ValueError("expected a key and ':'")
+                index = _skip_space(text, index + 1)
+                fields[key], index = _value_in_steps(text, index, arrays)
+            else:
+                item, index = _value_in_steps(text, index, arrays - 1)
+                items.append(item)
+            index = _skip_space(text, index)
+            if text.startswith(closer, index):
+                break
+            if not text.startswith(",", index):
+                raise ValueError(f"expected ',' or {closer!r}")
+            index = _skip_space(text, index + 1)
+    return (fields if opener == "{" else items), index + 1
 
 
 async def _input_error(request: Request, error: Exception) -> Response:
