@@ -16,6 +16,7 @@ run.json says ``failed`` and a ``run_failed`` event is published; the exit statu
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -111,16 +112,21 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     no stage); then TensorFlow is imported (see :func:`_import_tensorflow`), then the
     stages are built (some import Keras).
     """
-    import json
+    import attrs
 
     from rxpipe.config import apply_overrides, load_config
+    from rxpipe.errors import ConfigError
     from rxpipe.pipeline import Pipeline
 
-    overrides = list(args.overrides)
+    config = apply_overrides(load_config(args.pipeline), args.overrides)
     if args.runs_dir:
-        overrides.append(f"pipeline.runs_dir={json.dumps(args.runs_dir)}")
-    config = apply_overrides(load_config(args.pipeline), overrides)
-    Pipeline.check_config(config)
+        config = attrs.evolve(config, runs_dir=args.runs_dir)
+    try:
+        Pipeline.check_config(config)
+    except ConfigError as error:
+        if not args.runs_dir or error.path != "pipeline.runs_dir":
+            raise
+        raise ConfigError(str(error).removeprefix(f"{error.path}: "), "--runs-dir") from None
     _import_tensorflow()
     return Pipeline.from_config(config)
 
@@ -166,8 +172,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     from rxpipe.bench import bench, check_plot_path, plot_report
 
-    if args.interval <= 0:
-        raise _usage(f"--interval: expected a number > 0. Received: {args.interval}")
+    if not 0 < args.interval < math.inf:  # not NaN either
+        raise _usage(f"--interval: expected a number of seconds > 0. Received: {args.interval}")
     if args.train_steps is not None and args.train_steps < 1:
         raise _usage(f"--train-steps: expected an int >= 1. Received: {args.train_steps}")
     if args.plot:
@@ -316,6 +322,12 @@ def _serve(args: argparse.Namespace) -> int:
             "expected --max-batch-size >= 1, --max-wait-ms >= 0 and --max-body-mb > 0. "
             f"Received: {args.max_batch_size}, {args.max_wait_ms}, {args.max_body_mb}"
         )
+    if args.max_image_pixels < 1:
+        raise _usage(f"--max-image-pixels: expected an int >= 1. Received: {args.max_image_pixels}")
+    if not 0 < args.body_timeout_s < math.inf:
+        raise _usage(
+            f"--body-timeout-s: expected a number of seconds > 0. Received: {args.body_timeout_s}"
+        )
     from rxpipe.serving.bundle import find_bundle
     from rxpipe.serving.server import check_port, serve
 
@@ -357,7 +369,7 @@ def _plugins(args: argparse.Namespace) -> int:
 
     from rxpipe.registry import registry
 
-    if args.name:
+    if args.name is not None:
         info = registry.get(args.name)
         print(f"{info.name}  ({info.kind.value})\n")
         print(info.doc or "(no documentation)")
@@ -393,8 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rxpipe.interrupts import stopping_on_signals
 
-    with stopping_on_signals(signal.SIGINT, signal.SIGTERM) as signals:
-        return _dispatch(args, signals)
+    try:
+        with stopping_on_signals(signal.SIGINT, signal.SIGTERM) as signals:
+            return _dispatch(args, signals)
+    except BrokenPipeError:  # e.g. `rxpipe plugins | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_OK
 
 
 def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
@@ -427,18 +443,19 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         print(f"rxpipe {args.command}: {error}", file=sys.stderr)
         return EXIT_USAGE  # the RUN_DIR or INPUT the user named is not what is expected
     except (PipelineCancelled, KeyboardInterrupt) as error:
-        _print_run_dir(error, resumable=True)
+        _print_run_dir(error, resumable=args.command == "run")  # bench's runs are its own
+        stopped = "; every stage was stopped" if args.command in ("run", "bench") else ""
         if signals and signals[0] == signal.SIGTERM:
-            print("rxpipe: terminated (SIGTERM); every stage was stopped", file=sys.stderr)
+            print(f"rxpipe: terminated (SIGTERM){stopped}", file=sys.stderr)
             return EXIT_TERMINATED
-        print("rxpipe: interrupted; every stage was stopped", file=sys.stderr)
+        print(f"rxpipe: interrupted{stopped}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RxpipeError as error:
         misconfigured = is_configuration_error(error)
         # resuming cannot mend a configuration (the same options fail again) or a quality
         # gate (training is done); it can go on after a crash (once the data is fixed)
         gate = isinstance(error, QualityGateError)
-        _print_run_dir(error, resumable=not misconfigured and not gate)
+        _print_run_dir(error, resumable=args.command == "run" and not misconfigured and not gate)
         if misconfigured:
             # A parameter only the running stage could check (e.g. a file's column names).
             print(f"rxpipe: configuration error: {error}", file=sys.stderr)

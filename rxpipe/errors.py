@@ -95,8 +95,8 @@ class UnknownPluginError(ConfigError, LookupError):
         self.suggestions = tuple(suggestions)
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
         super().__init__(
-            f"unknown plugin {name!r}; expected a registered plugin name "
-            f"(see `rxpipe plugins`).{hint}",
+            f"expected a registered plugin name (see `rxpipe plugins`). Received: "
+            f"{name!r}, an unknown plugin.{hint}",
             path,
         )
 

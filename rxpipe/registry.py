@@ -151,7 +151,11 @@ class Registry:
         try:
             return self._plugins[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._plugins, n=3, cutoff=0.5)
+            lowered = {n.lower(): n for n in self._plugins}
+            if name.lower() in lowered:  # "TRAIN.FIT": the name in its case
+                close = [lowered[name.lower()]]
+            else:
+                close = difflib.get_close_matches(name, self._plugins, n=3, cutoff=0.5)
             if not close:
                 tail = name.rpartition(".")[2]
                 close = [n for n in sorted(self._plugins) if n.endswith("." + tail)][:3]

@@ -59,9 +59,27 @@ def test_plugins_name_shows_one_in_full(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_unknown_plugin_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """An unknown plugin exits 2 with suggestions."""
+    """An unknown plugin exits 2 with suggestions (in any case); an empty name is no name."""
     assert main(["plugins", "train.fitt"]) == 2
     assert "Did you mean: train.fit" in capsys.readouterr().err
+    assert main(["plugins", "TRAIN.FIT"]) == 2
+    assert capsys.readouterr().err.endswith("Did you mean: train.fit?\n")
+    assert main(["plugins", ""]) == 2
+    assert "Received: '', an unknown plugin" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_ends_the_output_quietly() -> None:
+    """`rxpipe plugins | head -1`: no BrokenPipeError traceback, exit 0."""
+    for _ in range(3):  # the reader leaves at a different point each time
+        out = subprocess.run(
+            f"{sys.executable} -m rxpipe plugins | head -1",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.stderr == ""
+        assert len(out.stdout.splitlines()) == 1
 
 
 def test_config_errors_exit_2_naming_the_field(
@@ -157,10 +175,20 @@ def test_resume_help_says_what_combines_with_it(capsys: pytest.CaptureFixture[st
     assert "not with PIPELINE_FILE or --runs-dir" in help_text
 
 
+@pytest.mark.slow
+def test_a_runs_dir_of_any_unicode_is_used_as_given(tmp_path: Path) -> None:
+    """--runs-dir with a character outside the BMP goes where it says (not to a '"' folder)."""
+    path = tmp_path / "p.toml"
+    path.write_text('[[plugins]]\nuse = "collect.iris"\n[[plugins]]\nuse = "access.batch"\n')
+    runs = tmp_path / "😀 runs"
+    assert main(["run", str(path), "--runs-dir", str(runs), "--no-progress"]) == 0
+    assert [p.name for p in runs.iterdir()] == ["p"]
+
+
 def test_a_runs_dir_that_is_a_file_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--runs-dir naming a file: a configuration error naming pipeline.runs_dir, no traceback."""
+    """--runs-dir naming a file: a configuration error naming --runs-dir, no traceback."""
     path = tmp_path / "p.toml"
     path.write_text('[[plugins]]\nuse = "collect.iris"\n')
     blocker = tmp_path / "taken"
@@ -168,7 +196,7 @@ def test_a_runs_dir_that_is_a_file_exits_2(
     assert main(["run", str(path), "--runs-dir", str(blocker), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        "rxpipe: configuration error: pipeline.runs_dir: expected a folder to create run "
+        "rxpipe: configuration error: --runs-dir: expected a folder to create run "
         f"directories in (or a path where one can be made). Received: {str(blocker)!r}, where "
         f"{str(blocker)!r} is a file, not a folder\n"
     )
@@ -288,13 +316,23 @@ def test_configuration_mistakes_exit_2_before_tensorflow_is_imported(tmp_path: P
     runs, nowhere = tmp_path / "runs", tmp_path / "nowhere"
     to_runs = f"--runs-dir {runs}"
     cases = {  # the message expected: the command line (tmp_path has no spaces)
-        "plugins[0].use: unknown plugin 'collect.digit'": f"run {tmp_path}/typo.toml {to_runs}",
+        "plugins[0].use: expected a registered plugin name (see `rxpipe plugins`). Received: "
+        "'collect.digit', an unknown plugin.": f"run {tmp_path}/typo.toml {to_runs}",
         "plugins[6].epochs: expected int. Received: 'ten' (str)": (
             f"run {digits} --set train.fit.epochs=ten {to_runs}"
         ),
         "plugins[0]: expected a collect.* stage first": f"run {tmp_path}/nosource.toml {to_runs}",
-        "pipeline.runs_dir: expected a folder to create run directories in": (
+        "--runs-dir: expected a folder to create run directories in": (
             f"run {digits} --runs-dir {tmp_path}/afile"
+        ),
+        "--max-image-pixels: expected an int >= 1. Received: 0": (
+            f"serve {nowhere} --max-image-pixels 0"
+        ),
+        "--body-timeout-s: expected a number of seconds > 0. Received: inf": (
+            f"serve {nowhere} --body-timeout-s inf"
+        ),
+        "--interval: expected a number of seconds > 0. Received: nan": (
+            f"bench {digits} --interval nan {to_runs}"
         ),
         "--resume: expected the directory of an earlier run": f"run --resume {nowhere}",
         "--train-steps: expected an int >= 1. Received: 0": (

@@ -127,9 +127,13 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
         try:
             value = json.loads(text)
         except ValueError:
+            try:
+                found = "a directory" if path.is_dir() else "no such file, and not JSON"
+            except OSError:
+                found = "not JSON, nor a file name"
             raise PredictionInputError(
                 f"{text}: expected an existing file (image, .npy, .npz, .json, .jsonl) or a "
-                "JSON row. Received: neither"
+                f"JSON row. Received: {found}"
             ) from None
         return _from_json(value, "argument", bundle)
     suffix = path.suffix.lower()

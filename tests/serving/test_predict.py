@@ -266,3 +266,14 @@ def test_a_camera_jpeg_with_more_pictures_is_read_as_its_first(
     assert main(["predict", run_dir, *argv]) == 0
     jpeg, mpo = json.loads(capsys.readouterr().out)
     assert mpo["predictions"] == jpeg["predictions"]
+
+
+def test_a_missing_file_or_a_directory_as_input_says_which(
+    digits_bundle: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An INPUT that is neither a file nor JSON says whether it is missing or a folder."""
+    run_dir = str(digits_bundle.run_dir)
+    assert main(["predict", run_dir, str(tmp_path / "missing.png")]) == 2
+    assert "Received: no such file, and not JSON" in capsys.readouterr().err
+    assert main(["predict", run_dir, str(tmp_path)]) == 2
+    assert "JSON row. Received: a directory" in capsys.readouterr().err
