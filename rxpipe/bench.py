@@ -325,13 +325,18 @@ def bench(
     )
 
 
+BENCH_SUFFIX = "-bench"
+"""Bench runs go to ``<runs_dir>/<name>-bench/``, apart from the pipeline's own runs."""
+
+
 def _sub_pipeline(pipeline: Pipeline, stages: Sequence[Any]) -> Pipeline:
-    """A pipeline of ``stages`` with ``pipeline``'s name, seed, runs directory and source."""
+    """A pipeline of ``stages`` with ``pipeline``'s seed, runs directory and source, named
+    ``<name>-bench`` so that its runs are not taken for the pipeline's."""
     from rxpipe.pipeline import Pipeline as _Pipeline
 
     return _Pipeline(
         *stages,
-        name=pipeline.name,
+        name=f"{pipeline.name}{BENCH_SUFFIX}",
         seed=pipeline.seed,
         runs_dir=pipeline.runs_dir,
         source=pipeline.source,

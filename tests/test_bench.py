@@ -109,6 +109,7 @@ def test_busy_time_of_a_stage_with_workers_is_its_workers_time(runs_dir: Path) -
 def test_bench_counts_match_the_runs_accounting(runs_dir: Path) -> None:
     """Every stage's batches and samples in the report are those of its StageCompleted event."""
     report = _slow_pipeline(runs_dir).bench(snapshot_interval=0)
+    assert Path(report.run_dir).parent == runs_dir / f"{report.pipeline}-bench"  # not its runs
     lines = (Path(report.run_dir) / "events.jsonl").read_text().splitlines()
     completed = {e["stage"]: e for e in map(json.loads, lines) if e["event"] == "stage_completed"}
     for stage in report.stages:
