@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -425,6 +425,7 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         is_configuration_error,
     )
 
+    say = _json_say if getattr(args, "log_format", None) == "json" else _say
     try:
         if args.command == "run":
             return _run(args)
@@ -436,35 +437,37 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
             return _bench(args)
         return _plugins(args)
     except ConfigError as error:
-        _print_run_dir(error, resumable=False)
-        print(f"rxpipe: configuration error: {error}", file=sys.stderr)
+        _print_run_dir(error, say, resumable=False)
+        say(f"rxpipe: configuration error: {error}")
         return EXIT_USAGE
     except (BundleError, PredictionInputError) as error:
-        print(f"rxpipe {args.command}: {error}", file=sys.stderr)
+        say(f"rxpipe {args.command}: {error}")
         return EXIT_USAGE  # the RUN_DIR or INPUT the user named is not what is expected
     except (PipelineCancelled, KeyboardInterrupt) as error:
-        _print_run_dir(error, resumable=args.command == "run")  # bench's runs are its own
+        _print_run_dir(error, say, resumable=args.command == "run")  # bench's runs are its own
         stopped = "; every stage was stopped" if args.command in ("run", "bench") else ""
         if signals and signals[0] == signal.SIGTERM:
-            print(f"rxpipe: terminated (SIGTERM){stopped}", file=sys.stderr)
+            say(f"rxpipe: terminated (SIGTERM){stopped}")
             return EXIT_TERMINATED
-        print(f"rxpipe: interrupted{stopped}", file=sys.stderr)
+        say(f"rxpipe: interrupted{stopped}")
         return EXIT_INTERRUPTED
     except RxpipeError as error:
         misconfigured = is_configuration_error(error)
         # resuming cannot mend a configuration (the same options fail again) or a quality
         # gate (training is done); it can go on after a crash (once the data is fixed)
         gate = isinstance(error, QualityGateError)
-        _print_run_dir(error, resumable=args.command == "run" and not misconfigured and not gate)
+        _print_run_dir(
+            error, say, resumable=args.command == "run" and not misconfigured and not gate
+        )
         if misconfigured:
             # A parameter only the running stage could check (e.g. a file's column names).
-            print(f"rxpipe: configuration error: {error}", file=sys.stderr)
+            say(f"rxpipe: configuration error: {error}")
             return EXIT_USAGE
-        print(f"rxpipe: run failed: {error}", file=sys.stderr)
+        say(f"rxpipe: run failed: {error}")
         return EXIT_FAILED
 
 
-def _print_run_dir(error: BaseException, *, resumable: bool) -> None:
+def _print_run_dir(error: BaseException, say: Callable[[str], None], *, resumable: bool) -> None:
     """Print the run directory of a run that stopped with ``error``, if one was made.
 
     :meth:`rxpipe.Pipeline.run` gives its errors the run's directory as ``run_dir``.
@@ -476,7 +479,18 @@ def _print_run_dir(error: BaseException, *, resumable: bool) -> None:
     run_dir = getattr(error, "run_dir", None)
     interrupted = isinstance(error, PipelineCancelled | KeyboardInterrupt)
     for line in _run_dir_lines(run_dir, interrupted=interrupted, resumable=resumable):
-        print(line, file=sys.stderr)
+        say(line)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _json_say(line: str) -> None:
+    """``line`` as a JSON log line, so that with --log-format json stderr is JSON only."""
+    import json
+
+    print(json.dumps({"event": "cli_message", "message": line}), file=sys.stderr)
 
 
 def _run_dir_lines(run_dir: Path | None, *, interrupted: bool, resumable: bool = True) -> list[str]:

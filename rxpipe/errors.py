@@ -46,6 +46,17 @@ __all__ = [
 _MAX_IDS_SHOWN = 8
 
 
+def plain_ids(ids: Sequence[object]) -> tuple[object, ...]:
+    """``ids`` as plain Python values (NumPy's ``np.int64(5)`` as ``5``).
+
+    Example:
+        >>> import numpy as np
+        >>> plain_ids(np.array([5, 7]))
+        (5, 7)
+    """
+    return tuple(i.item() if hasattr(i, "item") else i for i in ids)
+
+
 def format_ids(ids: Sequence[object]) -> str:
     """Render sample ids for an error message, eliding long lists.
 
@@ -111,7 +122,7 @@ class BatchError(RxpipeError, ValueError):
 
     def __init__(self, message: str, sample_ids: Sequence[object] = ()) -> None:
         super().__init__(message)
-        self.sample_ids = tuple(sample_ids)
+        self.sample_ids = plain_ids(sample_ids)
 
 
 class StageError(RxpipeError):
@@ -132,7 +143,7 @@ class StageError(RxpipeError):
     ) -> None:
         self.stage = stage
         self.detail = message
-        self.sample_ids = tuple(sample_ids)
+        self.sample_ids = plain_ids(sample_ids)
         self.cause = cause
         where = f" (samples {format_ids(self.sample_ids)})" if self.sample_ids else ""
         super().__init__(f"stage {stage!r} failed{where}: {message}")

@@ -364,7 +364,9 @@ class EventBus:
     ``publish`` is thread-safe: stages on different threads may publish concurrently;
     subscribers see events one at a time, in ``seq`` order. A subscriber that raises
     does not stop the run, nor keep the event from the other subscribers: the error is
-    kept in :attr:`subscriber_errors`.
+    kept in :attr:`subscriber_errors`. Subscribers are called on the publishing thread
+    (the trainer's, a stage's): one that takes long slows the run, so hand slow work
+    (uploads, plots) to a thread or queue of its own.
     :class:`RunCompleted` or :class:`RunFailed` is always the last event: what threads
     still winding down publish after it (e.g. a stage's pass ending as the run is
     cancelled) is not delivered.

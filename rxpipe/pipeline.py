@@ -477,7 +477,6 @@ class Pipeline:
             self._write_run_state(run_dir, run_id, "running")
             with atomic_write(run_dir / "pipeline.toml") as tmp:
                 tmp.write_text(tomli_w.dumps(_toml_ready(self.config.to_dict())))
-            forward = bus.events.subscribe(self._events.on_next)
             self._events.errors = []  # the user's subscribers' errors of this run only
 
             def close_subscribers() -> None:
@@ -495,8 +494,10 @@ class Pipeline:
                 )
             except BaseException as error:
                 self._write_run_state(run_dir, run_id, "failed", error=str(error))
-                forward.dispose()
                 raise
+            # after the run's own subscribers: pipeline.events sees an event once it is in
+            # events.jsonl
+            forward = bus.events.subscribe(self._events.on_next)
             outputs: list[Any] = []
             try:
                 with stopping_on_signals(signal.SIGINT), running(context):
@@ -506,6 +507,10 @@ class Pipeline:
                     check_accounting(context.counts)
             except BaseException as error:
                 failure = _as_run_error(error)
+                # run.json first: a subscriber of RunFailed finds the run's state written
+                self._write_run_state(run_dir, run_id, "failed", error=str(failure))
+                if kept and is_configuration_error(failure):
+                    _restore_texts(run_dir, kept)
                 bus.publish(
                     RunFailed,
                     error_type=type(failure).__name__,
@@ -513,9 +518,6 @@ class Pipeline:
                     stage=getattr(failure, "stage", None),
                     sample_ids=tuple(getattr(failure, "sample_ids", ())),
                 )
-                self._write_run_state(run_dir, run_id, "failed", error=str(failure))
-                if kept and is_configuration_error(failure):
-                    _restore_texts(run_dir, kept)
                 close_subscribers()
                 if isinstance(failure, RxpipeError):
                     failure.run_dir = run_dir
@@ -523,8 +525,8 @@ class Pipeline:
                     raise
                 raise failure from error
             duration = time.perf_counter() - started
-            bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
             self._write_run_state(run_dir, run_id, "completed")
+            bus.publish(RunCompleted, duration_s=duration, metrics=context.metrics)
             close_subscribers()
             return RunResult(
                 run_id=run_id,

@@ -488,3 +488,25 @@ def test_a_missed_quality_gate_offers_no_resume(
     assert lines[-1].startswith("rxpipe: run failed: ")
     assert "accuracy" in lines[-1]
     assert not any(line.startswith("rxpipe: resume with") for line in lines)
+
+
+@pytest.mark.slow
+def test_with_json_logs_every_line_on_stderr_is_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--log-format json: the CLI's own closing lines (run directory, failure) are JSON too."""
+    path = tmp_path / "gate.toml"
+    path.write_text(
+        '[[plugins]]\nuse = "collect.iris"\n[[plugins]]\nuse = "access.split"\n'
+        '[[plugins]]\nuse = "access.batch"\nsize = 16\n[[plugins]]\nuse = "models.mlp"\n'
+        '[[plugins]]\nuse = "train.fit"\nepochs = 1\nlearning_rate = 1e-6\n'
+        '[[plugins]]\nuse = "evaluate.classification"\nmin_accuracy = 1.0\n'
+    )
+    code = main(["run", str(path), "--runs-dir", str(tmp_path / "runs"), "--log-format", "json"])
+    assert code == 1
+    lines = capsys.readouterr().err.splitlines()
+    events = [json.loads(line) for line in lines]  # every line parses
+    said = [e["message"] for e in events if e["event"] == "cli_message"]
+    assert said[0].startswith("rxpipe: run directory: ")
+    assert said[-1].startswith("rxpipe: run failed: ")
+    assert any(e["event"] == "run_failed" for e in events)

@@ -603,3 +603,28 @@ def test_making_a_pipeline_of_custom_stages_loads_no_plugin() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_subscribers_see_the_run_state_and_events_file_already_written(runs_dir: Path) -> None:
+    """A RunCompleted subscriber reads run.json as completed; every event a pipeline.events
+    subscriber gets is in events.jsonl already."""
+    from rxpipe import Event, RunCompleted
+
+    pipeline = Pipeline(collect.iris(), access.batch(50), name="iris", runs_dir=runs_dir)
+    seen: list[tuple[int, bool, str | None]] = []
+
+    def check(event: Event) -> None:
+        run_dir = runs_dir / "iris"
+        [folder] = run_dir.iterdir()
+        written = (folder / "events.jsonl").read_text().splitlines()
+        in_file = any(json.loads(line)["seq"] == event.seq for line in written)
+        state = None
+        if isinstance(event, RunCompleted):
+            state = json.loads((folder / "run.json").read_text())["status"]
+        seen.append((event.seq, in_file, state))
+
+    pipeline.events.subscribe(check)
+    pipeline.run(progress=False)
+    assert seen
+    assert all(in_file for _, in_file, _ in seen)
+    assert seen[-1][2] == "completed"

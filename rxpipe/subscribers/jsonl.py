@@ -7,10 +7,14 @@ import threading
 from pathlib import Path
 
 from rxpipe.events import Event
+from rxpipe.subscribers._plain import plain
 
 
 class JsonlWriter:
     """Append each event to ``path`` as a JSON object on its own line, flushed at once.
+
+    Every line is strict JSON: numpy numbers are written as numbers, tuples as lists,
+    paths as text, and NaN and infinities (a metric's, say) as ``null``.
 
     Example:
         >>> import tempfile, pathlib
@@ -29,7 +33,7 @@ class JsonlWriter:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event.to_dict(), default=str)
+        line = json.dumps(plain(event.to_dict()), allow_nan=False)
         with self._lock:
             if not self._file.closed:
                 self._file.write(line + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, TextIO
 
@@ -16,6 +17,7 @@ from rxpipe.events import (
     TrainProgress,
 )
 from rxpipe.flow._tally import FITTING_PASS
+from rxpipe.subscribers._plain import plain
 
 LEFT_OUT = (TrainProgress, StageStarted, StageCompleted)
 """Event types :class:`EventLogger` does not log (too frequent; all are in events.jsonl)."""
@@ -31,7 +33,9 @@ def _compact(value: Any) -> Any:
         return {
             k: _compact(v)
             for k, v in value.items()
-            if isinstance(v, int | float | str) or (isinstance(v, dict) and k != "per_class")
+            if v is None  # a NaN or infinity, in JSON
+            or isinstance(v, int | float | str)
+            or (isinstance(v, dict) and k != "per_class")
         }
     return value
 
@@ -45,10 +49,12 @@ class EventLogger:
     ``train_progress`` (a few per second), ``stage_started`` and ``stage_completed`` (one
     per stage per pass over the data); and so are the samples a processor consumed to fit
     itself (``batches_dropped`` with reason ``"fitting pass"``: nothing is lost). Floats
-    are rounded and per-class metrics and confusion matrices are dropped. The run's
-    events.jsonl has every event in full.
-    The logger has its own processor chain, so it neither needs nor changes the
-    application's global structlog configuration.
+    are rounded and per-class metrics and confusion matrices are dropped; in JSON, NaN and
+    infinities are ``null``, so every line is strict JSON. The run's events.jsonl has every
+    event in full.
+    The logger has its own processor chain and bound-logger class, so it neither needs
+    nor changes the application's global structlog configuration, and is not filtered by
+    it: a level filter set there for the application's own logs drops none of these lines.
 
     Args:
         log_format: ``"console"`` or ``"json"``.
@@ -73,8 +79,12 @@ class EventLogger:
             if log_format == "json"
             else structlog.dev.ConsoleRenderer(colors=False)
         )
+        self._json = log_format == "json"
         self._log = structlog.wrap_logger(
             structlog.PrintLogger(stream or sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+            context_class=dict,
+            cache_logger_on_first_use=False,
             processors=[
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -90,7 +100,8 @@ class EventLogger:
         if isinstance(event, ThroughputSnapshot):  # one readable line, not a tuple of records
             self._log.info(event.kind, run_id=event.run_id, seq=event.seq, stages=event.summary())
             return
-        fields = {key: _compact(value) for key, value in event.to_dict().items()}
+        data = plain(event.to_dict(), finite=self._json)
+        fields = {key: _compact(value) for key, value in data.items()}
         del fields["event"], fields["time"]
         if event.kind == "run_failed":
             self._log.error(event.kind, **fields)

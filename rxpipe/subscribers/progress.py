@@ -93,14 +93,22 @@ class ProgressBar:
         summary.overflow = "ellipsis"
         return Group(self._progress, summary)
 
-    def _start(self, epochs: int | None = None) -> None:
+    def _start(self, epochs: int | None = None, epoch: int = 1) -> None:
         self._live.start()  # no-op once started
         if epochs is not None and self._overall is None:
-            self._overall = self._progress.add_task("training", total=epochs, loss="")
+            # the epochs before ``epoch`` are done: a resumed run starts past the first
+            self._overall = self._progress.add_task(
+                "training", total=epochs, completed=epoch - 1, loss=""
+            )
+
+    def _print(self, text: str) -> None:
+        """Print ``text`` as it is: a ``[`` in a path or a metric's name is no markup, and a
+        long line is not cut into lines (a path stays whole for copying, a log one line)."""
+        self._console.print(text, markup=False, soft_wrap=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TrainProgress):
-            self._start(event.epochs)
+            self._start(event.epochs, event.epoch)
             if event.epoch != self._epoch:
                 if self._task is not None:
                     self._progress.remove_task(self._task)
@@ -110,14 +118,14 @@ class ProgressBar:
                 )
             self._progress.update(self._task, completed=event.step, loss=f"loss {event.loss:.4f}")
         elif isinstance(event, EpochEnded):
-            self._start(event.epochs)
+            self._start(event.epochs, event.epoch)
             if self._task is not None:
                 self._progress.remove_task(self._task)
                 self._task = None
             self._progress.update(
                 self._overall, completed=event.epoch, loss=f"loss {event.logs.get('loss', 0):.4f}"
             )
-            self._console.print(
+            self._print(
                 f"epoch {event.epoch}/{event.epochs}  {_format_logs(event.logs)}  "
                 f"({event.samples_per_s:,.0f} samples/s)"
             )
@@ -125,9 +133,9 @@ class ProgressBar:
             self.show_throughput(event)
         elif isinstance(event, EvaluationCompleted):
             shown = {k: v for k, v in event.metrics.items() if isinstance(v, float)}
-            self._console.print(f"evaluation on {event.split}: {_format_logs(shown)}")
+            self._print(f"evaluation on {event.split}: {_format_logs(shown)}")
         elif isinstance(event, ArtifactSaved):
-            self._console.print(f"saved {event.name}: {event.path}")
+            self._print(f"saved {event.name}: {event.path}")
         elif isinstance(event, RunCompleted | RunFailed):
             self.close()
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from collections.abc import Iterator
 
+import numpy as np
 import pytest
+import structlog
 
 from rxpipe.events import (
+    ArtifactSaved,
     BatchesDropped,
     EpochEnded,
     Event,
     EventBus,
+    RunCompleted,
     RunFailed,
     StageCompleted,
     StageStarted,
@@ -118,3 +124,58 @@ def test_the_docstring_names_every_event_left_out() -> None:
     assert {cls.kind for cls in LEFT_OUT} == {"train_progress", "stage_started", "stage_completed"}
     for cls in LEFT_OUT:
         assert f"``{cls.kind}``" in (EventLogger.__doc__ or "")
+
+
+def test_json_lines_are_strict_json_with_numpy_and_non_finite_values() -> None:
+    """NaN and infinities are null, numpy numbers numbers (rounded): strict JSON per line."""
+    stream = io.StringIO()
+    log = EventLogger("json", stream)
+    head = {"run_id": "r", "seq": 0, "time": 0.0}
+    logs = {"loss": 0.5, "ratio": float("inf"), "val_ratio": float("nan")}
+    log(EpochEnded(**head, epoch=1, epochs=2, logs=logs, duration_s=1.0, samples_per_s=2.0))
+    metrics = {"test": {"accuracy": np.float32(0.123456), "r2": float("-inf")}}
+    log(RunCompleted(**head, duration_s=1.0, metrics=metrics))
+    log(RunFailed(**head, error_type="StageError", message="m", sample_ids=(np.int64(5),)))
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    lines = [json.loads(line, parse_constant=refuse) for line in stream.getvalue().splitlines()]
+    assert lines[0]["logs"] == {"loss": 0.5, "ratio": None, "val_ratio": None}
+    assert lines[1]["metrics"] == {"test": {"accuracy": 0.1235, "r2": None}}
+    assert lines[2]["sample_ids"] == [5]
+
+
+def test_console_lines_show_numpy_values_as_plain_numbers() -> None:
+    """A sample id that is a numpy integer reads as the number, not as its repr."""
+    stream = io.StringIO()
+    EventLogger("console", stream)(
+        RunFailed(
+            run_id="r", seq=1, time=0.0, error_type="E", message="m", sample_ids=(np.int64(5),)
+        )
+    )
+    assert "sample_ids=[5]" in stream.getvalue()
+    assert "np." not in stream.getvalue()
+
+
+@pytest.fixture
+def warnings_only_structlog() -> Iterator[None]:
+    """An application's global structlog configuration that filters out info lines."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        cache_logger_on_first_use=True,
+    )
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("warnings_only_structlog")
+def test_the_application_structlog_level_does_not_filter_the_event_lines() -> None:
+    """A level filter in the global structlog configuration drops none of the logger's lines."""
+    stream = io.StringIO()
+    EventLogger("json", stream)(
+        ArtifactSaved(run_id="r", seq=3, time=0.0, name="model", path="runs/x/model")
+    )
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == [
+        "artifact_saved"
+    ]

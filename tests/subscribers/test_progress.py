@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from rxpipe.events import (
+    ArtifactSaved,
     EpochEnded,
     EventBus,
     RunCompleted,
@@ -68,7 +69,7 @@ TIME = r"\d+:\d\d:\d\d"
 
 def _check_display(lines: list[str], width: int) -> None:
     training, epoch, stages = lines
-    assert re.fullmatch(rf"training +0/15 +{TIME} -:--:--", training.rstrip())
+    assert re.fullmatch(rf"training +━+╸? +2/15 +{TIME} -:--:--", training.rstrip())
     assert re.fullmatch(rf"epoch 3/15 ━+ +10/23 loss 0\.3000 {TIME} -:--:--", epoch.rstrip())
     assert stages.startswith("stages collect.digits 26,000/s (busy 50%) · ")
     assert stages.rstrip().endswith("…")
@@ -97,3 +98,39 @@ def test_the_terminal_shows_every_column_after_a_stage_summary() -> None:
     bar.close()
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.getvalue())
     _check_display([line for line in text.splitlines() if line.strip()][-3:], 80)
+
+
+def test_paths_and_metric_names_are_printed_as_they_are() -> None:
+    """Brackets in a path or a metric's name are printed, never read as rich markup."""
+    output = io.StringIO()
+    bar = ProgressBar(Console(file=output, width=120, color_system=None))
+    bar(ArtifactSaved(run_id="r", seq=0, time=0.0, name="model", path="runs[/old]/[bold]x/model"))
+    logs = {"loss": 0.5, "top[k]": 0.25}
+    bar(EpochEnded(run_id="r", seq=1, time=0.0, epoch=1, epochs=2, logs=logs, duration_s=1.0,
+                   samples_per_s=24.0))  # fmt: skip
+    bar.close()
+    assert "saved model: runs[/old]/[bold]x/model" in output.getvalue()
+    assert "loss=0.5000  top[k]=0.2500" in output.getvalue()
+
+
+def test_a_resumed_run_shows_the_epochs_already_trained() -> None:
+    """A run resumed at epoch 3 of 4 shows 2/4 epochs done, not 0/4."""
+    bar = ProgressBar(Console(file=io.StringIO(), width=100, force_terminal=True))
+    bar(TrainProgress(run_id="r", seq=40, time=0.0, epoch=3, epochs=4, step=2, steps=16,
+                      samples=32, loss=0.5, global_step=34))  # fmt: skip
+    output = io.StringIO()
+    Console(file=output, width=100, force_terminal=True, color_system=None).print(bar)
+    bar.close()
+    training, epoch = output.getvalue().splitlines()
+    assert re.fullmatch(rf"training +━+ +2/4 +{TIME} -:--:--", training.rstrip())
+    assert epoch.startswith("epoch 3/4 ")
+
+
+def test_a_long_path_is_printed_on_one_line_on_a_narrow_console() -> None:
+    """A saved artifact's path is never cut into lines: it stays whole for copying."""
+    output = io.StringIO()
+    bar = ProgressBar(Console(file=output, width=40, color_system=None))
+    path = "runs/digits/20261205T164201Z-41977d/metrics.json"
+    bar(ArtifactSaved(run_id="r", seq=0, time=0.0, name="metrics.json", path=path))
+    bar.close()
+    assert output.getvalue() == f"saved metrics.json: {path}\n"
