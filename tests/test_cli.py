@@ -260,10 +260,14 @@ def test_sigterm_cancels_the_run_as_ctrl_c_does(tmp_path: Path) -> None:
         finally:
             run.kill()  # if it is still running, the test failed: leave no process behind
     assert code == 143
-    assert err.endswith("rxpipe: terminated (SIGTERM); every stage was stopped\n")
+    said = [json.loads(line) for line in err.splitlines()]  # JSON lines only, as asked
+    messages = [e["message"] for e in said if e["event"] == "cli_message"]
     [run_dir] = (tmp_path / "long").iterdir()
-    assert f"rxpipe: run directory: {run_dir}\n" in err
-    assert f"rxpipe: resume with: rxpipe run --resume {run_dir}\n" in err
+    assert messages == [
+        f"rxpipe: run directory: {run_dir}",
+        f"rxpipe: resume with: rxpipe run --resume {run_dir}",
+        "rxpipe: terminated (SIGTERM); every stage was stopped",
+    ]
     state = json.loads((run_dir / "run.json").read_text())
     assert state["status"] == "failed"
     assert state["error"] == "the run was interrupted (SIGTERM); every stage was stopped"
