@@ -167,6 +167,10 @@ def export(
     ``model.keras`` and the card's ``keras_model.reason`` says why; the SavedModel in
     ``model/1`` serves it as any other.
 
+    Under ``train.fit(strategy="multi_worker")`` only worker 0 exports (every worker holds
+    the same weights): the others pass the model on without writing, so that workers
+    sharing a ``path`` do not race.
+
     Args:
         path: the bundle directory; default ``<run dir>/model``. It must not exist yet,
             be empty, or hold a bundle (which is replaced): a folder of other files is
@@ -198,6 +202,8 @@ def export(
                 "deploy.export: expected a TrainedModel from a train.* stage. "
                 f"Received: {type(trained).__name__}"
             )
+        if trained.stats.get("worker", 0) != 0:
+            return trained  # multi_worker: worker 0 writes the bundle
         run = current_run()
         target = (
             Path(path).expanduser()

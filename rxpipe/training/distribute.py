@@ -15,6 +15,12 @@ the learning rate means the same as on one device: two workers training a batch 
 exactly the gradient one device computes for those 32 samples.
 Sources still read all data on every worker; to read only a worker's files, shard at the source.
 
+A replica given no rows (a batch smaller than the replicas, or a worker's empty share of a
+tiny batch) adds nothing to the step: its NaN batch statistics are kept out of the gradients
+and the moving statistics, so every worker's step k trains on global batch k. After every
+epoch the non-trainable state (BatchNormalization's moving statistics, which Keras keeps per
+replica) is averaged over all replicas and workers (:func:`sync_state`).
+
 Workers may hold shards of slightly different sizes: before every step the workers agree
 (with one small all-reduce) whether all of them still have a batch, and the epoch ends for
 all at the first step where one has run out, so collective operations never wait forever.
@@ -27,7 +33,7 @@ from typing import Any
 
 from rxpipe.errors import ConfigError
 
-__all__ = ["distributed_feed", "make_strategy"]
+__all__ = ["distributed_feed", "make_strategy", "sync_state"]
 
 
 def make_strategy(name: str | None) -> Any:
@@ -96,3 +102,20 @@ def distributed_feed(
             yield xs, ys, ids
     finally:
         feed.close()
+
+
+def sync_state(strategy: Any, model: Any) -> None:
+    """Give every replica (and worker) the mean of the model's non-trainable float state.
+
+    Keras's BatchNormalization keeps its moving mean and variance per replica (each
+    replica updates its copy with its part of the batch), so replicas and workers drift
+    apart. Called after every epoch, before validation, checkpoints and the export, so
+    that all of them hold, save and serve the same statistics.
+    """
+    import keras
+    import tensorflow as tf
+
+    for variable in model.non_trainable_variables:
+        if keras.backend.is_float_dtype(variable.dtype):
+            local = strategy.run(lambda v=variable: tf.identity(v.value))
+            variable.assign(strategy.reduce(tf.distribute.ReduceOp.MEAN, local, axis=None))

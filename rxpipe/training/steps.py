@@ -128,6 +128,19 @@ def make_loss(loss: Any, classification: bool) -> Any:
     return per_sample
 
 
+def _finite_without_rows(gradient: Any, has_rows: tf.Tensor) -> Any:
+    """``gradient``, or for a replica without rows its finite entries (NaN: 0).
+
+    Without rows, the data's part of the loss is a sum of nothing, whose gradient is 0
+    where it is not NaN (0 × the NaN of an empty mean); what is left is the replica's share
+    of the regularization.
+    """
+    if gradient is None or isinstance(gradient, tf.IndexedSlices):
+        return gradient  # no rows: no slices
+    finite = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+    return tf.where(has_rows, gradient, finite)
+
+
 def _from_logits(loss: Any) -> bool:
     """Whether a Keras loss takes logits (``from_logits=True`` in its config)."""
     try:
@@ -271,7 +284,18 @@ def compile_steps(
     scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
 
+    # Under a strategy a replica may get no rows (a batch smaller than the replicas, a
+    # worker's empty share): it must add nothing, but a mean over 0 rows (BatchNormalization's
+    # batch statistics) is NaN, and so are the gradients and moving statistics it makes.
+    state = (
+        [v for v in model.non_trainable_variables if keras.backend.is_float_dtype(v.dtype)]
+        if strategy is not None
+        else []
+    )
+
     def replica_train(x: tf.Tensor, y: tf.Tensor, global_size: tf.Tensor) -> Any:
+        has_rows = tf.shape(x)[0] > 0
+        kept = [tf.identity(v.value) for v in state]
         with tf.GradientTape() as tape:
             predictions = model(x, training=True)
             per_sample = tf.cast(loss_fn(y, predictions), tf.float32)
@@ -280,6 +304,10 @@ def compile_steps(
                 value += tf.add_n(model.losses) / replicas
             scaled = optimizer.scale_loss(value) if scale else value
         gradients = tape.gradient(scaled, model.trainable_variables)
+        if strategy is not None:  # a replica without rows: only finite (regularization) parts
+            gradients = [_finite_without_rows(g, has_rows) for g in gradients]
+            for variable, before in zip(state, kept, strict=True):
+                variable.assign(tf.where(has_rows, variable.value, before))
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return value, predictions
 

@@ -108,10 +108,9 @@ def split_stream(
         def mine(batch: Batch) -> Batch:
             return batch.select(shard_mask(batch.ids, index, count, seed))
 
-        def not_empty(batch: Batch) -> bool:
-            return batch.size > 0
-
-        stream = stream.pipe(map_batches(STAGE, mine), ops.filter(not_empty))
+        # an empty share stays: every worker's step k is global batch k (a worker without
+        # rows adds nothing to the step; see rxpipe.training.distribute)
+        stream = stream.pipe(map_batches(STAGE, mine))
     return stream
 
 
@@ -636,9 +635,10 @@ class _Trainer:
             ConfigError: if the checkpoint is of another seed, model or optimizer (naming
                 the option that differs), or does not fit this run's variables.
         """
-        if not self.run.resume or self.checkpoints is None:
-            return 1
-        state = self.checkpoints.read_state()
+        resuming = self.run.resume and self.checkpoints is not None
+        state = self.checkpoints.read_state() if resuming else None
+        if self.shard is not None:  # every worker, so that the collective meets
+            self.check_workers_agree(0 if state is None else int(state["epoch"]))
         if state is None:
             return 1
         self.check_state(state)
@@ -658,6 +658,22 @@ class _Trainer:
         if self.options.steps_per_epoch is not None and kept is not None and kept[1] > 0:
             self.resumed_pass = (int(kept[0]), int(kept[1]))
         return int(state["epoch"]) + 1
+
+    def check_workers_agree(self, epoch: int) -> None:
+        """Raise a :class:`ConfigError` unless every worker resumes from ``epoch`` (a run
+        killed between two workers' checkpoints would pair different epochs' steps)."""
+        import tensorflow as tf
+
+        epochs = self.strategy.gather(
+            self.strategy.run(lambda: tf.constant([epoch], tf.int64)), axis=0
+        ).numpy()
+        if len(set(epochs.tolist())) > 1:
+            raise ConfigError(
+                "expected every worker to resume from the same checkpointed epoch. Received: "
+                f"epochs {sorted(set(epochs.tolist()))} (the run was stopped between two "
+                "workers' checkpoints: resume each from a copy of the same epoch, or start anew)",
+                "resume_from",
+            )
 
     def model_stage(self) -> str:
         """The name of the models.* stage that planned the model (for error messages)."""
@@ -775,6 +791,10 @@ class _Trainer:
                 callbacks.on_epoch_begin(epoch - 1)
                 started = time.perf_counter()
                 samples = self.train_epoch(epoch, callbacks)
+                if self.strategy is not None:
+                    from rxpipe.training.distribute import sync_state
+
+                    sync_state(self.strategy, self.model)
                 validated = self.validate(epoch, callbacks)
                 duration = time.perf_counter() - started
                 logs = self.steps.logs(validation=validated)
@@ -802,7 +822,11 @@ class _Trainer:
                 if self.stopped:
                     break
             callbacks.on_train_end(dict(logs))
-        stats = {"traces": dict(self.steps.traces), "steps_per_epoch": self.steps_per_epoch}
+        stats = {
+            "traces": dict(self.steps.traces),
+            "steps_per_epoch": self.steps_per_epoch,
+            "worker": self.shard[0] if self.shard is not None else 0,
+        }
         return TrainedModel(
             self.plan.name,
             self.model,
