@@ -141,6 +141,16 @@ def _finite_without_rows(gradient: Any, has_rows: tf.Tensor) -> Any:
     return tf.where(has_rows, gradient, finite)
 
 
+def _all_finite(gradients: list[Any]) -> tf.Tensor:
+    """Whether every dense gradient is finite (one reduction per variable)."""
+    checks = [
+        tf.reduce_all(tf.math.is_finite(g))
+        for g in gradients
+        if g is not None and not isinstance(g, tf.IndexedSlices)
+    ]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
 def _from_logits(loss: Any) -> bool:
     """Whether a Keras loss takes logits (``from_logits=True`` in its config)."""
     try:
@@ -158,7 +168,8 @@ class Steps:
         traces: how many times each step function was traced; a last partial batch
             must not add a trace (inputs have an unknown batch dimension).
         logits: the loss takes the model's outputs as logits (``from_logits=True``).
-        nonfinite_step: the global step at which the loss first became NaN or infinite,
+        nonfinite_step: the global step at which the loss (or, without loss scaling, a
+            gradient) first became NaN or infinite,
             or -1; checked by the trainer without a host sync on every step.
     """
 
@@ -308,6 +319,10 @@ def compile_steps(
             gradients = [_finite_without_rows(g, has_rows) for g in gradients]
             for variable, before in zip(state, kept, strict=True):
                 variable.assign(tf.where(has_rows, variable.value, before))
+        if not scale:  # (loss scaling makes non-finite gradients on purpose, and skips them)
+            # a finite loss with non-finite gradients breaks the weights: count it as this
+            # step's, not as the next step's, whose loss it makes NaN
+            value = tf.where(_all_finite(gradients), value, tf.constant(np.nan, value.dtype))
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return value, predictions
 

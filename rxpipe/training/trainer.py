@@ -486,7 +486,8 @@ class _Trainer:
             listed = ", whose batch's samples are listed" if ids is not None else ""
             raise TrainingError(
                 STAGE,
-                f"the loss became NaN or infinite at epoch {epoch}, {step}{listed}; expected "
+                f"the loss or its gradients became NaN or infinite at epoch {epoch}, "
+                f"{step}{listed}; expected "
                 f"a finite loss. {kept}; lower the learning rate or check the data",
                 [] if ids is None else ids.tolist(),
             )

@@ -117,6 +117,27 @@ def test_nan_loss_names_epoch_step_and_samples(runs_dir: Path) -> None:
     assert info.value.sample_ids == tuple(range(32, 48))
 
 
+class _ScaledAbs(keras.layers.Layer):  # type: ignore[misc]
+    """|x * w| as sqrt((x * w)²): finite everywhere, but its gradient at 0 is 0 × inf = NaN."""
+
+    def build(self, shape: Any) -> None:
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.sqrt(keras.ops.square(x * self.w))
+
+
+def test_nan_gradients_of_a_finite_loss_name_their_own_step(runs_dir: Path) -> None:
+    """A step whose loss is finite but whose gradients are NaN is the one named (its NaN
+    weights would make the next step's loss NaN, blaming innocent samples)."""
+    features, labels = tiny_data()
+    features[40] = 0.0  # the gradient of sqrt(u) at u = 0 is infinite: NaN in step 3
+    pipeline = tiny_pipeline(runs_dir, features, labels, layers=(_ScaledAbs(),), epochs=1)
+    with pytest.raises(TrainingError, match=r"NaN or infinite at epoch 1, step 3") as info:
+        pipeline.run(progress=False)
+    assert info.value.sample_ids == tuple(range(32, 48))
+
+
 @pytest.mark.parametrize(
     ("at", "value", "message"),
     [
