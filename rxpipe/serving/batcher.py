@@ -8,8 +8,9 @@ with ``call_soon_threadsafe``. While a model call runs, new requests join the ne
 batch, so under load batches fill up by themselves.
 
 ``max_batch_size`` is a hard cap on the samples of one model call: a request larger
-than it (which ``micro_batch`` emits alone) runs as several calls of at most
-``max_batch_size`` samples, whose outputs are joined in order.
+than it runs as several calls of at most ``max_batch_size`` samples, one after the other
+(each part joins the queue when the last one is answered, so other requests' batches run
+between them instead of waiting for the whole of it), whose outputs are joined in order.
 """
 
 from __future__ import annotations
@@ -157,12 +158,50 @@ class ModelBatcher:
         """
         if self._closed:
             raise BatcherClosedError("the model batcher is closed: the server is shutting down")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Arrays] = loop.create_future()
         size = int(next(iter(inputs.values())).shape[0])
+        step = self.max_batch_size
         with self._stats_lock:
             self.stats.pending += 1
+        failed = True
+        try:
+            if size <= step:
+                outputs = await self._submit(signature, inputs, size)
+            else:  # part after part: other requests' batches run in between
+                parts = [
+                    await self._submit(
+                        signature,
+                        {k: v[start : start + step] for k, v in inputs.items()},
+                        min(step, size - start),
+                        flush=True,  # a last, smaller part waits for no company
+                    )
+                    for start in range(0, size, step)
+                ]
+                outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+            failed = False
+            return outputs
+        finally:
+            with self._stats_lock:
+                self.stats.pending -= 1
+                self.stats.requests += 1
+                self.stats.failed += failed
+
+    async def _submit(
+        self,
+        signature: str,
+        inputs: Mapping[str, np.ndarray[Any, Any]],
+        size: int,
+        *,
+        flush: bool = False,
+    ) -> Arrays:
+        """Queue one request (or part of one) for a micro-batch; its outputs. With
+        ``flush``, its batch runs without waiting ``max_wait_ms`` for others."""
+        if self._closed:
+            raise BatcherClosedError("the model batcher is closed: the server is shutting down")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Arrays] = loop.create_future()
         self._requests.on_next(_Request(signature, inputs, size, future, loop))
+        if flush:
+            self.flush()
         return await future
 
     def flush(self) -> None:
@@ -224,10 +263,6 @@ class ModelBatcher:
     def _answer(
         self, request: _Request, result: Arrays | None, error: BaseException | None
     ) -> None:
-        with self._stats_lock:
-            self.stats.pending -= 1
-            self.stats.requests += 1
-            self.stats.failed += error is not None
         # A closed event loop raises RuntimeError: nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             request.loop.call_soon_threadsafe(_settle, request.future, result, error)

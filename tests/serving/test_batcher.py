@@ -183,3 +183,32 @@ def test_a_request_over_the_cap_runs_in_calls_of_at_most_the_cap(no_thread_leak:
     assert model.calls == [4, 4, 2]
     stats = batcher.stats
     assert (stats.model_calls, stats.largest_batch, stats.samples, stats.requests) == (3, 4, 10, 1)
+
+
+def test_a_small_request_runs_between_the_parts_of_a_large_one(no_thread_leak: None) -> None:
+    """A request of 4 parts, then a small one while the first part runs: the small one is
+    answered after that part, not after the whole large request."""
+    model = Doubler()
+    model.release.clear()  # the first part holds the model until the small request is queued
+    batcher = ModelBatcher(model, max_batch_size=4, max_wait_ms=1.0)
+    finished: list[str] = []
+
+    async def scenario() -> None:
+        async def call(name: str, batch: Arrays) -> None:
+            await batcher.predict("sig", batch)
+            finished.append(name)
+
+        large = asyncio.ensure_future(call("large", rows(*range(16))))
+        await wait_until(lambda: batcher.stats.pending == 1)
+        small = asyncio.ensure_future(call("small", rows(100.0)))
+        await wait_until(lambda: batcher.stats.pending == 2)
+        model.release.set()
+        await asyncio.gather(large, small)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert finished == ["small", "large"]
+    assert model.calls[:2] == [4, 1]  # the small request's call right after the first part
+    assert batcher.stats.requests == 2
