@@ -80,3 +80,21 @@ def test_diabetes_example(tmp_path: Path) -> None:
     scores = serve(result, load_diabetes(scaled=False).data[:4].astype("float32"))
     assert scores.shape == (4, 1)
     assert 0 < float(scores.mean()) < 400
+
+
+def test_my_model_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Your own Keras model by import path (from the repository root), a Keras loss config
+    with from_logits: the bundle serves probabilities."""
+    import tensorflow as tf
+
+    monkeypatch.chdir(EXAMPLES.parent)
+    result = run_example("my_model", tmp_path, ["train.epochs=2", "evaluate.min_accuracy=0.0"])
+    assert result.model is not None
+    assert result.model.name == "my_cnn"
+    assert "val_top2" in result.history[-1]
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().images[:3, :, :, np.newaxis].astype("uint8")
+    bundle = tf.saved_model.load(str(Path(result.artifacts["model"]) / "1"))
+    scores = np.asarray(bundle.signatures["serving_default"](features=tf.constant(raw))["scores"])
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
