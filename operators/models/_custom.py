@@ -51,7 +51,9 @@ def _takes_metadata(function: Callable[..., Any], shown: str) -> bool:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
         return True  # a builtin or C callable: give it the metadata
-    for arguments in ((None,), ()):
+    # a keras.Model class is made without arguments when it can be (its defaults, e.g.
+    # units=32, are no place for the metadata)
+    for arguments in ((), (None,)) if inspect.isclass(function) else ((None,), ()):
         try:
             signature.bind(*arguments)
         except TypeError:
@@ -64,18 +66,29 @@ def _takes_metadata(function: Callable[..., Any], shown: str) -> bool:
     )
 
 
+def _count(model: Any, what: str) -> int:
+    """How many ``inputs`` or ``outputs`` ``model`` has (1 if not known before a call)."""
+    try:
+        return len(getattr(model, what) or [None])
+    except (AttributeError, ValueError, TypeError):
+        return 1
+
+
 @plugin("models.keras")
 def keras(model: str | Callable[..., Any]) -> Operator[Batch, ModelPlan]:
     """Train your own Keras model (Pipcook's modelDefine, in Python).
 
-    ``train.fit`` trains it as it is: no head is added, so it must output what the labels
-    and the loss need (for class-index labels and the default loss, one probability per
-    class after a softmax; for logits, give ``train.fit`` a loss with
-    ``from_logits=True``). Its input must take the samples as the stream carries them
-    (checked when training starts, as the loss is). A model that is not built yet (a
-    subclassed model) is built by calling it on one sample of zeros.
+    ``train.fit`` trains it as it is: no head is added, so it must take one input (the
+    features) and give one output of what the labels and the loss need (for a data set
+    with label names, one score per class: probabilities after a softmax, or logits with
+    a loss with ``from_logits=True``, so a binary classifier is ``Dense(2)``; a regressor
+    of class indices ends in a ``keras.layers.Rescaling`` layer). Its input must take the
+    samples as the stream carries them (checked when training starts, as the loss is). A
+    model that is not built yet (a subclassed model) is built by calling it on one sample
+    of zeros.
 
-    A ``keras.Model`` object trains in place: running the pipeline again goes on from the
+    A ``keras.Model`` class is made without arguments when it can be (else with the
+    metadata). A ``keras.Model`` object trains in place: running the pipeline again goes on from the
     weights the last run left, as ``model.fit`` does. A function builds a new model for
     every run (a resumed run builds it again, then restores its checkpoint).
     ``train.fit``'s optimizer, loss and metrics are used; a ``compile()`` on the model is
@@ -150,6 +163,14 @@ def keras(model: str | Callable[..., Any]) -> Operator[Batch, ModelPlan]:
 
     def build(meta: DatasetMetadata) -> Any:
         built = make(meta)
+        inputs, outputs = _count(built, "inputs"), _count(built, "outputs")
+        if inputs > 1 or outputs > 1:
+            raise ConfigError(
+                "expected a model with one input and one output (a batch carries one "
+                f"feature array and one label array). Received: {built.name!r}, with "
+                f"{inputs} input(s) and {outputs} output(s)",
+                FIELD,
+            )
         check_input(built, meta, "models.keras", "the model")
         if not built.built:  # a subclassed model: built by a call, as Keras's fit does
             spec = meta.feature_spec

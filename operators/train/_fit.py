@@ -95,8 +95,8 @@ def fit(
             ``batch_size / workers`` samples).
         optimizer: a Keras optimizer name, or a Keras config
             (``{"class_name": "SGD", "config": {"momentum": 0.9}}``); in Python also an
-            optimizer object (copied for each run). A config or object keeps its own
-            learning rate.
+            optimizer object (copied for each run). A config or object carries its own
+            learning rate (``learning_rate`` beside it is a ``ConfigError``).
         learning_rate: the learning rate of an optimizer given by name. A resumed run
             given another one than it started with (``--set train.fit.learning_rate=...``)
             trains on with it; otherwise with the restored rate (which a callback may have

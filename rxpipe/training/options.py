@@ -195,6 +195,12 @@ def check_keras_spec(kind: str, value: Any, path: str) -> None:
         name = value
     else:
         base = getattr(getattr(keras, module_name), base_name)
+        if isinstance(value, type) and issubclass(value, base):
+            raise ConfigError(
+                f"expected a Keras {kind} object, not its class. Received: the class "
+                f"{value.__name__} (write {value.__name__}(...))",
+                path,
+            )
         if isinstance(value, base) or (kind != "optimizer" and callable(value)):
             return
         functions = "" if kind == "optimizer" else " or a function f(y_true, y_pred)"
@@ -272,6 +278,14 @@ def check_names(options: TrainOptions, plugin: str) -> None:
     from rxpipe.training.devices import check_device
 
     check_keras_spec("optimizer", options.optimizer, f"{plugin}.optimizer")
+    default_rate = attrs.fields(TrainOptions).learning_rate.default
+    if not isinstance(options.optimizer, str) and options.learning_rate != default_rate:
+        raise ConfigError(
+            "expected no learning_rate with an optimizer object or config, which carries "
+            f"its own. Received: learning_rate={options.learning_rate!r} with "
+            f"{options.optimizer!r}",
+            f"{plugin}.learning_rate",
+        )
     if options.loss is not None:
         check_keras_spec("loss", options.loss, f"{plugin}.loss")
     for index, metric in enumerate(options.metrics or ()):

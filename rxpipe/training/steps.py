@@ -8,8 +8,8 @@ once with the gathered labels and predictions.
 
 from __future__ import annotations
 
-import copy
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +40,13 @@ def _metric(spec: Any, classification: bool, one_hot: bool = False) -> Any:
     if isinstance(spec, Mapping):
         return keras.metrics.get(dict(spec))
     if isinstance(spec, keras.metrics.Metric):
-        return type(spec).from_config(spec.get_config())
+        try:
+            return type(spec).from_config(spec.get_config())
+        except (TypeError, ValueError, NotImplementedError) as error:
+            raise ConfigError(
+                "metrics: expected a metric whose get_config() gives back its arguments (each "
+                f"run makes its own copy). Received: {spec!r}, whose copy failed: {error}"
+            ) from error
     if not isinstance(spec, str):
         return keras.metrics.MeanMetricWrapper(spec, name=logged_metric_name(spec))
     if classification and spec in ("accuracy", "acc"):
@@ -121,9 +127,14 @@ def make_loss(loss: Any, classification: bool) -> Any:
     except ValueError as error:
         raise ConfigError(f"loss: expected a Keras loss name. Received: {loss!r}") from error
     if isinstance(found, keras.losses.Loss):
-        per_sample = copy.copy(found)  # the caller's object keeps its reduction
+        # a shallow copy, so the caller's object keeps its reduction (copy.copy would go
+        # through Keras's serialization, which an unregistered Loss subclass fails)
+        per_sample = object.__new__(type(found))
+        per_sample.__dict__.update(found.__dict__)
     else:
-        per_sample = LossFunctionWrapper(found, name=getattr(found, "__name__", None))
+        name = getattr(found, "__name__", "")
+        valid = re.fullmatch(r"[A-Za-z0-9.][\w.\\/>-]*", name) is not None  # not "<lambda>"
+        per_sample = LossFunctionWrapper(found, name=name if valid else None)
     per_sample.reduction = None
     return per_sample
 
@@ -142,11 +153,11 @@ def _finite_without_rows(gradient: Any, has_rows: tf.Tensor) -> Any:
 
 
 def _all_finite(gradients: list[Any]) -> tf.Tensor:
-    """Whether every dense gradient is finite (one reduction per variable)."""
+    """Whether every gradient is finite (one reduction per variable)."""
     checks = [
-        tf.reduce_all(tf.math.is_finite(g))
+        tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
         for g in gradients
-        if g is not None and not isinstance(g, tf.IndexedSlices)
+        if g is not None
     ]
     return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
 
@@ -304,12 +315,19 @@ def compile_steps(
         else []
     )
 
+    def sample_losses(y: tf.Tensor, predictions: tf.Tensor) -> tf.Tensor:
+        """One float32 loss per sample: for outputs with more axes than a class axis (a
+        sequence), the mean over them, as Keras's ``sum_over_batch_size`` takes it."""
+        values = tf.cast(loss_fn(y, predictions), tf.float32)
+        rank = values.shape.rank
+        return tf.reduce_mean(values, axis=list(range(1, rank))) if rank and rank > 1 else values
+
     def replica_train(x: tf.Tensor, y: tf.Tensor, global_size: tf.Tensor) -> Any:
         has_rows = tf.shape(x)[0] > 0
         kept = [tf.identity(v.value) for v in state]
         with tf.GradientTape() as tape:
             predictions = model(x, training=True)
-            per_sample = tf.cast(loss_fn(y, predictions), tf.float32)
+            per_sample = sample_losses(y, predictions)
             value = tf.reduce_sum(per_sample) / global_size
             if model.losses:
                 value += tf.add_n(model.losses) / replicas
@@ -328,7 +346,7 @@ def compile_steps(
 
     def replica_test(x: tf.Tensor, y: tf.Tensor, global_size: tf.Tensor) -> Any:
         predictions = model(x, training=False)
-        per_sample = tf.cast(loss_fn(y, predictions), tf.float32)
+        per_sample = sample_losses(y, predictions)
         value = tf.reduce_sum(per_sample) / global_size
         if model.losses:  # as Keras's test step: the regularization losses count too
             value += tf.add_n(model.losses) / replicas

@@ -350,6 +350,16 @@ class _Trainer:
         if self.meta.label_names is not None:
             outputs = _outputs_per_sample(self.model)
             check_loss(loss, self.meta.label_names, y, outputs, f"{STAGE}.loss")
+            classes = len(self.meta.label_names)
+            if not values and outputs is not None and outputs != classes:
+                raise ConfigError(
+                    f"expected a model with one score per class ({classes}) for a data set "
+                    f"with label names. Received: a model with {outputs} output(s) per sample "
+                    "(a binary classifier: Dense(2) with a softmax, or without one and a loss "
+                    "with from_logits=True; a regressor of the class indices: end the model "
+                    "in a keras.layers.Rescaling layer, as head='regression' does)",
+                    self.model_stage(),
+                )
         self.steps = compile_steps(
             self.model,
             optimizer,
@@ -651,7 +661,8 @@ class _Trainer:
         self.stopped = bool(state.get("stopped", False))
         self.steps.step_counter.assign(int(state.get("step", 0)))
         started_with = state.get("learning_rate")
-        if started_with is not None and started_with != self.options.learning_rate:
+        by_name = isinstance(self.options.optimizer, str)  # an object keeps its own rate
+        if by_name and started_with is not None and started_with != self.options.learning_rate:
             # asked for another rate (e.g. --set train.fit.learning_rate=...): it replaces the
             # restored one; otherwise the restored one (maybe lowered by a callback) goes on
             self.optimizer.learning_rate = self.options.learning_rate

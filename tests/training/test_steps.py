@@ -80,3 +80,70 @@ def test_an_optimizer_object_or_config_is_copied_with_its_own_learning_rate() ->
     scaled = make_optimizer(given, 1e-3, "mixed_float16")
     assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
     assert float(make_optimizer("sgd", 0.5, None).learning_rate) == pytest.approx(0.5)
+
+
+class _ScaledCE(keras.losses.Loss):  # type: ignore[misc]
+    """An unregistered Loss subclass (Keras's serialization cannot rebuild it)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__(name="scaled_ce")
+        self.factor = factor
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self.factor * keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+
+def test_custom_losses_and_lambdas_give_one_value_per_sample() -> None:
+    """An unregistered Loss subclass is copied without Keras's serialization; a lambda
+    (whose name Keras cannot scope) works as any function."""
+    probabilities = keras.ops.softmax(SCORES).numpy()
+    expected = keras.losses.sparse_categorical_crossentropy(LABELS, probabilities).numpy()
+    given = _ScaledCE(2.0)
+    np.testing.assert_allclose(make_loss(given, True)(LABELS, probabilities), 2 * expected)
+    assert given.reduction == "sum_over_batch_size"
+    twice = make_loss(lambda y, p: 2 * keras.losses.sparse_categorical_crossentropy(y, p), True)
+    np.testing.assert_allclose(twice(LABELS, probabilities), 2 * expected, rtol=1e-6)
+
+
+class _Top1(keras.metrics.Metric):  # type: ignore[misc]
+    """A metric whose get_config() does not give back its argument."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__(name="top1")
+        self.k = k
+
+
+def test_a_metric_that_cannot_be_copied_is_a_config_error() -> None:
+    """Each run copies its metrics; one whose config does not rebuild it says so."""
+    from rxpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^metrics: expected a metric whose get_config\(\)"):
+        _metric(_Top1(1), classification=True)
+
+
+def test_a_sequence_output_loss_is_the_mean_over_its_values_as_in_keras() -> None:
+    """Outputs of (samples, 5, 1): the loss is Keras's mean over every value, not 5 times it."""
+    from rxpipe.testing import make_metadata
+    from rxpipe.training.steps import compile_steps
+
+    x = np.random.default_rng(0).random((16, 5, 2)).astype("float32")
+    y = np.random.default_rng(1).random((16, 5, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((5, 2)), keras.layers.Dense(1)])
+    optimizer = make_optimizer("sgd", 0.0, None)
+    optimizer.build(model.trainable_variables)
+    steps = compile_steps(model, optimizer, make_metadata(x[:, 0], y[:, 0, 0]), x, y, "mse", ())
+    ours = float(steps.test_step(x, y))
+    keras_loss = float(keras.losses.MeanSquaredError()(y, model(x)))
+    assert ours == pytest.approx(keras_loss, rel=1e-6)
+
+
+def test_infinite_embedding_gradients_are_caught() -> None:
+    """The finite check looks into sparse (Embedding) gradients too."""
+    import tensorflow as tf
+
+    from rxpipe.training.steps import _all_finite
+
+    dense = tf.constant([1.0, 2.0])
+    sparse = tf.IndexedSlices(tf.constant([[np.inf]]), tf.constant([0]), tf.constant([3, 1]))
+    assert bool(_all_finite([dense, None]))
+    assert not bool(_all_finite([dense, sparse]))

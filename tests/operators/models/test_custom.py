@@ -30,7 +30,8 @@ def small(meta: rxpipe.DatasetMetadata) -> Any:
 
 
 def digits_pipeline(model_stage: Any, runs_dir: Path, *after: Any, **fit: Any) -> rxpipe.Pipeline:
-    fit = {"epochs": 3, "learning_rate": 0.01, **fit}
+    rate = {} if "optimizer" in fit else {"learning_rate": 0.01}  # an object has its own
+    fit = {"epochs": 3, **rate, **fit}
     return rxpipe.Pipeline(
         collect.digits(limit=400),
         access.split(0.8, 0.2, 0.0),
@@ -273,3 +274,58 @@ def test_a_model_object_under_a_strategy_asks_for_a_function(runs_dir: Path) -> 
     with pytest.raises(StageError) as info:
         pipeline.run(progress=False)
     assert "models.keras.model: expected a function that builds the model with " in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_one_output_classifier_of_labelled_data_is_refused(runs_dir: Path) -> None:
+    """Dense(1) with a sigmoid on 10 classes (or 2): refused when training starts, saying
+    how to make a classifier or a regressor, instead of logging a meaningless accuracy."""
+    import keras
+
+    def sigmoid(meta: rxpipe.DatasetMetadata) -> Any:
+        return keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1, "sigmoid")]
+        )
+
+    pipeline = digits_pipeline(models.keras(sigmoid), runs_dir, loss="binary_crossentropy")
+    with pytest.raises(StageError) as info:
+        pipeline.run(progress=False)
+    assert (
+        "models.keras: expected a model with one score per class (10) for a data set with "
+        "label names. Received: a model with 1 output(s) per sample (a binary classifier: "
+        "Dense(2) with a softmax" in str(info.value)
+    )
+
+
+def test_models_with_several_outputs_and_classes_with_defaults() -> None:
+    """Two outputs are refused naming the field; a model class is made without arguments
+    (its own defaults), not given the metadata as its first one."""
+    import keras
+
+    from rxpipe.testing import collect as run_all
+    from rxpipe.testing import from_arrays
+
+    x = np.zeros((4, 3), "float32")
+    data = from_arrays(x, np.arange(4) % 2)
+    meta = run_all(data)[0].metadata
+
+    def two(meta: rxpipe.DatasetMetadata) -> Any:
+        inputs = keras.Input((3,))
+        return keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(1)(inputs)])
+
+    [plan] = run_all(data.pipe(models.keras(two)))
+    with pytest.raises(ConfigError, match=r"^models\.keras\.model: expected a model with one "):
+        plan.build(meta)
+
+    class Units(keras.Model):  # type: ignore[misc]
+        def __init__(self, units: int = 2, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(units, activation="softmax")
+
+        def call(self, x: Any) -> Any:
+            return self.dense(x)
+
+    [plan] = run_all(data.pipe(models.keras(Units)))
+    built = plan.build(meta)
+    assert built.dense.units == 2
+    assert built.built

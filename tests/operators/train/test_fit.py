@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import keras
 import pytest
 
 from rxpipe import ConfigError, Pipeline, StageError
@@ -121,8 +122,27 @@ def test_keras_objects_and_configs_are_accepted() -> None:
             {"loss": "no_such_module_xyz:loss"},
             "train.fit.loss: expected an importable module 'no_such_module_xyz'",
         ),
+        (
+            {"metrics": ["accuracy", keras.metrics.AUC]},
+            "train.fit.metrics[1]: expected a Keras metric object, not its class. Received: the "
+            "class AUC (write AUC(...))",
+        ),
+        (
+            {"optimizer": {"class_name": "SGD"}, "learning_rate": 0.5},
+            "train.fit.learning_rate: expected no learning_rate with an optimizer object or "
+            "config, which carries its own. Received: learning_rate=0.5 with",
+        ),
     ],
-    ids=["config-typo", "config-without-class", "config-not-a-table", "object", "metric", "path"],
+    ids=[
+        "config-typo",
+        "config-without-class",
+        "config-not-a-table",
+        "object",
+        "metric",
+        "path",
+        "metric-class",
+        "rate-with-object",
+    ],
 )
 def test_bad_keras_configs_and_objects_name_the_field(params: dict[str, Any], message: str) -> None:
     """A config without a known class_name, or an object of the wrong kind: a ConfigError."""
