@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -131,11 +132,15 @@ def _toml_ready(value: Any) -> Any:
     path = import_path_of(value) if callable(value) else None
     if path is not None:  # a function or class of an importable module
         return path
-    if type(value).__module__.startswith("keras."):
-        import keras
+    if "keras" in sys.modules:  # an optimizer, loss or metric: its Keras config, which
+        import keras  # train.fit takes back (Keras's own classes, or registered ones)
 
-        # an optimizer, loss or metric object: its Keras config, which train.fit takes back
-        if isinstance(value, keras.optimizers.Optimizer | keras.losses.Loss | keras.metrics.Metric):
+        keras_types = keras.optimizers.Optimizer | keras.losses.Loss | keras.metrics.Metric
+        kind = type(value)
+        if isinstance(value, keras_types) and (
+            kind.__module__.startswith("keras.")
+            or keras.saving.get_registered_object(keras.saving.get_registered_name(kind)) is kind
+        ):
             return _toml_ready(keras.saving.serialize_keras_object(value))
     return repr(value)
 

@@ -191,6 +191,9 @@ def check_keras_spec(kind: str, value: Any, path: str) -> None:
                 f"expected a table of the {kind}'s arguments. Received: {config!r}",
                 f"{path}.config",
             )
+        registered = value.get("registered_name")  # a custom class registered with Keras
+        if isinstance(registered, str) and keras.saving.get_registered_object(registered):
+            return
     elif isinstance(value, str):
         name = value
     else:

@@ -292,3 +292,31 @@ def test_batches_instead_of_a_model_plan_are_a_batch_error(tmp_path: Path) -> No
     assert str(info.value).endswith(
         "BatchError: train.fit: expected a ModelPlan from a models.* stage. Received: Batch"
     )
+
+
+@keras.saving.register_keras_serializable(package="rxpipe_tests")
+class _Halved(keras.losses.Loss):  # type: ignore[misc]
+    """A registered custom loss: half the mean squared error."""
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return keras.losses.mean_squared_error(y_true, y_pred) / 2
+
+
+def test_a_registered_custom_loss_is_written_as_its_keras_config() -> None:
+    """A loss class registered with Keras goes to pipeline.toml as a config that builds it
+    again; an unregistered object stays its repr (resumable from Python only)."""
+    from rxpipe.operators import collect, models
+
+    stage = train.fit(loss=_Halved())
+    params = Pipeline(collect.diabetes(), models.mlp(), stage, name="h").config.plugins[-1].params
+    assert params["loss"]["registered_name"] == "rxpipe_tests>_Halved"
+    rebuilt = keras.losses.get(params["loss"])
+    assert isinstance(rebuilt, _Halved)
+    train.fit(loss=params["loss"])  # the config passes the stage's checks
+
+    class Unregistered(_Halved):
+        pass
+
+    stage = train.fit(loss=Unregistered())
+    params = Pipeline(collect.diabetes(), models.mlp(), stage, name="h").config.plugins[-1].params
+    assert params["loss"].startswith("<")
