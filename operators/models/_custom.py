@@ -88,9 +88,9 @@ def keras(model: str | Callable[..., Any]) -> Operator[Batch, ModelPlan]:
     of zeros.
 
     A ``keras.Model`` class is made without arguments when it can be (else with the
-    metadata). A ``keras.Model`` object trains in place: running the pipeline again goes on from the
-    weights the last run left, as ``model.fit`` does. A function builds a new model for
-    every run (a resumed run builds it again, then restores its checkpoint).
+    metadata). A ``keras.Model`` object trains in place: running the pipeline again goes on
+    from the weights the last run left, as ``model.fit`` does. A function builds a new
+    model for every run (a resumed run builds it again, then restores its checkpoint).
     ``train.fit``'s optimizer, loss and metrics are used; a ``compile()`` on the model is
     not. A model object keeps the dtype policy it was made with: for
     ``train.fit(precision=...)`` or ``strategy=...`` (whose variables must be made in the
