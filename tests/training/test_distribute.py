@@ -72,38 +72,10 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path: Path) -> None:
 def test_two_worker_processes_end_with_identical_weights(tmp_path: Path) -> None:
     """Two MultiWorkerMirroredStrategy processes on 127.0.0.1 train one model together."""
     script = _script(tmp_path, PIPELINE)
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
-    workers = []
-    for index in range(2):
-        env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        )
-        workers.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(script),
-                    str(tmp_path / f"runs{index}"),
-                    "multi_worker",
-                    str(tmp_path / f"w{index}.npz"),
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    results = []
-    try:
-        for worker in workers:
-            out, err = worker.communicate(timeout=300)
-            assert worker.returncode == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
+    args = [
+        [str(tmp_path / f"runs{i}"), "multi_worker", str(tmp_path / f"w{i}.npz")] for i in (0, 1)
+    ]
+    results = _run_workers(script, args)
     first, second = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
