@@ -26,7 +26,15 @@ from rxpipe.batch import Batch, DatasetMetadata
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["TASKS", "ModelFactory", "ModelPlan", "TrainedModel", "model_task", "predicts_values"]
+__all__ = [
+    "TASKS",
+    "ModelFactory",
+    "ModelPlan",
+    "TrainedModel",
+    "is_binary",
+    "model_task",
+    "predicts_values",
+]
 
 TASKS = ("classification", "regression")
 """What a trained model does: score classes, or predict values."""
@@ -71,9 +79,10 @@ def _ends_in_rescaling(model: Any) -> bool:
 def model_task(model: Any, label_names: Sequence[str] | None) -> str:
     """``"classification"`` if ``model`` gives one score per label name, else ``"regression"``.
 
-    A data set without label names is a regression. With label names, a model whose
-    output is not one value per class (a regression head on class indices: one value) is
-    a regressor too, and so is a model ending in a ``Rescaling`` layer, as the regression
+    A data set without label names is a regression. With label names, a model of one
+    output for two classes is a binary classifier (see :func:`is_binary`); another model
+    whose output is not one value per class (a regression head on class indices) is a
+    regressor too, and so is a model ending in a ``Rescaling`` layer, as the regression
     head of the ``models.*`` plugins does (:mod:`rxpipe.operators.models._heads`), even
     when its width happens to equal the number of classes (one-hot targets). A model
     whose output width cannot be read is taken as a classifier of the label names.
@@ -83,11 +92,32 @@ def model_task(model: Any, label_names: Sequence[str] | None) -> str:
         >>> scores = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
         >>> model_task(scores, ("a", "b", "c")), model_task(scores, ("yes", "no"))
         ('classification', 'regression')
+        >>> model_task(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]), ("n", "y"))
+        'classification'
     """
     if label_names is None or _ends_in_rescaling(model):
         return "regression"
     width = _output_width(model)
-    return "classification" if width is None or width == len(label_names) else "regression"
+    known = width is None or width == len(label_names)
+    return "classification" if known or is_binary(model, label_names) else "regression"
+
+
+def is_binary(model: Any, label_names: Sequence[str] | None) -> bool:
+    """Whether ``model`` is a binary classifier of one output (the second class's
+    probability after a sigmoid, or its logit) for a data set of two label names.
+
+    Example:
+        >>> import keras
+        >>> one = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, "sigmoid")])
+        >>> is_binary(one, ("no", "yes")), is_binary(one, ("a", "b", "c"))
+        (True, False)
+    """
+    return (
+        label_names is not None
+        and len(label_names) == 2
+        and _output_width(model) == 1
+        and not _ends_in_rescaling(model)
+    )
 
 
 def predicts_values(model: Any, label_names: Sequence[str] | None) -> bool:

@@ -7,7 +7,7 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-from rxpipe.model import TrainedModel
+from rxpipe.model import TrainedModel, is_binary
 from rxpipe.serving.bundle import (
     BUNDLE_FORMAT,
     DEFAULT_SIGNATURE,
@@ -117,11 +117,7 @@ def model_card(
         "task": "classification" if classify else "regression",
         "inputs": _inputs(trained, default["inputs"]),
         "outputs": {k: v.to_dict() for k, v in default["outputs"].items()},
-        "scores": (
-            ("softmax of the model's logits" if trained.logits else "the model's outputs")
-            if classify
-            else "the predicted values"
-        ),
+        "scores": _scores(trained, classify),
         "labels": list(meta.label_names or ()) if classify else None,
         "preprocessing": [{"name": s.name, **s.to_config()} for s in meta.preprocessing],
         "metrics": metric_summary(trained.metrics),
@@ -143,3 +139,13 @@ def model_card(
         "run": dict(run) if run else None,
         "files": sorted(files),
     }
+
+
+def _scores(trained: TrainedModel, classify: bool) -> str:
+    """What the served ``scores`` are, for the card."""
+    if not classify:
+        return "the predicted values"
+    if is_binary(trained.model, trained.metadata.label_names):
+        made = "the sigmoid of its logit" if trained.logits else "its output"
+        return f"both classes' probabilities, from the model's one output ({made})"
+    return "softmax of the model's logits" if trained.logits else "the model's outputs"

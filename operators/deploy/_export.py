@@ -12,7 +12,7 @@ from typing import Any
 from rxpipe.context import atomic_write, current_run, not_replaceable
 from rxpipe.errors import BatchError, ConfigError
 from rxpipe.flow import map_batches
-from rxpipe.model import TrainedModel
+from rxpipe.model import TrainedModel, is_binary
 from rxpipe.registry import plugin
 from rxpipe.serving.bundle import (
     CARD_FILE,
@@ -91,7 +91,8 @@ def write_bundle(
     ``trained.task`` is ``"classification"``: a regression head trained on a data set
     with label names exports a regressor. A classifier trained on logits
     (``trained.logits``) serves their softmax as its scores (its ``model.keras`` gives
-    the logits, as trained). ``model.keras`` is left out, the card saying
+    the logits, as trained); a binary classifier of one output serves both classes'
+    probabilities. ``model.keras`` is left out, the card saying
     why (``keras_model.reason``), when the model is not self-contained (see
     :func:`external_saved_model`).
 
@@ -110,8 +111,9 @@ def write_bundle(
 
     meta = trained.metadata
     classify = trained.task == "classification" and meta.label_names is not None
+    binary = classify and is_binary(trained.model, meta.label_names)
     endpoints = build_endpoints(
-        trained.model, meta.raw_features, meta.preprocessing, classify, trained.logits
+        trained.model, meta.raw_features, meta.preprocessing, classify, trained.logits, binary
     )
     target.mkdir(parents=True)
     archive = keras.export.ExportArchive()

@@ -114,6 +114,7 @@ def build_endpoints(
     steps: Sequence[Preprocessor],
     classify: bool,
     logits: bool = False,
+    binary: bool = False,
 ) -> dict[str, tuple[Callable[..., dict[str, tf.Tensor]], list[Any]]]:
     """The endpoints to export, by name: ``(function, input_signature)``.
 
@@ -123,6 +124,8 @@ def build_endpoints(
         steps: the preprocessing to apply before the model, in order.
         classify: also answer ``class_ids`` (the arg-max of the scores).
         logits: the classifier outputs logits: its scores are their softmax.
+        binary: the classifier has one output for two classes (see
+            :func:`rxpipe.model.is_binary`): its scores are the two classes' probabilities.
     """
     import tensorflow as tf
 
@@ -133,7 +136,10 @@ def build_endpoints(
         scores = model(x, training=False)
         if scores.dtype in (tf.float16, tf.bfloat16):  # a mixed-precision model's output:
             scores = tf.cast(scores, tf.float32)  # clients get one dtype whatever training used
-        if classify and logits:
+        if classify and binary:  # one output: the second class's probability (or logit)
+            second = tf.sigmoid(scores) if logits else scores
+            scores = tf.concat([1.0 - second, second], axis=-1)
+        elif classify and logits:
             scores = tf.nn.softmax(scores, axis=-1)
         out = {"scores": scores}
         if classify:

@@ -13,7 +13,7 @@ from rxpipe.context import current_run
 from rxpipe.errors import BatchError, QualityGateError
 from rxpipe.events import EvaluationCompleted
 from rxpipe.flow import iterate, map_batches
-from rxpipe.model import TrainedModel
+from rxpipe.model import TrainedModel, is_binary
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
@@ -136,6 +136,10 @@ def classification(
         n = len(label_names)
         confusion = np.zeros((n, n), dtype=np.int64)
         predict = None
+        # a binary classifier of one output: the second class past 0.5 (a logit past 0)
+        threshold = (
+            (0.0 if trained.logits else 0.5) if is_binary(trained.model, label_names) else None
+        )
 
         def wanted(batch: Batch) -> bool:
             return batch.split is which
@@ -152,13 +156,17 @@ def classification(
                 if predict is None:
                     predict = predict_fn(trained.model, batch.features)  # type: ignore[arg-type]
                 scores = np.asarray(predict(batch.features))
-                if scores.shape != (batch.size, n):
+                if threshold is not None and scores.shape == (batch.size, 1):
+                    predicted = (scores[:, 0] > threshold).astype(np.int64)
+                elif scores.shape == (batch.size, n):
+                    predicted = scores.argmax(axis=1)
+                else:
                     raise BatchError(
                         f"evaluate.classification: expected the model to give one score per "
                         f"class ({n}) for each sample. Received: outputs of shape "
                         f"{scores.shape} for a batch of {batch.size}"
                     )
-                np.add.at(confusion, (class_indices(batch.labels), scores.argmax(axis=1)), 1)
+                np.add.at(confusion, (class_indices(batch.labels), predicted), 1)
         if predict is None:
             raise BatchError(
                 f"evaluate.classification: expected batches with split {split!r}. "

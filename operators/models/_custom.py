@@ -81,8 +81,9 @@ def keras(model: str | Callable[..., Any]) -> Operator[Batch, ModelPlan]:
     ``train.fit`` trains it as it is: no head is added, so it must take one input (the
     features) and give one output of what the labels and the loss need (for a data set
     with label names, one score per class: probabilities after a softmax, or logits with
-    a loss with ``from_logits=True``, so a binary classifier is ``Dense(2)``; a regressor
-    of class indices ends in a ``keras.layers.Rescaling`` layer). Its input must take the
+    a loss with ``from_logits=True``; for two classes also one output, a sigmoid or a
+    logit, trained with binary cross-entropy by default; a regressor of class indices ends
+    in a ``keras.layers.Rescaling`` layer). Its input must take the
     samples as the stream carries them (checked when training starts, as the loss is). A
     model that is not built yet (a subclassed model) is built by calling it on one sample
     of zeros.

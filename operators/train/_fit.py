@@ -108,7 +108,8 @@ def fit(
             import path of such a function or ``Loss`` class, ``"package.module:name"``
             (see :mod:`rxpipe.imports`). Computed in float32
             as Keras does, under mixed precision too. Default: sparse categorical
-            cross-entropy for a classifier; mean squared error for a regression (a data set
+            cross-entropy for a classifier (binary cross-entropy for a model of one output
+            for two classes); mean squared error for a regression (a data set
             without label names, or a ``head="regression"`` model on labelled data). For
             one-hot labels (e.g. from ``keras.utils.to_categorical``) or soft labels, set
             ``"categorical_crossentropy"``.

@@ -21,19 +21,24 @@ from keras.src.losses.losses import LossFunctionWrapper
 
 from rxpipe.batch import DatasetMetadata
 from rxpipe.errors import ConfigError
+from rxpipe.model import is_binary
 from rxpipe.training.checks import is_class_index
 from rxpipe.training.options import logged_metric_name
 
 __all__ = ["LogsRecorder", "Steps", "compile_steps", "predict_fn"]
 
 
-def _metric(spec: Any, classification: bool, one_hot: bool = False) -> Any:
+def _metric(
+    spec: Any, classification: bool, one_hot: bool = False, binary_threshold: float | None = None
+) -> Any:
     """A new metric object for ``spec`` (a :data:`~rxpipe.training.options.KerasSpec`).
 
     A name is named as :func:`logged_metric_name` says. For a classifier, ``"accuracy"``
     (or ``"acc"``) is the sparse categorical accuracy for class-index labels, and the
     categorical accuracy for one-hot (or soft) labels (``one_hot``): the share of samples
-    whose highest score is at the label's class. Keras names a second ``AUC()``
+    whose highest score is at the label's class; for a binary classifier of one output
+    (``binary_threshold``: 0.5 for a probability, 0 for a logit), the binary accuracy.
+    Keras names a second ``AUC()``
     ``"auc_1"``; the logs (and ``monitor``) use ``"auc"``. A metric object is copied (from
     its config), so the caller's object keeps its state and several runs can share it.
     """
@@ -50,6 +55,8 @@ def _metric(spec: Any, classification: bool, one_hot: bool = False) -> Any:
     if not isinstance(spec, str):
         return keras.metrics.MeanMetricWrapper(spec, name=logged_metric_name(spec))
     if classification and spec in ("accuracy", "acc"):
+        if binary_threshold is not None:
+            return keras.metrics.BinaryAccuracy(name="accuracy", threshold=binary_threshold)
         if one_hot:
             return keras.metrics.CategoricalAccuracy(name="accuracy")
         return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -292,16 +299,18 @@ def compile_steps(
     classification = meta.num_classes is not None
     one_hot = classification and not is_class_index(labels)
     loss_fn = make_loss(loss, classification)
+    logits = _from_logits(loss_fn)
+    threshold = (0.0 if logits else 0.5) if is_binary(model, meta.label_names) else None
     steps = Steps(
         model=model,
         optimizer=optimizer,
-        metrics=[_metric(m, classification, one_hot) for m in metrics],
-        val_metrics=[_metric(m, classification, one_hot) for m in metrics],
+        metrics=[_metric(m, classification, one_hot, threshold) for m in metrics],
+        val_metrics=[_metric(m, classification, one_hot, threshold) for m in metrics],
         loss_tracker=keras.metrics.Mean(name="loss"),
         val_loss_tracker=keras.metrics.Mean(name="val_loss"),
         step_counter=tf.Variable(0, dtype=tf.int64, trainable=False),
         nonfinite_step=tf.Variable(-1, dtype=tf.int64, trainable=False),
-        logits=_from_logits(loss_fn),
+        logits=logits,
     )
     scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1

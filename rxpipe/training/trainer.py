@@ -19,7 +19,7 @@ from rxpipe.errors import BatchError, ConfigError, TrainingError, format_ids
 from rxpipe.events import EpochEnded, TrainProgress
 from rxpipe.flow import iterate, map_batches, transform
 from rxpipe.flow.rebatch import Rebatcher
-from rxpipe.model import ModelPlan, TrainedModel, predicts_values
+from rxpipe.model import ModelPlan, TrainedModel, is_binary, predicts_values
 from rxpipe.training.options import TrainOptions
 
 __all__ = ["clear_stop_requests", "request_stop", "train", "waits_for_next_step"]
@@ -346,18 +346,20 @@ class _Trainer:
         # a regression head on labelled data (class indices as numbers): the defaults of
         # a regression, not of a classifier
         values = predicts_values(self.model, self.meta.label_names)
-        loss = "mean_squared_error" if options.loss is None and values else options.loss
+        binary = is_binary(self.model, self.meta.label_names)
+        loss = options.loss
+        if loss is None and (values or binary):
+            loss = "mean_squared_error" if values else "binary_crossentropy"
         if self.meta.label_names is not None:
             outputs = _outputs_per_sample(self.model)
             check_loss(loss, self.meta.label_names, y, outputs, f"{STAGE}.loss")
             classes = len(self.meta.label_names)
-            if not values and outputs is not None and outputs != classes:
+            if not values and not binary and outputs is not None and outputs != classes:
                 raise ConfigError(
                     f"expected a model with one score per class ({classes}) for a data set "
                     f"with label names. Received: a model with {outputs} output(s) per sample "
-                    "(a binary classifier: Dense(2) with a softmax, or without one and a loss "
-                    "with from_logits=True; a regressor of the class indices: end the model "
-                    "in a keras.layers.Rescaling layer, as head='regression' does)",
+                    "(a regressor of the class indices: end the model in a "
+                    "keras.layers.Rescaling layer, as head='regression' does)",
                     self.model_stage(),
                 )
         self.steps = compile_steps(

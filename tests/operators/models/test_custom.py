@@ -278,8 +278,8 @@ def test_a_model_object_under_a_strategy_asks_for_a_function(runs_dir: Path) -> 
 
 @pytest.mark.slow
 def test_a_one_output_classifier_of_labelled_data_is_refused(runs_dir: Path) -> None:
-    """Dense(1) with a sigmoid on 10 classes (or 2): refused when training starts, saying
-    how to make a classifier or a regressor, instead of logging a meaningless accuracy."""
+    """Dense(1) with a sigmoid on 10 classes: refused when training starts, saying how to
+    make a regressor, instead of logging a meaningless accuracy."""
     import keras
 
     def sigmoid(meta: rxpipe.DatasetMetadata) -> Any:
@@ -292,8 +292,8 @@ def test_a_one_output_classifier_of_labelled_data_is_refused(runs_dir: Path) -> 
         pipeline.run(progress=False)
     assert (
         "models.keras: expected a model with one score per class (10) for a data set with "
-        "label names. Received: a model with 1 output(s) per sample (a binary classifier: "
-        "Dense(2) with a softmax" in str(info.value)
+        "label names. Received: a model with 1 output(s) per sample (a regressor of the class "
+        "indices: end the model in a keras.layers.Rescaling layer" in str(info.value)
     )
 
 
@@ -329,3 +329,58 @@ def test_models_with_several_outputs_and_classes_with_defaults() -> None:
     built = plan.build(meta)
     assert built.dense.units == 2
     assert built.built
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("logits", [False, True], ids=["sigmoid", "logit"])
+def test_a_binary_classifier_of_one_output(runs_dir: Path, logits: bool) -> None:
+    """One sigmoid output (or one logit with from_logits=True) for two classes: binary
+    cross-entropy by default, a binary accuracy, evaluation and a bundle serving both
+    classes' probabilities."""
+    import json
+
+    import keras
+
+    from rxpipe.serving.bundle import CARD_FILE, Bundle
+    from rxpipe.serving.inputs import rows_to_batch
+
+    def binary(meta: rxpipe.DatasetMetadata) -> Any:
+        return keras.Sequential(
+            [
+                keras.Input(meta.feature_spec.shape),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(1, activation=None if logits else "sigmoid"),
+            ]
+        )
+
+    fit: dict[str, Any] = {"epochs": 8, "learning_rate": 0.01}
+    if logits:
+        fit["loss"] = keras.losses.BinaryCrossentropy(from_logits=True)
+    pipeline = rxpipe.Pipeline(
+        collect.breast_cancer(),
+        access.split(0.7, 0.1, 0.2),
+        access.batch(32),
+        process.standardize(),
+        models.keras(binary),
+        train.fit(**fit),
+        evaluate.classification(),
+        deploy.export(),
+        name="binary",
+        runs_dir=runs_dir,
+    )
+    result = pipeline.run(progress=False)
+    assert result.trained.task == "classification"
+    assert result.history[-1]["val_accuracy"] > 0.85  # the majority class is 0.63
+    assert result.metrics["test"]["accuracy"] > 0.85
+    bundle_dir = Path(result.artifacts["model"])
+    bundle = Bundle.load(bundle_dir)
+    from sklearn.datasets import load_breast_cancer
+
+    raw = load_breast_cancer().data[:5].astype("float32")
+    out = bundle.predict(rows_to_batch(raw.tolist(), bundle.inputs))
+    assert out["scores"].shape == (5, 2)
+    np.testing.assert_allclose(out["scores"].sum(axis=1), 1.0, rtol=1e-5)
+    assert out["class_ids"].tolist() == out["scores"].argmax(axis=1).tolist()
+    card = json.loads((bundle_dir / CARD_FILE).read_text())
+    assert card["task"] == "classification"
+    assert card["scores"].startswith("both classes' probabilities, from the model's one output")
