@@ -297,9 +297,15 @@ def check_names(options: TrainOptions, plugin: str) -> None:
         check_device(options.device, f"{plugin}.device")
     for index, callback in enumerate(options.callbacks):
         if not isinstance(callback, keras.callbacks.Callback):
+            hint = ""
+            if isinstance(callback, str) and callback.startswith("<"):
+                hint = (  # a callback object, as a run's pipeline.toml records it
+                    "; a run's pipeline.toml records a callback as its repr: resume that run "
+                    "from Python, with Pipeline.run(resume_from=RUN_DIR)"
+                )
             raise ConfigError(
                 f"expected a keras.callbacks.Callback. Received: {callback!r} "
-                f"({type(callback).__name__})",
+                f"({type(callback).__name__}){hint}",
                 f"{plugin}.callbacks[{index}]",
             )
     _check_monitor(options, plugin)

@@ -244,8 +244,14 @@ def test_building_the_stage_leaves_devices_configurable(tmp_path: Path) -> None:
             {"callbacks": [object(), 1]},
             "train.fit.callbacks[0]: expected a keras.callbacks.Callback. Received: <object",
         ),
+        (
+            {"callbacks": ["<__main__.Slow object at 0x7f00>"]},
+            "train.fit.callbacks[0]: expected a keras.callbacks.Callback. Received: '<__main__."
+            "Slow object at 0x7f00>' (str); a run's pipeline.toml records a callback as its "
+            "repr: resume that run from Python, with Pipeline.run(resume_from=RUN_DIR)",
+        ),
     ],
-    ids=["monitor-typo", "monitor-alias", "patience-without-validation", "callback"],
+    ids=["monitor-typo", "monitor-alias", "patience-without-validation", "callback", "repr"],
 )
 def test_monitor_and_callbacks_are_checked_when_the_stage_is_built(
     params: dict[str, Any], message: str
