@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,35 +122,27 @@ def filled_inputs(
     return frozenset(names) & frozenset(inputs)
 
 
-def _first_null(value: Any, at: tuple[int, ...] = ()) -> tuple[int, ...] | None:
-    """Where the first ``None`` is in nested lists (sample first), or ``None`` if nowhere."""
-    if value is None:
-        return at
+def _first_where(
+    value: Any, wanted: Callable[[Any], bool], at: tuple[int, ...] = ()
+) -> tuple[tuple[int, ...], Any] | None:
+    """Where the first ``wanted`` value is in nested lists (sample first), and the value;
+    ``None`` if nowhere."""
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _first_null(item, (*at, index))
-            if found is not None:
-                return found
-    return None
-
-
-def _first_odd(value: Any, at: tuple[int, ...] = ()) -> tuple[tuple[int, ...], Any] | None:
-    """Where the first value that no numeric array holds is in nested lists, and the value.
-
-    Odd values: objects, strings among numbers, and integers beyond 64 bits (which
-    numpy keeps as Python objects). ``None`` is left to :func:`_refuse_null`.
-    """
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _first_odd(item, (*at, index))
+            found = _first_where(item, wanted, (*at, index))
             if found is not None:
                 return found
         return None
+    return (at, value) if wanted(value) else None
+
+
+def _is_odd(value: Any) -> bool:
+    """A value no numeric array holds: an object, a string among numbers, or an integer
+    beyond 64 bits (which numpy keeps as a Python object). ``None`` is left to
+    :func:`_refuse_null`."""
     if value is None or isinstance(value, bool | float):
-        return None
-    if isinstance(value, int) and -(2**63) <= value < 2**64:
-        return None
-    return at, value
+        return False
+    return not (isinstance(value, int) and -(2**63) <= value < 2**64)
 
 
 def _describe_odd(value: Any) -> str:
@@ -174,7 +166,7 @@ def _describe_odd(value: Any) -> str:
 
 def _refuse_odd(value: Any, spec: TensorInfo, where: str) -> None:
     """A clear error for an object, a string or a huge integer in a numeric input."""
-    found = _first_odd(value)
+    found = _first_where(value, _is_odd)
     if found is not None:
         index, odd = found
         position = f" in {_at(index)}" if index else ""
@@ -195,7 +187,8 @@ def _nulls_as_nan(value: Any) -> Any:
 
 def _refuse_null(value: Any, spec: TensorInfo, where: str, missing_ok: bool) -> None:
     """A clear error for a ``null`` in an input that takes no missing values."""
-    index = _first_null(value)
+    found = _first_where(value, lambda item: item is None)
+    index = found[0] if found is not None else ()
     if index:  # a position in the batch (a bare null is not a batch: refused later)
         why = (
             f"{spec.dtype} inputs have no missing values"
