@@ -114,21 +114,22 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     """
     import attrs
 
-    from rxpipe.config import apply_overrides, load_config
+    from rxpipe.config import apply_overrides, load_config, naming_origin
     from rxpipe.errors import ConfigError
     from rxpipe.pipeline import Pipeline
 
     config = apply_overrides(load_config(args.pipeline), args.overrides)
     if args.runs_dir:
         config = attrs.evolve(config, runs_dir=args.runs_dir)
-    try:
-        Pipeline.check_config(config)
-    except ConfigError as error:
-        if not args.runs_dir or error.path != "pipeline.runs_dir":
-            raise
-        raise ConfigError(str(error).removeprefix(f"{error.path}: "), "--runs-dir") from None
-    _import_tensorflow()
-    return Pipeline.from_config(config)
+    with naming_origin(config, args.pipeline, args.overrides):
+        try:
+            Pipeline.check_config(config)
+        except ConfigError as error:
+            if not args.runs_dir or error.path != "pipeline.runs_dir":
+                raise
+            raise ConfigError(str(error).removeprefix(f"{error.path}: "), "--runs-dir") from None
+        _import_tensorflow()
+        return Pipeline.from_config(config)
 
 
 def _import_tensorflow() -> None:

@@ -22,6 +22,7 @@ the plugin's parameters, checked against the factory's signature and type hints.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
 import enum
@@ -32,7 +33,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,14 @@ import attrs
 
 from rxpipe.errors import ConfigError
 
-__all__ = ["PipelineConfig", "PluginSpec", "apply_overrides", "load_config", "structure_value"]
+__all__ = [
+    "PipelineConfig",
+    "PluginSpec",
+    "apply_overrides",
+    "load_config",
+    "naming_origin",
+    "structure_value",
+]
 
 
 @attrs.frozen
@@ -552,6 +560,49 @@ def apply_overrides(config: PipelineConfig, overrides: Sequence[str]) -> Pipelin
         spec = plugins[index]
         plugins[index] = PluginSpec(spec.use, {**spec.params, param: value})
     return parse_config({"pipeline": header, "plugins": [p.to_dict() for p in plugins]})
+
+
+@contextlib.contextmanager
+def naming_origin(
+    config: PipelineConfig, source: str | Path, overrides: Sequence[str] = ()
+) -> Iterator[None]:
+    """Name where a plugin's parameters came from in a :class:`ConfigError` raised inside.
+
+    Plugins check their parameters when they are checked or built, after the file was
+    read and the ``--set`` overrides applied, so their errors name only the field
+    (``plugins[6].epochs``). Inside this context such an error also names the pipeline
+    file ``source``, or the ``--set`` override that gave the value. The error keeps its
+    type and attributes; only its message grows.
+
+    Args:
+        config: the configuration read from ``source`` with ``overrides`` applied.
+        source: the pipeline file.
+        overrides: the ``--set TARGET.PARAM=VALUE`` overrides applied to it.
+
+    Example:
+        >>> config = parse_config({"plugins": [{"use": "train.fit", "epochs": 5}]})
+        >>> config = apply_overrides(config, ["train.epochs=-1"])
+        >>> with naming_origin(config, "p.toml", ["train.epochs=-1"]):
+        ...     raise ConfigError("expected an int >= 1. Received: -1", "plugins[0].epochs")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.ConfigError: plugins[0].epochs: expected an int >= 1. Received: -1 (set by --set 'train.epochs=-1')
+    """  # noqa: E501
+    try:
+        yield
+    except ConfigError as error:
+        field = re.match(r"plugins\[(\d+)\](?:\.(\w+))?", error.path)
+        if field is None or str(source) in str(error):
+            raise
+        origin = f"in pipeline file {str(source)!r}"
+        for override in reversed(overrides):
+            key = override.partition("=")[0].strip()
+            if field[2] and not key.startswith("pipeline."):
+                if _find_plugin(config.plugins, key, override) == (int(field[1]), field[2]):
+                    origin = f"(set by --set {override!r})"
+                    break
+        error.args = (f"{error} {origin}",)
+        raise
 
 
 def _set_header(header: dict[str, Any], param: str, value: object, raw: str, override: str) -> None:

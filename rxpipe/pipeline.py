@@ -27,6 +27,7 @@ from rxpipe.config import (
     check_name,
     check_seed,
     load_config,
+    naming_origin,
 )
 from rxpipe.context import RunContext, atomic_write, running
 from rxpipe.errors import (
@@ -243,8 +244,14 @@ class Pipeline:
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> Pipeline:
-        """Load a pipeline file (TOML or JSON), apply ``--set`` style overrides, build it."""
-        return cls.from_config(apply_overrides(load_config(path), overrides))
+        """Load a pipeline file (TOML or JSON), apply ``--set`` style overrides, build it.
+
+        Raises:
+            ConfigError: naming the file, or the override, and the field.
+        """
+        config = apply_overrides(load_config(path), overrides)
+        with naming_origin(config, path, overrides):
+            return cls.from_config(config)
 
     @staticmethod
     def check_config(config: PipelineConfig) -> None:
@@ -293,7 +300,8 @@ class Pipeline:
         _check_run_dir(path, field, ("run.json", "pipeline.toml"))
         try:
             config = apply_overrides(load_config(path / "pipeline.toml"), overrides)
-            cls._check_plugins(config)  # not runs_dir: a resumed run stays where it is
+            with naming_origin(config, path / "pipeline.toml", overrides):
+                cls._check_plugins(config)  # not runs_dir: a resumed run stays where it is
             _check_same_run(path, config.name, config.seed, "pipeline.")
         except UnknownPluginError as error:
             if not error.name.startswith("custom."):
@@ -320,7 +328,9 @@ class Pipeline:
             ConfigError: if ``run_dir`` is not an earlier run's directory (see
                 :meth:`check_resume`).
         """
-        pipeline = cls.from_config(cls.check_resume(run_dir, overrides))
+        config = cls.check_resume(run_dir, overrides)
+        with naming_origin(config, Path(run_dir) / "pipeline.toml", overrides):
+            pipeline = cls.from_config(config)
         return pipeline.run(resume_from=Path(run_dir), **run_options)
 
     @property

@@ -85,13 +85,23 @@ def test_a_reader_that_leaves_early_ends_the_output_quietly() -> None:
 def test_config_errors_exit_2_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bad parameter type exits 2 and names plugins[i].param."""
+    """A bad parameter type exits 2 and names plugins[i].param and the file, or the --set
+    that gave the value."""
     path = tmp_path / "bad.toml"
     path.write_text(
-        '[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "train.fit"\nepochs = "ten"\n'
+        '[[plugins]]\nuse = "collect.digits"\n[[plugins]]\nuse = "models.mlp"\n'
+        '[[plugins]]\nuse = "train.fit"\nepochs = "ten"\n'
     )
     assert main(["run", str(path), "--runs-dir", str(tmp_path)]) == 2
-    assert "plugins[1].epochs: expected int. Received: 'ten' (str)" in capsys.readouterr().err
+    assert (
+        f"plugins[2].epochs: expected int. Received: 'ten' (str) in pipeline file {str(path)!r}\n"
+    ) in capsys.readouterr().err
+    overridden = ["--set", "train.fit.batch_size=0", "--set", "train.fit.epochs=2"]
+    assert main(["run", str(path), "--runs-dir", str(tmp_path), *overridden]) == 2
+    assert (
+        "plugins[2].batch_size: expected an int >= 1. Received: 0 "
+        "(set by --set 'train.fit.batch_size=0')\n"
+    ) in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -140,6 +150,7 @@ def test_a_bad_training_name_exits_2_before_the_run(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "configuration error: plugins[2].optimizer: expected a Keras optimizer name" in err
+    assert err.endswith("(set by --set 'train.fit.optimizer=\"nope\"')\n")
     assert not runs.exists()  # no run was started
 
 

@@ -325,6 +325,31 @@ def test_a_resume_does_not_check_the_runs_dir_it_will_not_use(
     assert Pipeline.resume(run_dir, progress=False).run_dir == run_dir
 
 
+def test_a_bad_parameter_names_its_file_or_the_override_that_set_it(tmp_path: Path) -> None:
+    """Checked when read or when built, a plugin's bad parameter names the pipeline file it
+    came from, or the --set override that gave it."""
+    path = tmp_path / "iris.toml"
+    path.write_text(
+        '[[plugins]]\nuse = "collect.iris"\n[[plugins]]\nuse = "access.batch"\nsize = 0\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        Pipeline.from_file(path)
+    assert str(info.value) == (
+        f"plugins[1].size: expected an int >= 1. Received: 0 in pipeline file {str(path)!r}"
+    )
+    overrides = ["access.batch.size=50", f"pipeline.runs_dir={str(tmp_path)!r}"]
+    run_dir = Pipeline.from_file(path, overrides).run(progress=False).run_dir
+    with pytest.raises(ConfigError) as info:
+        Pipeline.resume(run_dir, ["access.batch.size=0"], progress=False)
+    assert str(info.value).endswith("Received: 0 (set by --set 'access.batch.size=0')")
+    with pytest.raises(ConfigError) as info:
+        Pipeline.check_resume(run_dir, ['access.batch.size="50"'])
+    assert str(info.value) == (
+        "plugins[1].size: expected int. Received: '50' (str) "
+        """(set by --set 'access.batch.size="50"')"""
+    )
+
+
 def test_events_from_a_hot_observable_do_not_block(runs_dir: Path) -> None:
     """Subscribing an extra callable receives this run's events."""
     seen: list[str] = []

@@ -28,24 +28,30 @@ MANIFEST = "cache.json"
 FORMAT = "rxpipe.cache/1"
 
 
-def _recorded(source: reactivex.Observable[Batch], finished: Any) -> reactivex.Observable[Batch]:
-    """``source``, passing every batch through; ``finished(batches)`` once it completes."""
+def _recorded(
+    source: reactivex.Observable[Batch], kept: PerRun[list[Batch]]
+) -> reactivex.Observable[Batch]:
+    """``source``, passing every batch through and keeping them in ``kept`` once it
+    completes, unless another pass of the run kept its batches first (then this one stops
+    recording at its next batch)."""
 
     def subscribe(
         observer: abc.ObserverBase[Batch], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        kept: list[Batch] = []
+        recording: list[Batch] | None = []
 
         def on_next(batch: Batch) -> None:
-            kept.append(batch)
+            nonlocal recording
+            if recording is not None:
+                if kept.get() is None:
+                    recording.append(batch)
+                else:
+                    recording = None  # another pass was kept: let these batches go
             observer.on_next(batch)
 
         def on_completed() -> None:
-            try:
-                finished(kept)
-            except Exception as error:
-                observer.on_error(error)
-                return
+            if recording is not None:
+                kept.setdefault(recording)
             observer.on_completed()
 
         return source.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
@@ -155,34 +161,44 @@ class FolderWriter:
 
 
 def _written(
-    source: reactivex.Observable[Batch], folder: Path, lineage: dict[str, Any] | None
+    source: reactivex.Observable[Batch],
+    folder: Path,
+    lineage: dict[str, Any] | None,
+    written: list[dict[str, Any] | None],
 ) -> reactivex.Observable[Batch]:
     """``source``, writing every batch to ``folder`` before passing it on.
 
     The folder appears when the pass completes; an error, a failed write or a
-    disposal before that deletes what was written, and nothing appears.
+    disposal before that deletes what was written, and nothing appears. Passes of one
+    run can overlap (validation while ``steps_per_epoch`` keeps the training pass open):
+    the first to complete writes the folder and adds its ``lineage`` to ``written`` (the
+    run's list); the others of that lineage then stop writing, deleting what they wrote,
+    and pass their batches on.
     """
 
     def subscribe(
         observer: abc.ObserverBase[Batch], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         writer: FolderWriter | None = FolderWriter(folder, lineage)
+        passing = False  # another pass of the run wrote the folder: only pass batches on
         lock = threading.Lock()  # a disposal on another thread waits for the write
         upstream = SingleAssignmentDisposable()
 
         def on_next(batch: Batch) -> None:
-            nonlocal writer
+            nonlocal writer, passing
+            failure: StageError | None = None
             with lock:
-                if writer is None:  # disposed, or a write already failed
-                    return
-                try:
-                    writer.write(batch)
-                except StageError as error:
+                if writer is not None and lineage in written:
                     writer.abort()
-                    writer = None
-                    failure: StageError | None = error
-                else:
-                    failure = None
+                    writer, passing = None, True
+                if writer is None and not passing:  # disposed, or a write failed
+                    return
+                if writer is not None:
+                    try:
+                        writer.write(batch)
+                    except StageError as error:
+                        writer.abort()
+                        writer, failure = None, error
             if failure is not None:
                 upstream.dispose()
                 observer.on_error(failure)
@@ -190,38 +206,43 @@ def _written(
             observer.on_next(batch)
 
         def on_error(error: Exception) -> None:
-            nonlocal writer
+            nonlocal writer, passing
             with lock:
-                if writer is None:
+                if writer is None and not passing:
                     return
-                writer.abort()
-                writer = None
+                if writer is not None:
+                    writer.abort()
+                writer, passing = None, False
             observer.on_error(error)
 
         def on_completed() -> None:
-            nonlocal writer
+            nonlocal writer, passing
+            failure: Exception | None = None
             with lock:
-                if writer is None:
+                if writer is None and not passing:
                     return
-                done, writer = writer, None
-                try:
-                    done.commit()
-                except Exception as error:
-                    failure: Exception | None = error
-                else:
-                    failure = None
+                done, writer, passing = writer, None, False
+                if done is not None and lineage in written:  # another pass completed first
+                    done.abort()
+                elif done is not None:
+                    try:
+                        done.commit()
+                    except Exception as error:
+                        failure = error
+                    else:
+                        written.append(lineage)
             if failure is not None:
                 observer.on_error(failure)
                 return
             observer.on_completed()
 
         def dispose() -> None:
-            nonlocal writer
+            nonlocal writer, passing
             upstream.dispose()
             with lock:
                 if writer is not None:
                     writer.abort()
-                    writer = None
+                writer, passing = None, False
 
         try:
             upstream.disposable = source.subscribe(
@@ -303,7 +324,9 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
     pass completes; a replay loads one batch file at a time. A pass cut short (an
     error, a failed write, ``access.take`` downstream) is not kept: what it wrote is
     deleted. (A process killed mid-pass may leave a ``.<name>.*.partial`` folder beside
-    ``path``; it never passes for a cache, and can be deleted.)
+    ``path``; it never passes for a cache, and can be deleted.) Passes of a run may
+    overlap (validation while ``train.fit(steps_per_epoch=...)`` keeps the training pass
+    open): the first to complete is kept, and the others stop keeping or writing theirs.
 
     In a pipeline, the folder records the lineage of its data (:mod:`rxpipe.lineage`):
     the plugins and parameters before the cache, the run's seed, rxpipe's version, and
@@ -335,6 +358,7 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
     if problem is not None:
         raise ConfigError(problem, "access.cache.path")
     kept: PerRun[list[Batch]] = PerRun()
+    written: PerRun[list[dict[str, Any] | None]] = PerRun()  # lineages the run wrote
 
     def operator(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
         def start(_: Any) -> reactivex.Observable[Batch]:
@@ -344,12 +368,12 @@ def cache(path: str | None = None) -> Operator[Batch, Batch]:
                     manifest = read_manifest(folder)
                     if not _stale(folder, manifest, lineage):
                         return generate(lambda: read_folder(folder, manifest))
-                return _written(source, folder, lineage)
+                return _written(source, folder, lineage, written.setdefault([]))
             batches = kept.get()
             if batches is not None:
                 replay = batches
                 return generate(lambda: iter(replay))
-            return _recorded(source, kept.setdefault)
+            return _recorded(source, kept)
 
         return reactivex.defer(start)
 

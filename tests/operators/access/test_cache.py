@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import tracemalloc
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import reactivex
 from rxpipe import Batch, CacheRebuilt, ConfigError, Pipeline, StageError, StageStarted
 from rxpipe.context import RunContext, running
 from rxpipe.events import EventBus
-from rxpipe.flow import generate
+from rxpipe.flow import generate, iterate
 from rxpipe.lineage import lineage_of
 from rxpipe.operators import access, process
 from rxpipe.operators import collect as collectors
@@ -433,4 +435,46 @@ def test_a_failed_rebuild_keeps_the_old_folder_until_a_pass_completes(tmp_path: 
     assert produced == [0, 1, 2, 3, 4, 5]  # rebuilt once, then replayed
     assert [e.reason for e in rebuilt(events)] == ["p.s: 1.0 → 2.0"] * 2
     assert json.loads((folder / "cache.json").read_text())["batches"] == 6
+    assert partial_files(tmp_path) == []
+
+
+def test_overlapping_passes_keep_the_first_to_complete_in_memory() -> None:
+    """A pass that starts while another is still open (validation while steps_per_epoch
+    keeps the training pass open) completes first and is kept; the open pass stops
+    holding its batches, and later passes replay the kept one."""
+    produced: list[int] = []
+    stream = numbered(produced, 6).pipe(access.cache())
+    with running(new_run()):
+        training = iterate(stream, capacity=1)
+        assert next(training).ids.tolist() == [0]
+        validation = collect(stream)  # the whole pass, while training is open
+        assert next(training).ids.tolist() == [1]  # read ahead before validation ended
+        batch = next(training)
+        let_go = weakref.ref(batch)
+        del batch
+        assert next(training).ids.tolist() == [3]  # the iterator lets go of batch 2
+        gc.collect()
+        assert let_go() is None  # not held for a pass that will not be kept
+        assert [b.ids[0] for b in training] == [4, 5]
+        replayed = collect(stream)
+    assert sorted(produced) == sorted([0, 1, 2, 3, 4, 5] * 2)  # the third pass replays
+    assert all(a is b for a, b in zip(replayed, validation, strict=True))
+
+
+def test_overlapping_passes_write_the_folder_once(tmp_path: Path) -> None:
+    """Of two overlapping passes, the first to complete writes the folder; the open one
+    stops writing (what it wrote is deleted) and never replaces the folder under a replay."""
+    folder = tmp_path / "cache"
+    stream = numbered([], 6).pipe(access.cache(str(folder)))
+    with running(new_run()):
+        training = iterate(stream, capacity=1)
+        next(training)
+        assert partial_files(tmp_path)  # the training pass is writing
+        assert drain(stream) == 6
+        written = (folder / "cache.json").stat()
+        assert [b.ids[0] for b in training] == [1, 2, 3, 4, 5]
+        replayed = iterate(stream, capacity=1)
+        assert next(replayed).ids.tolist() == [0]
+        replayed.close()
+    assert (folder / "cache.json").stat().st_ino == written.st_ino  # not written again
     assert partial_files(tmp_path) == []
