@@ -240,6 +240,13 @@ def _add_serving_commands(commands: Any) -> None:
         help="largest uploaded image, width × height (default 50000000)",
     )
     serve.add_argument(
+        "--max-batch-pixels",
+        type=int,
+        default=100_000_000,
+        help="most pixels of uploaded images decoded in one model call, which bounds "
+        "the memory decoding takes; a larger image runs alone (default 100000000)",
+    )
+    serve.add_argument(
         "--body-timeout-s",
         type=float,
         default=30.0,
@@ -323,8 +330,12 @@ def _serve(args: argparse.Namespace) -> int:
             "expected --max-batch-size >= 1, --max-wait-ms >= 0 and --max-body-mb > 0. "
             f"Received: {args.max_batch_size}, {args.max_wait_ms}, {args.max_body_mb}"
         )
-    if args.max_image_pixels < 1:
-        raise _usage(f"--max-image-pixels: expected an int >= 1. Received: {args.max_image_pixels}")
+    for flag, pixels in (
+        ("--max-image-pixels", args.max_image_pixels),
+        ("--max-batch-pixels", args.max_batch_pixels),
+    ):
+        if pixels < 1:
+            raise _usage(f"{flag}: expected an int >= 1. Received: {pixels}")
     if not 0 < args.body_timeout_s < math.inf:
         raise _usage(
             f"--body-timeout-s: expected a number of seconds > 0. Received: {args.body_timeout_s}"
@@ -349,6 +360,7 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             max_image_pixels=args.max_image_pixels,
             body_timeout_s=args.body_timeout_s,
+            max_batch_pixels=args.max_batch_pixels,
         )
     except OSError as error:  # the address is taken or not ours
         print(

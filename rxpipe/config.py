@@ -594,13 +594,16 @@ def naming_origin(
         field = re.match(r"plugins\[(\d+)\](?:\.(\w+))?", error.path)
         if field is None or str(source) in str(error):
             raise
+        target = (int(field[1]), field[2])
         origin = f"in pipeline file {str(source)!r}"
         for override in reversed(overrides):
             key = override.partition("=")[0].strip()
-            if field[2] and not key.startswith("pipeline."):
-                if _find_plugin(config.plugins, key, override) == (int(field[1]), field[2]):
-                    origin = f"(set by --set {override!r})"
-                    break
+            if (
+                not key.startswith("pipeline.")
+                and _find_plugin(config.plugins, key, override) == target
+            ):
+                origin = f"(set by --set {override!r})"
+                break
         error.args = (f"{error} {origin}",)
         raise
 

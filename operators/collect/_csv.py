@@ -244,6 +244,17 @@ def open_text(path: Path, encoding: str, errors: str = "surrogateescape") -> Any
     return path.open(newline="", encoding=encoding, errors=errors)
 
 
+FIELD_LIMIT = 64 * 1024 * 1024
+"""The longest CSV field read, in characters (Python's ``csv`` stops at 131,072 by
+default, which refuses long documents in a text column). Raised for the process, only
+ever upwards, when a CSV file is opened."""
+
+
+def _allow_long_fields() -> None:
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)
+
+
 class CsvRows:
     """A CSV file's csv reader, decoding strictly until a byte fails to decode.
 
@@ -271,6 +282,7 @@ class CsvRows:
         self.encoding = encoding
         self.delimiter = delimiter
         self.escaping = False
+        _allow_long_fields()
         self._handle = open_text(path, encoding, errors="strict")
         self.reader: Any = csv.reader(self._handle, delimiter=delimiter)
 

@@ -165,15 +165,24 @@ def folder_source(
                 try:
                     values.append(read(file))
                 except (OSError, ValueError) as error:
+                    if isinstance(error, UnicodeDecodeError):
+                        expected = (
+                            f"{error.encoding.removesuffix('-sig')} text (the encoding parameter)"
+                        )
+                        received = (
+                            f"the byte 0x{error.object[error.start]:02x} at offset {error.start}"
+                        )
+                    else:
+                        expected = "a readable file"
+                        received = f"{type(error).__name__}: {error}"
                     if not bad.skipping:
                         raise StageError(
                             plugin_name,
-                            f"cannot read {str(file)!r}: expected a readable file. "
-                            f"Received: {type(error).__name__}: {error}",
+                            f"cannot read {str(file)!r}: expected {expected}. Received: {received}",
                             [sample_id],
                             error,
                         ) from error
-                    bad.skip([sample_id], f"{type(error).__name__}: {error}")
+                    bad.skip([sample_id], received)
                     continue
                 labels.append(label)
                 ids.append(sample_id)

@@ -75,12 +75,13 @@ from rxpipe.serving.bundle import (
     regression_values,
     top_k,
 )
-from rxpipe.serving.images import DEFAULT_MAX_IMAGE_PIXELS, check_image
+from rxpipe.serving.images import DEFAULT_MAX_BATCH_PIXELS, DEFAULT_MAX_IMAGE_PIXELS, check_image
 from rxpipe.serving.inputs import parse_request, rows_to_batch, to_array
 from rxpipe.serving.limits import DEFAULT_BODY_TIMEOUT_S, BodyLimit
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",
+    "DEFAULT_MAX_BATCH_PIXELS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "ROUTES",
@@ -260,12 +261,11 @@ class ServingApp:
 
     async def tf_predict(self, request: Request) -> Response:
         """``:predict`` in row (``instances``) or columnar (``inputs``) format."""
-        signature, batch, rows = await self._decode(await request.body(), self._tf_inputs)
+        signature, batch, rows, pixels = await self._decode(await request.body(), self._tf_inputs)
         image_input = self.bundle.image_input
-        if image_input is not None and image_input[0] == signature:
-            count = len(batch[image_input[1]])
-            names = [f"{image_input[1]}[{index}]" for index in range(count)]
-            outputs = await self._predict_files(signature, batch, names)
+        if pixels is not None and image_input is not None:
+            names = [f"{image_input[1]}[{index}]" for index in range(len(pixels))]
+            outputs = await self._predict_files(signature, batch, names, pixels)
         else:
             outputs = await self.batcher.predict(signature, batch)
         if rows:
@@ -281,8 +281,11 @@ class ServingApp:
             return _Answer({"outputs": _plain(next(iter(outputs.values())))})
         return _Answer({"outputs": {n: _plain(v) for n, v in sorted(outputs.items())}})
 
-    def _tf_inputs(self, raw: bytes, in_steps: bool) -> tuple[str, dict[str, Any], bool]:
-        """The signature, checked input arrays and row format of a ``:predict`` body."""
+    def _tf_inputs(
+        self, raw: bytes, in_steps: bool
+    ) -> tuple[str, dict[str, Any], bool, list[int] | None]:
+        """The signature, checked input arrays and row format of a ``:predict`` body, and
+        the pixels of its images (``None`` for a signature of no encoded images)."""
         body = _loads(raw, in_steps)
         signature = DEFAULT_SIGNATURE
         if isinstance(body, Mapping) and "signature_name" in body:
@@ -297,10 +300,13 @@ class ServingApp:
             body, self.bundle.signatures[signature]["inputs"], self.bundle.filled_inputs
         )
         image_input = self.bundle.image_input
-        if image_input is not None and image_input[0] == signature:
-            for index, image in enumerate(batch[image_input[1]].ravel()):
-                check_image(image, f"{image_input[1]}[{index}]", self.max_image_pixels)
-        return signature, batch, rows
+        if image_input is None or image_input[0] != signature:
+            return signature, batch, rows, None
+        pixels = [
+            check_image(image, f"{image_input[1]}[{index}]", self.max_image_pixels)
+            for index, image in enumerate(batch[image_input[1]].ravel())
+        ]
+        return signature, batch, rows, pixels
 
     # -- Pipcook-style /predict ----------------------------------------------------------
 
@@ -316,7 +322,7 @@ class ServingApp:
         if content_type == "multipart/form-data":
             return await self._predict_images(request, k)
         if content_type.startswith("text/"):
-            text = (await request.body()).decode("utf-8", "replace")
+            text = _text_body(await request.body(), request.headers.get("content-type", ""))
             return await self._predict_samples(self._text_batch([text]), True, k)
         batch, single = await self._decode(await request.body(), self._sample_inputs)
         return await self._predict_samples(batch, single, k)
@@ -367,19 +373,25 @@ class ServingApp:
             names = [upload.filename or f"file {i}" for i, upload in enumerate(uploads)]
         finally:
             await form.close()
-        for image, filename in zip(images, names, strict=True):
+        pixels = [
             check_image(image, filename, self.max_image_pixels)
+            for image, filename in zip(images, names, strict=True)
+        ]
         column = np.empty(len(images), dtype=object)
         column[:] = images
-        outputs = await self._predict_files(target[0], {target[1]: column}, names)
+        outputs = await self._predict_files(target[0], {target[1]: column}, names, pixels)
         return self._top_k_response(outputs, len(images) == 1, k)
 
     async def _predict_files(
-        self, signature: str, inputs: Mapping[str, Any], names: Sequence[str]
+        self,
+        signature: str,
+        inputs: Mapping[str, Any],
+        names: Sequence[str],
+        pixels: Sequence[int],
     ) -> Mapping[str, Any]:
-        """Predict encoded images; the model's refusal of them names the files."""
+        """Predict encoded images of these ``pixels``; the model's refusal names the files."""
         try:
-            return await self.batcher.predict(signature, inputs)
+            return await self.batcher.predict(signature, inputs, pixels)
         except PredictionInputError as error:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             where = names[0] if len(names) == 1 else f"one of {shown}"
@@ -457,6 +469,37 @@ class ServingApp:
     async def stats(self, request: Request) -> Response:
         """Batching counters: requests, samples, model calls, largest and mean batch."""
         return JSONResponse(self.batching())
+
+
+def _text_body(raw: bytes, content_type: str) -> str:
+    r"""A ``text/*`` body decoded by its ``charset`` (UTF-8 by default), without a
+    byte-order mark (as ``collect.text_folder`` reads training files).
+
+    Example:
+        >>> _text_body("\ufeffcafé".encode(), "text/plain"), _text_body(b"caf\xe9", "text/plain; charset=latin-1")
+        ('café', 'café')
+        >>> _text_body(b"caf\xe9", "text/plain")
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.PredictionInputError: text body: expected utf-8 text (or a charset in the Content-Type). Received: the byte 0xe9 at offset 3
+    """  # noqa: E501
+    charset = "utf-8"
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"').lower()
+    try:
+        text = raw.decode(charset)
+    except LookupError:
+        raise PredictionInputError(
+            f"text body: expected a charset Python knows (e.g. utf-8). Received: {charset!r}"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise PredictionInputError(
+            f"text body: expected {charset} text (or a charset in the Content-Type). "
+            f"Received: the byte 0x{raw[error.start]:02x} at offset {error.start}"
+        ) from None
+    return text.removeprefix("\ufeff")
 
 
 def _loads(raw: bytes, in_steps: bool = False) -> Any:
@@ -603,6 +646,7 @@ def create_app(
     default_top_k: int = 5,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS,
 ) -> tuple[ASGIApp, ServingApp]:
     """The ASGI application serving ``bundle``, and its handlers (for counters and flush).
 
@@ -616,6 +660,8 @@ def create_app(
         max_image_pixels: the most pixels (width × height) of an uploaded image (400
             past it).
         body_timeout_s: the longest a request's body may take to arrive (408 past it).
+        max_batch_pixels: the most pixels of uploaded images decoded in one model call
+            (an image over it runs alone; see :data:`DEFAULT_MAX_BATCH_PIXELS`).
 
     On shutdown, call ``handlers.shutdown()`` on the event loop: bodies still arriving
     are answered 503 and what waits in the batcher runs at once.
@@ -627,7 +673,7 @@ def create_app(
     def predict(signature: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return bundle.predict(inputs, signature)
 
-    batcher = ModelBatcher(predict, max_batch_size, max_wait_ms)
+    batcher = ModelBatcher(predict, max_batch_size, max_wait_ms, max_batch_pixels)
     handlers = ServingApp(
         bundle,
         batcher,

@@ -11,14 +11,22 @@ batch, so under load batches fill up by themselves.
 than it runs as several calls of at most ``max_batch_size`` samples, one after the other
 (each part joins the queue when the last one is answered, so other requests' batches run
 between them instead of waiting for the whole of it), whose outputs are joined in order.
+
+Encoded images are decoded inside the model call, whole, so a call's memory grows with
+their pixels, not their count. With ``max_batch_pixels``, a request's images are
+weighed by their pixels (given with the request): each takes
+``ceil(pixels / (max_batch_pixels / max_batch_size))`` of the call's ``max_batch_size``
+places, at least one. A call then holds at most ``max_batch_size`` samples and at most
+``max_batch_pixels`` pixels of images; an image over that runs alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -74,9 +82,13 @@ class BatchStats:
 class _Request:
     signature: str
     inputs: Mapping[str, np.ndarray[Any, Any]]
-    size: int
+    weights: list[int]  # each sample's places in a call (1, or more for a large image)
     future: asyncio.Future[Arrays]
     loop: asyncio.AbstractEventLoop
+
+    @property
+    def size(self) -> int:
+        return sum(self.weights)
 
 
 def _settle(
@@ -98,6 +110,26 @@ def _signature(request: _Request) -> str:
     return request.signature
 
 
+def _parts(weights: Sequence[int], cap: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of consecutive samples whose weights add up to at most ``cap``
+    (a sample heavier than ``cap`` alone).
+
+    Example:
+        >>> _parts([1] * 5, 2), _parts([3, 1, 1, 2, 5, 1], 4)
+        ([(0, 2), (2, 4), (4, 5)], [(0, 2), (2, 4), (4, 5), (5, 6)])
+    """
+    parts: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for index, weight in enumerate(weights):
+        if index > start and total + weight > cap:
+            parts.append((start, index))
+            start, total = index, 0
+        total += weight
+    if weights:
+        parts.append((start, len(weights)))
+    return parts
+
+
 class ModelBatcher:
     """Micro-batches concurrent predictions into model calls on one model thread.
 
@@ -106,6 +138,8 @@ class ModelBatcher:
         max_batch_size: the most samples in one model call (1 turns batching off: one
             call per request).
         max_wait_ms: the longest a request waits for others to join its batch.
+        max_batch_pixels: the most pixels of encoded images in one model call (for
+            requests that give their images' pixels; ``None``: no pixel budget).
 
     Example:
         >>> batcher = ModelBatcher(lambda sig, x: {"y": x["x"] * 2}, 8, 1.0)
@@ -116,12 +150,21 @@ class ModelBatcher:
     """
 
     def __init__(
-        self, predict: Predict, max_batch_size: int = 32, max_wait_ms: float = 2.0
+        self,
+        predict: Predict,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 2.0,
+        max_batch_pixels: int | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size: expected an int >= 1. Received: {max_batch_size!r}")
+        if max_batch_pixels is not None and max_batch_pixels < 1:
+            raise ValueError(
+                f"max_batch_pixels: expected an int >= 1. Received: {max_batch_pixels!r}"
+            )
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
+        self.max_batch_pixels = max_batch_pixels
         self.stats = BatchStats()
         self.error: Exception | None = None
         self._predict = predict
@@ -149,8 +192,19 @@ class ModelBatcher:
             ops.flat_map(batch_group),
         ).subscribe(self._run, self._on_error, self._done.set)
 
-    async def predict(self, signature: str, inputs: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+    async def predict(
+        self,
+        signature: str,
+        inputs: Mapping[str, np.ndarray[Any, Any]],
+        pixels: Sequence[int] | None = None,
+    ) -> Arrays:
         """Predict a batch of checked inputs; resolves when its micro-batch has run.
+
+        Args:
+            signature: the model signature to run.
+            inputs: the batch, one array per input.
+            pixels: for encoded images, each sample's width × height (weighed against
+                ``max_batch_pixels``).
 
         Raises:
             BatcherClosedError: if the batcher is closed.
@@ -158,23 +212,22 @@ class ModelBatcher:
         """
         if self._closed:
             raise BatcherClosedError("the model batcher is closed: the server is shutting down")
-        size = int(next(iter(inputs.values())).shape[0])
-        step = self.max_batch_size
+        weights = self._weights(int(next(iter(inputs.values())).shape[0]), pixels)
         with self._stats_lock:
             self.stats.pending += 1
         failed = True
         try:
-            if size <= step:
-                outputs = await self._submit(signature, inputs, size)
+            if sum(weights) <= self.max_batch_size:
+                outputs = await self._submit(signature, inputs, weights)
             else:  # part after part: other requests' batches run in between
                 parts = [
                     await self._submit(
                         signature,
-                        {k: v[start : start + step] for k, v in inputs.items()},
-                        min(step, size - start),
+                        {k: v[start:end] for k, v in inputs.items()},
+                        weights[start:end],
                         flush=True,  # a last, smaller part waits for no company
                     )
-                    for start in range(0, size, step)
+                    for start, end in _parts(weights, self.max_batch_size)
                 ]
                 outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
             failed = False
@@ -185,11 +238,18 @@ class ModelBatcher:
                 self.stats.requests += 1
                 self.stats.failed += failed
 
+    def _weights(self, size: int, pixels: Sequence[int] | None) -> list[int]:
+        """Each sample's places in a model call: 1, or its share of ``max_batch_pixels``."""
+        if pixels is None or self.max_batch_pixels is None:
+            return [1] * size
+        per_place = self.max_batch_pixels / self.max_batch_size
+        return [max(1, math.ceil(p / per_place)) for p in pixels]
+
     async def _submit(
         self,
         signature: str,
         inputs: Mapping[str, np.ndarray[Any, Any]],
-        size: int,
+        weights: list[int],
         *,
         flush: bool = False,
     ) -> Arrays:
@@ -199,7 +259,7 @@ class ModelBatcher:
             raise BatcherClosedError("the model batcher is closed: the server is shutting down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Arrays] = loop.create_future()
-        self._requests.on_next(_Request(signature, inputs, size, future, loop))
+        self._requests.on_next(_Request(signature, inputs, weights, future, loop))
         if flush:
             self.flush()
         return await future
@@ -219,13 +279,12 @@ class ModelBatcher:
         self._scheduler.dispose()
 
     def _call(
-        self, signature: str, inputs: Mapping[str, np.ndarray[Any, Any]], size: int
+        self, signature: str, inputs: Mapping[str, np.ndarray[Any, Any]], weights: list[int]
     ) -> Arrays:
-        """Run the model on ``inputs`` in calls of at most ``max_batch_size`` samples."""
-        step = self.max_batch_size
+        """Run the model on ``inputs`` in calls of at most ``max_batch_size`` places."""
+        size = len(weights)
         parts: list[Arrays] = []
-        for start in range(0, max(size, 1), step):
-            end = min(start + step, size)
+        for start, end in _parts(weights, self.max_batch_size) or [(0, 0)]:
             chunk = inputs if end - start == size else {k: v[start:end] for k, v in inputs.items()}
             parts.append(self._predict(signature, chunk))
             with self._stats_lock:
@@ -246,7 +305,7 @@ class ModelBatcher:
                     name: np.concatenate([r.inputs[name] for r in batch])
                     for name in batch[0].inputs
                 }
-            outputs = self._call(signature, inputs, sum(r.size for r in batch))
+            outputs = self._call(signature, inputs, [w for r in batch for w in r.weights])
         except Exception as error:
             if len(batch) == 1:
                 self._answer(batch[0], None, error)
@@ -256,7 +315,7 @@ class ModelBatcher:
             return
         start = 0
         for request in batch:
-            end = start + request.size
+            end = start + len(request.weights)
             self._answer(request, {k: v[start:end] for k, v in outputs.items()}, None)
             start = end
 

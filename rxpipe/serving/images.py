@@ -13,7 +13,7 @@ import warnings
 
 from rxpipe.errors import PredictionInputError
 
-__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "check_image"]
+__all__ = ["DEFAULT_MAX_BATCH_PIXELS", "DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "check_image"]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # what tf.io.decode_image reads
 _ALSO_JPEG = frozenset({"MPO"})  # a JPEG with more pictures after it (phone cameras): TF
@@ -31,6 +31,19 @@ would refuse those photos, a larger one buys nothing a model's input of a few hu
 pixels a side needs.
 """
 
+DEFAULT_MAX_BATCH_PIXELS = 100_000_000
+"""The server's default cap on the pixels of the uploaded images in one model call.
+
+The exported model decodes a call's images with ``tf.map_fn``, up to 10 at once (fewer
+on a machine with fewer cores), each whole before its resize: about 15 bytes a pixel
+in flight for an RGB model, 25 for a grayscale one (measured: 740 MB and 1.1 GB for a
+49 MP photo). Counting images alone, a call of 32 such photos would peak at 8.4 GB on
+a machine of 16 cores. Budgeted by pixels, a call holds at most 100 MP (two 50 MP
+photos, or hundreds of ordinary ones), so decoding needs at most about 1.5 GB (RGB)
+or 2.5 GB (grayscale) whatever the cores and the requests; an image over the budget
+runs alone.
+"""
+
 # TensorFlow's BMP decoder reads a BITMAPINFOHEADER's fields at fixed offsets, takes
 # bits per pixel / 8 as the channels (1, 3 or 4: 8, 24 or 32 bits) and copies the pixel
 # bytes as they are: no palette, no run-length compression.
@@ -39,8 +52,9 @@ _BMP_COMPRESSIONS = {0: "none", 1: "RLE8", 2: "RLE4", 3: "bit fields", 4: "JPEG"
 _BMP_READABLE_COMPRESSIONS = (0, 3)
 
 
-def check_image(data: bytes | str, filename: str, max_pixels: int | None = None) -> None:
-    """Raise :class:`PredictionInputError` unless ``data`` is an image TensorFlow decodes.
+def check_image(data: bytes | str, filename: str, max_pixels: int | None = None) -> int:
+    """The pixels (width × height) of ``data``, an image TensorFlow decodes; else raise
+    :class:`PredictionInputError`.
 
     That is a PNG, JPEG, GIF or BMP image; a BMP of 8 bits a pixel in shades of gray, or
     of 24 or 32 bits, without compression (TensorFlow's BMP decoder reads no other);
@@ -54,6 +68,10 @@ def check_image(data: bytes | str, filename: str, max_pixels: int | None = None)
         max_pixels: the most pixels an image may have; ``None``: only Pillow's own
             decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 MP).
             Pillow refuses images over twice its limit (179 MP) whatever this says.
+
+    Returns:
+        The image's width × height, read from its header (the batcher budgets model
+        calls by it).
 
     Raises:
         PredictionInputError: naming ``filename``, what was expected and received.
@@ -111,6 +129,7 @@ Received: 5 bytes that no image reader recognises
         )
     if kind == "BMP":
         _check_bmp(data, mode, filename)
+    return int(width * height)
 
 
 def _check_bmp(data: bytes, mode: str, filename: str) -> None:

@@ -17,8 +17,9 @@ range, float inputs finite values that stay finite in the dtype (NaN, ``Infinity
 cannot convert without loss); errors name the first offending value and its sample.
 
 Missing values: for the inputs whose missing values the model's preprocessing fills
-(``process.fill_missing``, or ``process.one_hot`` which encodes them as zeros; see
-:func:`filled_inputs`), JSON ``null`` is accepted, as NaN for a float input and as ``""``
+(``process.fill_missing``, ``process.one_hot`` which encodes them as zeros, or
+``process.vectorize`` which takes no text as an empty one; see :func:`filled_inputs`),
+JSON ``null`` is accepted, as NaN for a float input and as ``""``
 for a string input, and so is NaN (``NaN`` in JSON, which Python's reader accepts)
 for a float input. The caller names those inputs (``missing_ok``); for every other
 input ``null`` and NaN are refused as above, naming the sample.
@@ -54,8 +55,19 @@ __all__ = [
 
 
 def _received(array: np.ndarray[Any, Any]) -> str:
+    """What a request's array holds, in words, e.g. ``strings of shape (2,)``.
+
+    Example:
+        >>> _received(np.array([["a", "b"]], dtype=object)), _received(np.array([[1, "b"]], dtype=object))
+        ('strings of shape (2,)', 'mixed values of shape (2,)')
+    """  # noqa: E501
     kinds = {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers", "U": "strings"}
     kind = kinds.get(array.dtype.kind, "mixed values")
+    if array.dtype == object and array.size:
+        types = {type(item) for item in array.flat}
+        kind = {frozenset({str}): "strings", frozenset({bytes}): "bytes"}.get(
+            frozenset(types), kind
+        )
     return f"{kind} of shape {tuple(array.shape[1:])}"
 
 
@@ -98,7 +110,8 @@ def filled_inputs(
     ``preprocessing`` is the model card's list of steps (``{"name": ..., **config}``).
     A ``fill_missing`` step names its columns; without, it fills the one matrix input,
     or the columns a ``concat_columns`` step before it joined into that matrix. A
-    ``one_hot`` step encodes a missing value as zeros, as in training.
+    ``one_hot`` step encodes a missing value as zeros, and a ``vectorize`` step reads
+    no text as an empty one, as in training.
 
     Example:
         >>> steps = [{"name": "fill_missing", "columns": ["age"]},
@@ -114,6 +127,8 @@ def filled_inputs(
             joined = [str(c) for c in columns]
         elif kind == "one_hot" and columns is not None:
             names.update(str(c) for c in columns)
+        elif kind == "vectorize":  # its one text input
+            names.update(inputs)
         elif kind == "fill_missing":
             if columns is not None:
                 names.update(str(c) for c in columns)

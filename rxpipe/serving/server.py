@@ -28,6 +28,7 @@ import uvicorn
 from rxpipe.errors import ConfigError, PredictionInputError
 from rxpipe.serving.app import (
     DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_MAX_BATCH_PIXELS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_IMAGE_PIXELS,
     create_app,
@@ -119,6 +120,7 @@ def serve(
     log_level: str = "warning",
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS,
 ) -> None:
     """Load the bundle at ``path`` and serve it until SIGTERM or Ctrl-C.
 
@@ -135,19 +137,25 @@ def serve(
         max_image_pixels: the most pixels (width × height) of an uploaded image (400
             past it).
         body_timeout_s: the longest a request's body may take to arrive (408 past it).
+        max_batch_pixels: the most pixels of uploaded images decoded in one model call
+            (an image over it runs alone; this bounds the memory decoding takes).
 
     Once it listens, the server prints ``serving model 'NAME' (version 1) at URL``.
 
     Raises:
-        ConfigError: if ``port`` is not a port number, ``max_image_pixels`` not an int
-            >= 1 or ``body_timeout_s`` not a number > 0 (checked before the model loads).
+        ConfigError: if ``port`` is not a port number, ``max_image_pixels`` or
+            ``max_batch_pixels`` not an int >= 1 or ``body_timeout_s`` not a number > 0
+            (checked before the model loads).
         BundleError: if ``path`` holds no readable bundle.
         OSError: if the address cannot be bound.
     """
     check_port(port)
-    pixels: object = max_image_pixels  # untyped callers pass anything
-    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
-        raise ConfigError(f"expected an int >= 1. Received: {pixels!r}", "max_image_pixels")
+    for field, pixels in (
+        ("max_image_pixels", max_image_pixels),
+        ("max_batch_pixels", max_batch_pixels),
+    ):
+        if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+            raise ConfigError(f"expected an int >= 1. Received: {pixels!r}", field)
     if not 0 < body_timeout_s < float("inf"):
         raise ConfigError(
             f"expected a number of seconds > 0. Received: {body_timeout_s!r}", "body_timeout_s"
@@ -163,6 +171,7 @@ def serve(
         default_top_k=default_top_k,
         max_image_pixels=max_image_pixels,
         body_timeout_s=body_timeout_s,
+        max_batch_pixels=max_batch_pixels,
     )
     warm_up(bundle)
     # TensorFlow leaves millions of long-lived objects; a full garbage collection scans

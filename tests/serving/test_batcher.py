@@ -212,3 +212,20 @@ def test_a_small_request_runs_between_the_parts_of_a_large_one(no_thread_leak: N
     assert finished == ["small", "large"]
     assert model.calls[:2] == [4, 1]  # the small request's call right after the first part
     assert batcher.stats.requests == 2
+
+
+def test_images_take_places_in_a_call_by_their_pixels(no_thread_leak: None) -> None:
+    """At 4 samples and 100 pixels a call (25 pixels a place), images of 100, 10, 10, 60
+    and 1,000 pixels take 4, 1, 1, 3 and 40 places: calls of 1, 2, 1 and 1 (the image over
+    the budget alone); samples without pixels take one place each."""
+    model = Doubler()
+    batcher = ModelBatcher(model, max_batch_size=4, max_wait_ms=60_000, max_batch_pixels=100)
+    try:
+        answer = asyncio.run(batcher.predict("sig", rows(*range(5)), [100, 10, 10, 60, 1000]))
+        assert model.calls == [1, 2, 1, 1]
+        asyncio.run(batcher.predict("sig", rows(*range(4))))  # no pixels: one call of 4
+    finally:
+        batcher.close()
+    assert answer["y"].ravel().tolist() == [2.0 * i for i in range(5)]
+    assert model.calls[4:] == [4]
+    assert (batcher.stats.samples, batcher.stats.largest_batch) == (9, 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import threading
 from typing import Any
@@ -104,3 +105,34 @@ def test_sigterm_lets_the_request_in_flight_complete(start_server: Any, digits_b
     np.testing.assert_allclose(
         answer.json()["predictions"][0]["scores"], digits_bundle.scores[3], **TOLERANCE
     )
+
+
+def test_uploaded_images_are_batched_by_their_pixels(
+    start_server: Any, digits_bundle: Any, encode_png: Any
+) -> None:
+    """At --max-batch-size 8 and --max-batch-pixels 128, an 8×8 digit (64 pixels) takes 4
+    of a call's 8 places: six digits in one upload run as three calls of two, whether
+    uploaded as files or sent base64 to serving_images; the answers are the model's."""
+    images = digits_bundle.images[:6]
+    pngs = [encode_png(image) for image in images]
+    args = ("--max-batch-size", "8", "--max-wait-ms", "600000", "--max-batch-pixels", "128")
+    with start_server(*args) as server:
+        before = server.stats()
+        files = [("image", (f"digit{i}.png", png, "image/png")) for i, png in enumerate(pngs)]
+        uploaded = httpx.post(f"{server.url}/predict?top_k=1", files=files, timeout=120)
+        middle = server.stats()
+        body = {
+            "signature_name": "serving_images",
+            "instances": [{"b64": base64.b64encode(png).decode()} for png in pngs],
+        }
+        encoded = httpx.post(f"{server.url}/v1/models/digits:predict", json=body, timeout=120)
+        after = server.stats()
+    assert uploaded.status_code == 200, uploaded.text
+    assert encoded.status_code == 200, encoded.text
+    assert delta(middle, before, "model_calls", "samples") == (3, 6)
+    assert delta(after, middle, "model_calls", "samples") == (3, 6)
+    assert after["largest_batch"] == 2
+    best = [str(i) for i in digits_bundle.scores[:6].argmax(axis=1)]
+    assert [answer[0]["label"] for answer in uploaded.json()] == best
+    scores = np.array([p["scores"] for p in encoded.json()["predictions"]])
+    np.testing.assert_allclose(scores, digits_bundle.scores[:6], **TOLERANCE)

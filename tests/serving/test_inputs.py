@@ -148,6 +148,9 @@ def test_text_inputs_refuse_numbers_and_bad_base64() -> None:
     message = str(info.value)
     assert message.startswith("city: expected valid base64 in {'b64': ...}. Received: ")
     assert message.count("expected") == 1
+    with pytest.raises(PredictionInputError) as info:  # a list where one text goes
+        to_array([["a", "b"]], TABLE["city"], "input")
+    assert "Received: strings of shape (2,) per sample" in str(info.value)
 
 
 def test_text_inputs_take_arrays_of_strings_and_bytes() -> None:
@@ -260,3 +263,5 @@ def test_filled_inputs_reads_the_model_cards_preprocessing() -> None:
     assert filled_inputs([{"name": "fill_missing", "columns": None}], ["features"]) == {"features"}
     assert filled_inputs([{"name": "standardize", "columns": ["age"]}], names) == frozenset()
     assert filled_inputs([{"name": "fill_missing", "columns": ["n", "gone"]}], names) == {"n"}
+    text = [{"name": "vectorize", "vocabulary": ["a"], "sequence_length": 4}]
+    assert filled_inputs(text, ["text"]) == {"text"}  # no text reads as "", as in training

@@ -71,16 +71,23 @@ def test_concurrent_large_bodies_are_parsed_one_at_a_time(regression_bundle: Pat
 
 def test_the_event_loop_runs_while_a_large_body_is_parsed(regression_bundle: Path) -> None:
     """While an 8 MB body is read, the event loop is never held for more than half the time
-    json.loads takes on it (json.loads holds the GIL throughout)."""
+    json.loads takes on it (json.loads holds the GIL throughout). On a shared machine another
+    process can stall the loop too, so it is measured up to three times; parsing on the
+    loop would hold it in every one."""
     body = rows_body(1_000_000)
-    started = time.perf_counter()
-    json.loads(body)
-    loads_s = time.perf_counter() - started
     app, handlers = create_app(Bundle.load(regression_bundle), max_batch_size=1_000_000)
-    ticks: list[float] = []
+    held: list[str] = []
     try:
-        assert asyncio.run(post_all(app, [body], ticks)) == [200]
+        for _ in range(3):
+            started = time.perf_counter()
+            json.loads(body)
+            loads_s = time.perf_counter() - started
+            ticks: list[float] = []
+            assert asyncio.run(post_all(app, [body], ticks)) == [200]
+            longest = max(b - a for a, b in itertools.pairwise(ticks))
+            if longest < 0.5 * loads_s:
+                return
+            held.append(f"event loop held {longest:.2f} s; json.loads {loads_s:.2f} s")
     finally:
         handlers.batcher.close()
-    longest = max(b - a for a, b in itertools.pairwise(ticks))
-    assert longest < 0.5 * loads_s, f"event loop held {longest:.2f} s; json.loads {loads_s:.2f} s"
+    raise AssertionError("; ".join(held))

@@ -147,6 +147,41 @@ def test_a_text_model_takes_raw_text_everywhere(
     assert "Received: a file upload" in upload.json()["error"]
 
 
+def test_a_text_body_is_read_in_its_charset_without_a_byte_order_mark(tmp_path: Path) -> None:
+    """A text/plain body is UTF-8 unless its charset says otherwise; a BOM is dropped (as
+    collect.text_folder drops it); bytes that are not text in that charset are a 400."""
+    trained = export(tmp_path, TextLength(), 1, ("short", "long"))
+    app, handlers = create_app(Bundle.load(tmp_path))
+
+    def text(body: bytes, content_type: str) -> tuple[str, str, dict[str, Any]]:
+        return ("POST", "/predict", {"content": body, "headers": {"content-type": content_type}})
+
+    try:
+        answers = asyncio.run(
+            call(
+                app,
+                text("\ufeffhi".encode(), "text/plain"),
+                text("hi".encode("utf-16"), "text/plain; charset=utf-16"),
+                text("héé".encode("latin-1"), 'text/plain; charset="ISO-8859-1"'),
+                text("héé".encode("latin-1"), "text/plain"),
+                text(b"hi", "text/plain; charset=klingon"),
+            )
+        )
+    finally:
+        handlers.batcher.close()
+    expected = scores(trained, ["hi", "héé"])
+    for answer, row in zip(answers[:3], [expected[0], expected[0], expected[1]], strict=True):
+        assert answer.status_code == 200, answer.text
+        got = {b["label"]: b["score"] for b in answer.json()}
+        np.testing.assert_allclose([got["short"], got["long"]], row, **TOLERANCE)
+    assert [a.status_code for a in answers[3:]] == [400, 400]
+    assert answers[3].json()["error"] == (
+        "text body: expected utf-8 text (or a charset in the Content-Type). "
+        "Received: the byte 0xe9 at offset 1"
+    )
+    assert "Received: 'klingon'" in answers[4].json()["error"]
+
+
 def test_a_model_on_encoded_images_takes_uploads_through_serving_default(tmp_path: Path) -> None:
     """Raw input = image bytes (decoded by its first step): uploads go to serving_default."""
     trained = export(tmp_path, DecodeTiny(), 16, ("dark", "light"))

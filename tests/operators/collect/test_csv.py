@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,15 @@ def test_text_csv_reads_quoted_texts(tmp_path: Path) -> None:
     [batch] = run(reactivex.empty().pipe(collect.text_csv(str(path))))
     assert batch.features.tolist() == ["loved it, really", "meh"]
     assert batch.labels.tolist() == ["pos", "neg"]
+
+
+def test_text_csv_reads_texts_longer_than_pythons_default_field_limit(tmp_path: Path) -> None:
+    """A document of 300,000 characters in a text column (csv's default limit: 131,072)."""
+    path = tmp_path / "long.csv"
+    document = "word " * 60_000
+    path.write_text(f'text,label\n"{document}",pos\nshort,neg\n')
+    [batch] = run(reactivex.empty().pipe(collect.text_csv(str(path))))
+    assert batch.features.tolist() == [document, "short"]
 
 
 @pytest.mark.timeout(60)  # before the fix, the empty label made the reader spin forever
@@ -477,6 +487,16 @@ def test_an_inferred_label_column_names_the_type_it_was_given(tmp_path: Path) ->
     assert batch.labels[-1] == "other"
 
 
+@pytest.fixture
+def short_field_limit(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The csv module's default field limit (131,072 characters), for this test only."""
+    monkeypatch.setattr(_csv, "FIELD_LIMIT", 131_072)
+    before = csv.field_size_limit(131_072)
+    yield
+    csv.field_size_limit(before)
+
+
+@pytest.mark.usefixtures("short_field_limit")
 def test_rows_around_a_parse_error_and_a_bad_byte_keep_their_lines(tmp_path: Path) -> None:
     """A row the csv module rejects before an undecodable byte: both named at their lines."""
     path = tmp_path / "rows.csv"
