@@ -65,9 +65,7 @@ def _received(array: np.ndarray[Any, Any]) -> str:
     kind = kinds.get(array.dtype.kind, "mixed values")
     if array.dtype == object and array.size:
         types = {type(item) for item in array.flat}
-        kind = {frozenset({str}): "strings", frozenset({bytes}): "bytes"}.get(
-            frozenset(types), kind
-        )
+        kind = "strings" if types == {str} else "bytes" if types == {bytes} else kind
     return f"{kind} of shape {tuple(array.shape[1:])}"
 
 
