@@ -11,9 +11,32 @@ from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import fraction, one_of, positive_int
+from ..process._text_steps import PAD
 from ._heads import check_head, plan
 
 ARCHITECTURES = ("pooling", "conv")
+
+
+def masked_mean(ids: Any, embedded: Any) -> Any:
+    """The mean of the embeddings of the tokens that are not padding (id 0).
+
+    A text without tokens (empty, only spaces or punctuation) has the mean 0, not 0 / 0:
+    ``GlobalAveragePooling1D`` over ``Embedding(mask_zero=True)`` gives NaN there, which
+    stops training and makes the served answer depend on how ``relu`` treats NaN. Built
+    from ``keras.ops``, so a ``.keras`` file of the model loads without rxpipe.
+
+    Example:
+        >>> import numpy as np
+        >>> ids = np.array([[2, 3, 0], [0, 0, 0]])
+        >>> vectors = np.array([[[1.0], [3.0], [9.0]], [[9.0], [9.0], [9.0]]], "float32")
+        >>> np.asarray(masked_mean(ids, vectors)).tolist()
+        [[2.0], [0.0]]
+    """
+    from keras import ops
+
+    mask = ops.expand_dims(ops.cast(ops.not_equal(ids, PAD), embedded.dtype), -1)
+    total = ops.sum(embedded * mask, axis=1)
+    return total / ops.maximum(ops.sum(mask, axis=1), ops.cast(1, embedded.dtype))
 
 
 def text_body(
@@ -38,8 +61,8 @@ def text_body(
     vocabulary = int(spec.value_range[1]) + 1
     inputs = keras.Input(spec.shape, dtype=spec.dtype, name="features")
     if architecture == "pooling":
-        x = keras.layers.Embedding(vocabulary, embedding_dim, mask_zero=True)(inputs)
-        x = keras.layers.GlobalAveragePooling1D()(x)
+        x = keras.layers.Embedding(vocabulary, embedding_dim)(inputs)
+        x = masked_mean(inputs, x)
     else:
         x = keras.layers.Embedding(vocabulary, embedding_dim)(inputs)
         x = keras.layers.Conv1D(filters, kernel_size, padding="same", activation="relu")(x)

@@ -66,6 +66,25 @@ def texts_of(features: Any) -> Iterable[str]:
             raise ValueError(f"expected text (str or UTF-8 bytes). Received: {value!r}")
 
 
+def _lower_tf(texts: Any) -> Any:
+    """``str.lower`` of each UTF-8 text, in TensorFlow ops.
+
+    ``tf.strings.lower(encoding="utf-8")`` lowercases as Python does (ICU's full case
+    mapping; only the 40 capitals new in Unicode 14, which TensorFlow's ICU predates, stay
+    as they are) but ends each text at its first NUL character, so the pieces between
+    NULs are lowercased one by one and joined again (a NUL ``separator`` would be cut
+    short in the same way, so each piece but the last gets its NUL back as a tensor).
+    """
+    import tensorflow as tf
+
+    pieces = tf.strings.split(texts, "\x00")
+    lowered = tf.strings.lower(pieces.flat_values, encoding="utf-8")
+    ends = tf.strings.join([lowered, tf.fill(tf.shape(lowered), tf.constant("\x00"))])
+    joined = tf.strings.reduce_join(pieces.with_flat_values(ends), axis=-1)
+    length = tf.strings.length(joined)
+    return tf.strings.substr(joined, tf.zeros_like(length), length - 1)  # the last NUL
+
+
 def _strings(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(str(v) for v in values)
 
@@ -120,7 +139,7 @@ class TextVectorize:
 
         x = tf.reshape(features, [-1])
         if self.lowercase:
-            x = tf.strings.lower(x, encoding="utf-8")
+            x = _lower_tf(x)
         if self.strip_punctuation:
             x = tf.strings.regex_replace(x, PUNCTUATION, "")
         tokens = tf.strings.split(tf.strings.regex_replace(x, r"[ \t\n\r\f\v]+", " "), " ")
@@ -147,7 +166,8 @@ class TextVectorize:
                 binary_output=True,
                 axis=-1,
             )
-            return tf.cast(counts, tf.float32)
+            # bincount over a ragged axis loses the static shape, which export needs
+            return tf.ensure_shape(tf.cast(counts, tf.float32), [None, self.size])
         dense = ragged.to_tensor(default_value=PAD, shape=[None, self.sequence_length])
         return tf.cast(dense, tf.int32)
 

@@ -33,20 +33,84 @@ def _text_array(batch: Batch) -> np.ndarray[Any, Any]:
             "process.vectorize: expected one text per sample (an object array of str, e.g. "
             f"from collect.text_folder or collect.text_csv). Received: {got}"
         )
+    for row, value in enumerate(features):
+        problem = _not_text(value)
+        if problem:
+            [sample] = batch.ids[row : row + 1].tolist()
+            raise BatchError(
+                "process.vectorize: expected a text (str, UTF-8 bytes, or None for no text) "
+                f"per sample. Received: {problem} for sample {sample!r}",
+                [sample],
+            )
     return features
 
 
+def _not_text(value: object) -> str:
+    """What makes ``value`` no text that training and serving read alike; ``""`` if none.
+
+    A str must encode as UTF-8 (the exported model takes UTF-8): a lone surrogate, such
+    as ``"\\udcff"`` from ``errors="surrogateescape"``, cannot.
+
+    Example:
+        >>> _not_text("café"), _not_text(None), _not_text(3.5)
+        ('', '', '3.5 (float)')
+        >>> _not_text(b"caf\\xe9 au lait")
+        "bytes that are not UTF-8 ('invalid continuation byte' at byte 3)"
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        if value.isascii():
+            return ""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (
+                f"a str with the lone surrogate {value[error.start : error.end]!r} at "
+                f"character {error.start}"
+            )
+        return ""
+    if isinstance(value, bytes):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return f"bytes that are not UTF-8 ({error.reason!r} at byte {error.start})"
+        return ""
+    return f"{value!r} ({type(value).__name__})"
+
+
 class _Vocabulary:
-    def __init__(self, lowercase: bool, strip_punctuation: bool) -> None:
+    def __init__(
+        self, lowercase: bool, strip_punctuation: bool, max_tokens: int, min_count: int
+    ) -> None:
         self.counts: Counter[str] = Counter()
         self._options = (lowercase, strip_punctuation)
+        self._sizes = (max_tokens, min_count)
+        self._texts = 0
 
     def update(self, batch: Batch) -> None:
         for text in texts_of(_text_array(batch)):
             self.counts.update(tokenize(text, *self._options))
+            self._texts += 1
 
-    def result(self) -> Counter[str]:
-        return self.counts
+    def result(self) -> tuple[str, ...]:
+        vocabulary = fit_vocabulary(self.counts, *self._sizes)
+        if not vocabulary:  # every text would become the same sequence of unknown tokens
+            if self.counts:
+                [token] = fit_vocabulary(self.counts, max_tokens=3, min_count=1)
+                count = self.counts[token]
+                got = (
+                    f"{len(self.counts)} distinct tokens, the most frequent {token!r} seen "
+                    f"{count} time{'' if count == 1 else 's'}"
+                )
+            else:
+                got = f"no tokens in {self._texts} texts (all empty, spaces or punctuation)"
+            raise BatchError(
+                "process.vectorize: expected a training token seen at least "
+                f"min_count={self._sizes[1]} times, for a vocabulary. Received: {got} in the "
+                "'train' split"
+            )
+        return vocabulary
 
 
 @plugin("process.vectorize")
@@ -65,7 +129,9 @@ def vectorize(
     ``min_count`` times); id 0 pads, id 1 stands for any other token. ``"int"`` gives
     int32 sequences of ``sequence_length`` (truncated or padded at the end), for
     ``models.text_classifier``; ``"multi_hot"`` gives float32 bag-of-words vectors, for
-    ``models.mlp``. Recorded for serving: the exported model takes raw text.
+    ``models.mlp``. Recorded for serving: the exported model takes raw text. A sample's
+    text is a str, UTF-8 bytes or ``None`` (no text); anything else fails naming the
+    sample, and so does a training split without a token seen ``min_count`` times.
 
     Args:
         max_tokens: vocabulary size, padding and out-of-vocabulary ids included.
@@ -93,9 +159,9 @@ def vectorize(
     one_of("process.vectorize", "output", output, OUTPUTS)
     positive_int("process.vectorize", "min_count", min_count)
 
-    def make_apply(counts: Counter[str]) -> Callable[[Batch], Batch]:
+    def make_apply(vocabulary: tuple[str, ...]) -> Callable[[Batch], Batch]:
         step = TextVectorize(
-            vocabulary=fit_vocabulary(counts, max_tokens, min_count),
+            vocabulary=vocabulary,
             sequence_length=sequence_length,
             output=output,
             lowercase=lowercase,
@@ -116,5 +182,7 @@ def vectorize(
         return apply
 
     return fitted(
-        "process.vectorize", lambda: _Vocabulary(lowercase, strip_punctuation), make_apply
+        "process.vectorize",
+        lambda: _Vocabulary(lowercase, strip_punctuation, max_tokens, min_count),
+        make_apply,
     )
