@@ -2,7 +2,9 @@
 
 Runs the data part of a pipeline (the stages before its ``models.*`` stage) for one
 pass over the data through :meth:`Pipeline.run <rxpipe.Pipeline.run>`, so every stage
-is instrumented as in a real run, and turns the run's accounting
+is instrumented as in a real run, after an untimed warm-up run up to the first batch
+(what a process pays once, e.g. imports or a table loaded once and kept, is not taken
+for a stage's throughput), and turns the run's accounting
 (:class:`~rxpipe.context.StageCounts`) into a :class:`BenchReport`: per stage batches/s,
 samples/s, the share of the wall time it was busy with its own work, how often its
 bounded buffers were found empty or full, and which stage is the bottleneck, with a
@@ -245,6 +247,11 @@ def bench(
 ) -> BenchReport:
     """Run ``pipeline``'s data stages for one pass and report each stage's throughput.
 
+    The measured pass follows an untimed warm-up: the data stages run until their first
+    batch (see :func:`_warm_up`), so that one-time costs (imports, a data set loaded once
+    per process, functions traced on first use) do not make a stage look like the
+    bottleneck of every epoch.
+
     With ``train_steps``, also trains: the pipeline up to its ``train.*`` stage, fed by
     its data, then the same on one cached batch repeated (the model's compute-only
     bound). An epoch is a pass over the training data, cut to ``train_steps`` steps if
@@ -277,6 +284,7 @@ def bench(
             f"Received: {', '.join(pipeline.stage_names)}"
         )
     stages = pipeline.stages[:count]
+    _warm_up(pipeline, stages)
     data = _sub_pipeline(pipeline, stages)
     data._bench_mode = True
     snapshots: list[ThroughputSnapshot] = []
@@ -341,6 +349,25 @@ def _sub_pipeline(pipeline: Pipeline, stages: Sequence[Any]) -> Pipeline:
         runs_dir=pipeline.runs_dir,
         source=pipeline.source,
     )
+
+
+def _warm_up(pipeline: Pipeline, stages: Sequence[Any]) -> None:
+    """Run ``stages`` until their first batch, untimed, and remove that run's directory.
+
+    A pipeline fed by a ``source`` of its own is not warmed up: that source may not
+    replay (a generator), and the measured pass would miss what the warm-up took.
+    """
+    if not pipeline._default_source:
+        return
+    from reactivex import operators as ops
+
+    def first_batch(source: Any) -> Any:
+        return source.pipe(ops.take(1))
+
+    warm = _sub_pipeline(pipeline, [*stages, first_batch])
+    result = warm.run(progress=False, snapshot_interval=0)
+    if result.run_dir is not None:
+        shutil.rmtree(result.run_dir, ignore_errors=True)
 
 
 def _cached_batch(steps: int, batch_size: int | None) -> Any:
@@ -491,6 +518,9 @@ def check_plot_path(path: str | Path) -> Path:
 def plot_report(report: BenchReport, path: str | Path) -> Path:
     """Draw each stage's samples/s over time (from the snapshots) into a chart at ``path``.
 
+    A pass shorter than the snapshot interval has one snapshot (a point per stage): the
+    chart's title says so, and that a shorter interval draws a curve.
+
     The file type is the suffix's (``.png``, ``.svg``, ``.pdf``...: see
     :func:`check_plot_path`, which the CLI calls before the bench runs). Needs matplotlib
     (``pip install rxpipe[plot]``).
@@ -516,7 +546,13 @@ def plot_report(report: BenchReport, path: str | Path) -> Path:
         axes.plot(xs, ys, marker="o", label=name)
     axes.set_xlabel("seconds since the start")
     axes.set_ylabel("samples/s")
-    axes.set_title(f"{report.pipeline}: throughput per stage")
+    title = f"{report.pipeline}: throughput per stage"
+    if len(report.snapshots) < 2:  # a point per stage, or nothing: say why
+        title += (
+            f"\n{len(report.snapshots) or 'no'} snapshot{'s' * (len(report.snapshots) != 1)}: "
+            f"the pass took {report.wall_s:.2g} s; a shorter --interval draws a curve"
+        )
+    axes.set_title(title)
     axes.legend(loc="best", fontsize="small")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -323,3 +323,46 @@ def test_training_rate_weighs_epochs_by_their_samples() -> None:
 
     rate, wait = _timed_epochs([ended(1000, 1000.0, 0.5), ended(3000, 3000.0, 0.0)])
     assert (rate, wait) == (2000.0, 0.25)
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_a_one_time_cost_is_not_taken_for_the_bottleneck(runs_dir: Path) -> None:
+    """A stage paying 0.4 s once per process (as a data set loaded once and kept) is not the
+    bottleneck of a pass in which another stage works 5 ms a batch; the untimed warm-up
+    leaves no run directory behind."""
+    from rxpipe.flow import map_batches
+    from rxpipe.operators import collect
+
+    loaded: list[bool] = []
+
+    def load_once(batch: Batch) -> Batch:
+        if not loaded:
+            time.sleep(0.4)
+            loaded.append(True)
+        return batch
+
+    pipeline = Pipeline(
+        collect.digits(),
+        access.batch(64),  # 29 batches: 145 ms in custom.steady
+        Stage("custom.load_once", map_batches("custom.load_once", load_once)),
+        Stage("custom.steady", map_batches("custom.steady", _sleep(0.005))),
+        name="once",
+        runs_dir=runs_dir,
+    )
+    report = pipeline.bench(snapshot_interval=0)
+    assert report.bottleneck == "custom.steady"
+    assert report.stages[-1].samples == 1797
+    assert [p.name for p in (runs_dir / "once-bench").iterdir()] == [Path(report.run_dir).name]
+
+
+def test_a_pipeline_on_a_source_of_its_own_is_measured_whole(runs_dir: Path) -> None:
+    """A source that cannot replay (a generator) is not warmed up: every sample is measured."""
+    batches = iter(_source().pipe(ops.to_list()).run())
+    pipeline = Pipeline(
+        process.normalize(scale=0.5),
+        name="once-only",
+        runs_dir=runs_dir,
+        source=reactivex.from_iterable(batches),
+    )
+    report = pipeline.bench(snapshot_interval=0)
+    assert report.stages[0].samples == SAMPLES

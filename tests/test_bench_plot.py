@@ -100,3 +100,21 @@ def test_cli_bench_with_an_unsupported_plot_suffix_exits_2_with_the_reason(
     assert f"Received: {str(plot)!r}" in err
     assert not plot.exists()
     assert not runs_dir.exists()  # nothing ran
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_a_chart_of_too_few_snapshots_says_why_it_has_no_curve(tmp_path: Path, count: int) -> None:
+    """A pass shorter than the interval gives one snapshot or none: the title says so."""
+    import attrs
+    import matplotlib
+
+    report = _report()
+    report = attrs.evolve(report, snapshots=report.snapshots[:count], wall_s=0.043)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
+        svg = plot_report(report, tmp_path / "stages.svg").read_text()
+    snapshots = "1 snapshot" if count else "no snapshots"
+    assert f"{snapshots}: the pass took 0.043 s; a shorter --interval draws a curve" in svg
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        svg = plot_report(_report(), tmp_path / "curve.svg").read_text()
+    assert "p: throughput per stage" in svg
+    assert "a shorter --interval" not in svg

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,17 @@ def _names(source: str, count: int) -> list[str]:
     return [source] if count == 1 else [f"{source}[{i}]" for i in range(count)]
 
 
-def _from_json(value: Any, source: str, bundle: Bundle) -> _Samples:
-    specs = bundle.inputs
+def _from_json(value: Any, source: str, bundle: Bundle, where: str | None = None) -> _Samples:
+    """The samples of a JSON value read from ``source``; errors start with ``where``
+    (default ``source``). An empty list is no samples, an error."""
+    specs, where = bundle.inputs, where or source
     if isinstance(value, Mapping) and ({"instances", "inputs"} & set(value)):
-        batch, _ = parse_request(value, specs, bundle.filled_inputs)
-    elif isinstance(value, list) and (len(specs) > 1 or _is_batch(value, specs)):
-        batch = rows_to_batch(value, specs, bundle.filled_inputs)
+        with _naming(where):
+            batch, _ = parse_request(value, specs, bundle.filled_inputs)
+    elif isinstance(value, list) and (not value or len(specs) > 1 or _is_batch(value, specs)):
+        batch = rows_to_batch(value, specs, bundle.filled_inputs, where)
     else:
-        batch = rows_to_batch([value], specs, bundle.filled_inputs)
+        batch = rows_to_batch([value], specs, bundle.filled_inputs, where)
     count = int(next(iter(batch.values())).shape[0])
     return _Samples(_names(source, count), batch=batch)
 
@@ -135,7 +138,7 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
                 f"{text}: expected an existing file (image, .npy, .npz, .json, .jsonl) or a "
                 f"JSON row. Received: {found}"
             ) from None
-        return _from_json(value, "argument", bundle)
+        return _from_json(value, "argument", bundle, where=f"argument {_clip(text)}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _from_npy(_load_array(path, text), text, bundle)
@@ -143,9 +146,8 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
         return _from_npz(_load_arrays(path, text), text, bundle)
     if suffix == ".jsonl":
         rows = _json_lines(path, text)
-        with _naming(text):
-            batch = rows_to_batch(rows, bundle.inputs, bundle.filled_inputs)
-            return _Samples(_names(text, len(rows)), batch=batch)
+        batch = rows_to_batch(rows, bundle.inputs, bundle.filled_inputs, text)
+        return _Samples(_names(text, len(rows)), batch=batch)
     if suffix == ".json":
         try:
             value = json.loads(path.read_text())
@@ -155,8 +157,7 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
             raise PredictionInputError(
                 f"{text}: expected JSON rows. Received: arrays nested too deeply to read"
             ) from None
-        with _naming(text):
-            return _from_json(value, text, bundle)
+        return _from_json(value, text, bundle)
     if suffix == ".txt" and bundle.accepts_text:
         name, spec = next(iter(bundle.inputs.items()))
         return _Samples([text], batch={name: to_array([_read_text(path, text)], spec, text)})
@@ -164,14 +165,54 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
     try:
         check_image(data, text)
     except PredictionInputError:
-        if suffix in _IMAGE_SUFFIXES:
-            raise
+        if suffix in _IMAGE_SUFFIXES or _image_format(data) is not None:
+            raise  # an image file, or an image in a format TensorFlow does not decode
         raise PredictionInputError(
             f"{text}: expected an image, .npy, .npz, .json, .jsonl"
             f"{' or .txt' if bundle.accepts_text else ''} file. Received: "
             f"{suffix or 'a file without suffix'} that is none of these"
         ) from None
+    if not bundle.accepts_images:
+        raise PredictionInputError(
+            f"{text}: expected {_ROWS} for model {bundle.name!r}, whose input is "
+            f"{bundle.describe_inputs()}. Received: a {_image_format(data)} image (the model "
+            "takes no images)"
+        )
     return _Samples([text], images=[data])
+
+
+_ROWS = "arrays or rows (.npy, .npz, .json, .jsonl, or a JSON row)"
+
+
+def _image_format(data: bytes) -> str | None:
+    """The image format Pillow recognises in ``data`` (``"PNG"``, ``"WEBP"``...), or ``None``."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return str(image.format)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _refuse_arrays_for_images(
+    array: np.ndarray[Any, Any], name: str, where: str, bundle: Bundle
+) -> None:
+    """Refuse a numeric array for ``name``, an input of encoded images (a file's bytes)."""
+    if bundle.input_kinds.get(name) == "image" and array.dtype.kind not in "SUO":
+        raise PredictionInputError(
+            f"{where}: expected image files (PNG, JPEG, GIF, BMP) for model {bundle.name!r}, "
+            f"whose input {name!r} is encoded images. Received: {_a(array.dtype)} array of "
+            f"shape {_shape(array.shape)}"
+        )
+
+
+def _a(dtype: np.dtype[Any]) -> str:
+    """``"a uint8"``, ``"an int64"``: a dtype's name with its article."""
+    name = str(dtype)
+    return f"{'an' if name.startswith(('int', 'o')) else 'a'} {name}"
 
 
 @contextmanager
@@ -206,7 +247,7 @@ def _batch_shaped(
         forms = f"{_shape(sample)} for one sample, or {many}" if one_sample else many
         raise PredictionInputError(
             f"{where}: expected {expected_sample(spec)} per sample: an array of shape "
-            f"{forms}. Received: a {array.dtype} array of shape {_shape(array.shape)}"
+            f"{forms}. Received: {_a(array.dtype)} array of shape {_shape(array.shape)}"
         )
     return array
 
@@ -216,10 +257,11 @@ def _from_npy(array: np.ndarray[Any, Any], text: str, bundle: Bundle) -> _Sample
     if len(bundle.inputs) != 1:
         raise PredictionInputError(
             f"{text}: expected a .npz file with one array per input {sorted(bundle.inputs)} "
-            f"(a .npy file holds one array). Received: a {array.dtype} array of shape "
+            f"(a .npy file holds one array). Received: {_a(array.dtype)} array of shape "
             f"{_shape(array.shape)}"
         )
     name, spec = next(iter(bundle.inputs.items()))
+    _refuse_arrays_for_images(array, name, text, bundle)
     array = to_array(_batch_shaped(array, spec, text, one_sample=True), spec, text)
     return _Samples(_names(text, int(array.shape[0])), batch={name: array})
 
@@ -235,6 +277,8 @@ def _from_npz(arrays: dict[str, np.ndarray[Any, Any]], text: str, bundle: Bundle
             f"{text}: expected one array per model input, named {sorted(bundle.inputs)} "
             f"(numpy.savez(path, {call})). Received: arrays named {sorted(arrays)}"
         )
+    for name in bundle.inputs:
+        _refuse_arrays_for_images(arrays[name], name, f"{text}[{name!r}]", bundle)
     arrays = {
         name: _batch_shaped(arrays[name], spec, f"{text}[{name!r}]", one_sample=False)
         for name, spec in bundle.inputs.items()
@@ -322,10 +366,19 @@ def _clip(line: str, limit: int = 60) -> str:
     return repr(line if len(line) <= limit else line[:limit] + "...")
 
 
-def predict_inputs(bundle: Bundle, inputs: Sequence[str], k: int = 3) -> Iterator[Prediction]:
+CHUNK_SAMPLES = 256
+"""The most samples :func:`predict_inputs` gives the model in one call: a file of a
+million samples takes as much memory as 256 of them (the model's activations), not 4000
+times more."""
+
+
+def predict_inputs(
+    bundle: Bundle, inputs: Sequence[str], k: int = 3, chunk: int = CHUNK_SAMPLES
+) -> Iterator[Prediction]:
     """The top ``k`` labels (a regression: the value) of every sample in ``inputs``, in order.
 
-    Images are predicted together in one call; every other input in one call each.
+    Every input is read (and checked) first. The images of all inputs are then predicted
+    together, every other input on its own, ``chunk`` samples a call at most.
 
     Raises:
         PredictionInputError: for an input that is unreadable or does not fit the model.
@@ -339,19 +392,58 @@ def predict_inputs(bundle: Bundle, inputs: Sequence[str], k: int = 3) -> Iterato
             for name, labels in zip(names, top_k(scores, bundle.labels, k), strict=True):
                 yield Prediction(name, labels)
 
+    def image_answers(images: list[bytes], names: list[str]) -> Iterator[Prediction]:
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            try:
+                scores = bundle.predict_images(part)["scores"]
+            except PredictionInputError as error:
+                call = lambda i, part=part: bundle.predict_images(part[i : i + 1])  # noqa: E731
+                raise _rejected(error, names[start : start + chunk], call) from None
+            yield from answers(names[start : start + chunk], scores)
+
+    def batch_answers(samples: _Samples) -> Iterator[Prediction]:
+        assert samples.batch is not None
+        for start in range(0, len(samples.names), chunk):
+            part = {name: array[start : start + chunk] for name, array in samples.batch.items()}
+            try:
+                scores = bundle.predict(part)["scores"]
+            except PredictionInputError as error:
+                call = lambda i, p=part: bundle.predict({n: a[i : i + 1] for n, a in p.items()})  # noqa: E731
+                raise _rejected(error, samples.names[start : start + chunk], call) from None
+            yield from answers(samples.names[start : start + chunk], scores)
+
+    if chunk < 1:
+        raise ValueError(f"chunk: expected an int >= 1. Received: {chunk}")
+
     read = [read_input(text, bundle) for text in inputs]
     images = [image for samples in read for image in (samples.images or [])]
     image_names = [name for samples in read if samples.images is not None for name in samples.names]
-    image_answers = iter(
-        answers(image_names, bundle.predict_images(images)["scores"]) if images else []
-    )
+    from_images = image_answers(images, image_names)
     for samples in read:
         if samples.images is not None:
             for _ in samples.names:
-                yield next(image_answers)
-            continue
-        assert samples.batch is not None
-        yield from answers(samples.names, bundle.predict(samples.batch)["scores"])
+                yield next(from_images)
+        else:
+            yield from batch_answers(samples)
+
+
+def _rejected(
+    error: PredictionInputError, names: list[str], call: Callable[[int], object]
+) -> PredictionInputError:
+    """``error`` (the model rejected a call on the samples ``names``), naming the sample.
+
+    The model answers for a whole call, so each sample is tried alone (``call(i)``) to
+    find the first it rejects: e.g. a JPEG whose header reads but whose data does not
+    decode.
+    """
+    if len(names) > 1:
+        for i, name in enumerate(names):
+            try:
+                call(i)
+            except PredictionInputError as own:
+                return PredictionInputError(f"{name}: {own}")
+    return PredictionInputError(f"{names[0]}: {error}" if len(names) == 1 else str(error))
 
 
 def format_predictions(predictions: Sequence[Prediction], as_json: bool = False) -> str:

@@ -277,3 +277,192 @@ def test_a_missing_file_or_a_directory_as_input_says_which(
     assert "Received: no such file, and not JSON" in capsys.readouterr().err
     assert main(["predict", run_dir, str(tmp_path)]) == 2
     assert "JSON row. Received: a directory" in capsys.readouterr().err
+
+
+def test_a_scalar_npy_says_an_int64_array(
+    digits_bundle: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dtype in the message takes its article: "an int64 array", not "a int64 array"."""
+    path = tmp_path / "scalar.npy"
+    np.save(path, np.array(3, np.int64))
+    assert main(["predict", str(digits_bundle.run_dir), str(path)]) == 2
+    assert capsys.readouterr().err.endswith("Received: an int64 array of shape ()\n")
+
+
+def test_an_empty_json_list_is_no_samples(
+    digits_bundle: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[]`` holds no sample (it is not one sample of shape (0,)), in a file or an argument."""
+    path = tmp_path / "rows.json"
+    path.write_text("[]")
+    assert main(["predict", str(digits_bundle.run_dir), str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {path}: expected a non-empty list of samples. Received: an empty list\n"
+    )
+    assert main(["predict", str(digits_bundle.run_dir), "[]"]) == 2
+    assert capsys.readouterr().err == (
+        "rxpipe predict: argument '[]': expected a non-empty list of samples. "
+        "Received: an empty list\n"
+    )
+
+
+def test_errors_in_a_json_argument_name_the_argument(
+    regression_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Of several JSON arguments, the message quotes the one that does not fit."""
+    assert main(["predict", str(regression_bundle), "[0, 0, 1]", "[0, 0]"]) == 2
+    assert capsys.readouterr().err == (
+        "rxpipe predict: argument '[0, 0]': expected float32 values of shape (3,) per sample. "
+        "Received: integers of shape (2,) per sample (1 sample)\n"
+    )
+
+
+def test_a_jsonl_file_that_does_not_fit_is_named_once(
+    regression_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain list of rows (.json) or lines (.jsonl) is named by its file, not "instances"."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text("[0, 0, 1]\n[0, 0, null]\n")
+    assert main(["predict", str(regression_bundle), str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"rxpipe predict: {path}: expected float32 values")
+
+
+def test_an_image_for_a_model_on_rows_names_the_file(
+    regression_bundle: Path, encode_png: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An image given to a model that takes no images: the file, the model's input, the format."""
+    (tmp_path / "d0.png").write_bytes(encode_png(np.zeros((8, 8, 1), np.uint8)))
+    argv = ["[0, 0, 1]", str(tmp_path / "d0.png")]
+    assert main(["predict", str(regression_bundle), *argv]) == 2
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {tmp_path / 'd0.png'}: expected arrays or rows (.npy, .npz, .json, "
+        ".jsonl, or a JSON row) for model 'overflow', whose input is features float32[3]. "
+        "Received: a PNG image (the model takes no images)\n"
+    )
+
+
+def test_an_image_format_tensorflow_does_not_decode_is_named(
+    digits_bundle: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A WebP file is an image, but not one the model reads: the message says so."""
+    from PIL import Image
+
+    path = tmp_path / "d0.webp"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path, "WEBP")
+    assert main(["predict", str(digits_bundle.run_dir), str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {path}: expected an image in PNG, JPEG, GIF, BMP. Received: WEBP\n"
+    )
+
+
+def test_large_inputs_reach_the_model_in_chunks(
+    digits_bundle: Any, encode_png: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of many samples, and many images, reach the model ``chunk`` samples a call (a
+    million samples take the memory of ``chunk``), answered in order as by one call."""
+    from rxpipe.serving import Bundle
+    from rxpipe.serving.predict import predict_inputs
+
+    bundle = Bundle.load(digits_bundle.run_dir)
+    images = np.concatenate([digits_bundle.images] * 3)[:150]
+    np.save(tmp_path / "many.npy", images)
+    pngs = [str(tmp_path / f"{i}.png") for i in range(3)]
+    for i, png in enumerate(pngs):
+        Path(png).write_bytes(encode_png(digits_bundle.images[i]))
+    whole = bundle.predict({"features": images})["scores"]
+    calls: list[int] = []
+    predict = bundle.predict
+
+    def counted(batch: Any, *args: Any) -> Any:
+        calls.append(len(next(iter(batch.values()))))
+        return predict(batch, *args)
+
+    monkeypatch.setattr(bundle, "predict", counted)  # predict_images calls it too
+    answers = list(predict_inputs(bundle, [pngs[0], str(tmp_path / "many.npy")], 10, chunk=64))
+    assert calls == [1, 64, 64, 22]
+    assert [Path(a.input).name for a in answers[:3]] == ["0.png", "many.npy[0]", "many.npy[1]"]
+    for answer, expected in zip(answers[1:], whole, strict=True):
+        got = {int(p["label"]): p["score"] for p in answer.top_k}
+        np.testing.assert_allclose([got[i] for i in range(10)], expected, rtol=1e-5, atol=1e-6)
+    calls.clear()
+    answers = list(predict_inputs(bundle, pngs, chunk=2))
+    assert calls == [2, 1]
+    assert [Path(a.input).name for a in answers] == ["0.png", "1.png", "2.png"]
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle whose raw input is encoded images, decoded by its preprocessing."""
+    import attrs
+    import keras
+    import reactivex
+    import tensorflow as tf
+
+    from rxpipe.batch import DatasetMetadata, FeatureSpec
+    from rxpipe.context import atomic_write
+    from rxpipe.model import TrainedModel
+    from rxpipe.operators.deploy import write_bundle
+
+    @attrs.frozen
+    class DecodeTiny:
+        """Image bytes → 4×4 gray pixels in [0, 1], flattened (recorded as decode_image)."""
+
+        name: str = "decode_image"
+
+        def apply(self, features: Any) -> Any:
+            return np.asarray(self.apply_tf(tf.constant(list(features))))
+
+        def apply_tf(self, features: Any) -> Any:
+            def one(data: Any) -> Any:
+                image = tf.io.decode_image(data, channels=1, expand_animations=False)
+                return tf.reshape(tf.image.resize(tf.cast(image, tf.float32), (4, 4)) / 255, (16,))
+
+            return tf.map_fn(one, features, fn_output_signature=tf.TensorSpec((16,), tf.float32))
+
+        def to_config(self) -> dict[str, Any]:
+            return {}
+
+    inputs = keras.Input((16,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    raw = DatasetMetadata("raw", FeatureSpec((), "object"), ("dark", "light"))
+    meta = raw.with_preprocessor(DecodeTiny(), FeatureSpec((16,), "float32"))
+    directory = tmp_path_factory.mktemp("images")
+    with atomic_write(directory / "model") as target:
+        write_bundle(TrainedModel("tiny", model, reactivex.empty(), meta), target, name="tiny")
+    return directory / "model"
+
+
+def test_arrays_for_a_model_on_images_name_the_file(
+    image_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pixel arrays for a model whose input is encoded images: the message asks for images."""
+    np.save(tmp_path / "pixels.npy", np.zeros((8, 8, 1), np.uint8))
+    np.savez(tmp_path / "pixels.npz", features=np.zeros((2, 8, 8, 1), np.uint8))
+    for name, where in (("pixels.npy", "pixels.npy"), ("pixels.npz", "pixels.npz['features']")):
+        assert main(["predict", str(image_bundle), str(tmp_path / name)]) == 2
+        assert capsys.readouterr().err == (
+            f"rxpipe predict: {tmp_path / where}: expected image files (PNG, JPEG, GIF, BMP) for "
+            "model 'tiny', whose input 'features' is encoded images. Received: a uint8 array "
+            f"of shape {'(8, 8, 1)' if name.endswith('npy') else '(2, 8, 8, 1)'}\n"
+        )
+
+
+def test_an_image_the_model_cannot_decode_is_named(
+    image_bundle: Path, encode_png: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JPEG whose header reads but whose data does not decode: the error names that file
+    among the images predicted together."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "good.png").write_bytes(encode_png(np.zeros((8, 8, 1), np.uint8)))
+    argv = [str(tmp_path / "good.png"), str(tmp_path / "cut.jpg"), str(tmp_path / "good.png")]
+    assert main(["predict", str(image_bundle), *argv]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"rxpipe predict: {tmp_path / 'cut.jpg'}: serving_default: expected")
+    assert main(["predict", str(image_bundle), str(tmp_path / "good.png")]) == 0
