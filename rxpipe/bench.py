@@ -36,12 +36,14 @@ if TYPE_CHECKING:
     from rxpipe.pipeline import Pipeline
 
 __all__ = [
+    "BOTTLENECK_BUSY",
     "BenchReport",
     "StageBench",
     "TrainingBench",
     "bench",
     "bottleneck_hint",
     "check_plot_path",
+    "no_bottleneck_hint",
     "plot_report",
 ]
 
@@ -121,9 +123,10 @@ class BenchReport:
         run_dir: the bench run's directory (events.jsonl holds the snapshots).
         wall_s: wall time of the measured pass.
         stages: per-stage throughput, in pipeline order.
-        bottleneck: the stage busy the largest share of the wall time (``None``: none).
+        bottleneck: the stage busy the largest share of the wall time, if that share is
+            at least :data:`BOTTLENECK_BUSY` (``None``: no stage holds the pass back).
         hint: what to try about it, e.g. ``"process.decode_image is the bottleneck (busy 71%);
-            try workers=2"``.
+            try workers=2"``, or that no stage is the bottleneck.
         snapshots: the run's throughput snapshots (each stage's rate over time).
         training: with ``train_steps``, the training throughput against its bound.
     """
@@ -204,6 +207,44 @@ def _accepts_workers(stage_name: str) -> bool:
     except UnknownPluginError:
         return False
     return any(p.name == "workers" for p in info.params)
+
+
+BOTTLENECK_BUSY = 0.5
+"""The busy share of the pass from which the busiest stage is named the bottleneck. A
+stage busy for less holds nothing back: most of the pass is spent elsewhere (handing
+batches between stages, starting and ending the pass), and no stage's hint would help."""
+
+
+def no_bottleneck_hint(busiest: StageBench) -> str:
+    """What bench says when no stage is busy for :data:`BOTTLENECK_BUSY` of the pass.
+
+    Example:
+        >>> s = StageBench("access.split", "access", 29, 1797, 2980.9, 243486.0, 0.0006, 0.08)
+        >>> no_bottleneck_hint(s)
+        'no stage is the bottleneck: the busiest, access.split, was busy 8% of the pass; with train_steps (--train-steps N) bench shows whether training waits for the data'
+    """  # noqa: E501
+    return (
+        f"no stage is the bottleneck: the busiest, {busiest.stage}, was busy "
+        f"{busiest.busy_share:.0%} of the pass; with train_steps (--train-steps N) bench "
+        "shows whether training waits for the data"
+    )
+
+
+def _verdict(
+    rows: Sequence[StageBench], params: Sequence[dict[str, Any]]
+) -> tuple[str | None, str]:
+    """The bottleneck stage of ``rows`` (``None`` if none) and the hint about it.
+
+    Example:
+        >>> rows = [StageBench("collect.x", "collect", 1, 8, 1.0, 8.0, 0.1, 0.1),
+        ...         StageBench("custom.slow", "custom", 1, 8, 1.0, 8.0, 0.8, 0.8)]
+        >>> _verdict(rows, [{}, {}])[0], _verdict(rows[:1], [{}])
+        ('custom.slow', (None, 'no stage is the bottleneck: the busiest, collect.x, ...'))
+    """
+    worst = max(rows, key=lambda r: r.busy_share)
+    if worst.busy_share < BOTTLENECK_BUSY:
+        return None, no_bottleneck_hint(worst)
+    return worst.stage, bottleneck_hint(worst, params[rows.index(worst)])
 
 
 def bottleneck_hint(stage: StageBench, params: dict[str, Any] | None = None) -> str:
@@ -315,9 +356,8 @@ def bench(
                 samples_failed=c.samples_failed,
             )
         )
-    worst = max(rows, key=lambda r: r.busy_share)
-    worst_op = stages[rows.index(worst)]
-    hint = bottleneck_hint(worst, dict(getattr(worst_op, "params", {}) or {}))
+    params = [dict(getattr(stage, "params", {}) or {}) for stage in stages]
+    bottleneck, hint = _verdict(rows, params)
     training = None
     if train_steps is not None:
         training = _bench_training(pipeline, train_steps)
@@ -326,7 +366,7 @@ def bench(
         run_dir=str(result.run_dir),
         wall_s=result.duration_s,
         stages=tuple(rows),
-        bottleneck=worst.stage,
+        bottleneck=bottleneck,
         hint=hint,
         snapshots=tuple(snapshots),
         training=training,

@@ -316,11 +316,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     find_bundle(args.run_dir)  # a missing bundle is reported before TensorFlow loads
     _import_tensorflow()
-    from rxpipe.serving.predict import format_predictions, predict_inputs
+    from rxpipe.serving.predict import predict_inputs, prediction_lines, read_inputs
 
     bundle = Bundle.load(args.run_dir)
-    predictions = list(predict_inputs(bundle, args.inputs, args.top_k))
-    print(format_predictions(predictions, as_json=args.json))
+    inputs = read_inputs(bundle, args.inputs)  # every input checked before the first answer
+    width = max(map(len, inputs.names))
+    predictions = predict_inputs(bundle, inputs, args.top_k)
+    for line in prediction_lines(predictions, width, as_json=args.json):
+        print(line)  # as they come: `| head` needs no wait for the rest
     return EXIT_OK
 
 

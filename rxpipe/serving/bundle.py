@@ -78,9 +78,25 @@ def find_bundle(path: str | Path) -> Path:
             return candidate
     raise BundleError(
         f"{path}: expected a run directory with a model bundle (model/{CARD_FILE}) or a "
-        f"bundle directory ({CARD_FILE}). Received: neither exists (did the pipeline end "
-        "with deploy.export?)"
+        f"bundle directory ({CARD_FILE}). Received: {_why_no_bundle(path)}"
     )
+
+
+def _why_no_bundle(path: Path) -> str:
+    """Why the run at ``path`` has no bundle, from its run.json if it has one."""
+    try:
+        state = json.loads((path / "run.json").read_text(encoding="utf-8"))
+        status, error = str(state["status"]), str(state.get("error", ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return "neither exists (did the pipeline end with deploy.export?)"
+    if status == "running":
+        return (
+            "a run that has not finished (its run.json says running, as it does for a run "
+            "killed mid-way: resume that with rxpipe run --resume)"
+        )
+    if status == "failed":
+        return f"a run that failed before exporting a model ({error or 'no error recorded'})"
+    return "a run that exported no model (did the pipeline end with deploy.export?)"
 
 
 @attrs.frozen

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,15 @@ from rxpipe.serving.inputs import (
     to_array,
 )
 
-__all__ = ["Prediction", "format_predictions", "predict_inputs", "read_input"]
+__all__ = [
+    "Inputs",
+    "Prediction",
+    "format_predictions",
+    "predict_inputs",
+    "prediction_lines",
+    "read_input",
+    "read_inputs",
+]
 
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 
@@ -372,13 +380,35 @@ million samples takes as much memory as 256 of them (the model's activations), n
 times more."""
 
 
+@attrs.frozen
+class Inputs:
+    """Inputs read and checked for a model (see :func:`read_inputs`), not yet predicted."""
+
+    samples: tuple[_Samples, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """Every sample's name, in order (``digit.png``, ``rows.json[2]``)."""
+        return [name for samples in self.samples for name in samples.names]
+
+
+def read_inputs(bundle: Bundle, inputs: Sequence[str]) -> Inputs:
+    """Read and check every input for ``bundle`` (see :func:`read_input`).
+
+    Raises:
+        PredictionInputError: for an input that is unreadable or does not fit the model.
+    """
+    return Inputs(tuple(read_input(text, bundle) for text in inputs))
+
+
 def predict_inputs(
-    bundle: Bundle, inputs: Sequence[str], k: int = 3, chunk: int = CHUNK_SAMPLES
+    bundle: Bundle, inputs: Sequence[str] | Inputs, k: int = 3, chunk: int = CHUNK_SAMPLES
 ) -> Iterator[Prediction]:
     """The top ``k`` labels (a regression: the value) of every sample in ``inputs``, in order.
 
-    Every input is read (and checked) first. The images of all inputs are then predicted
-    together, every other input on its own, ``chunk`` samples a call at most.
+    Every input is read (and checked) first, unless given as :class:`Inputs` already
+    read. The images of all inputs are then predicted together, every other input on
+    its own, ``chunk`` samples a call at most.
 
     Raises:
         PredictionInputError: for an input that is unreadable or does not fit the model.
@@ -416,7 +446,7 @@ def predict_inputs(
     if chunk < 1:
         raise ValueError(f"chunk: expected an int >= 1. Received: {chunk}")
 
-    read = [read_input(text, bundle) for text in inputs]
+    read = (inputs if isinstance(inputs, Inputs) else read_inputs(bundle, inputs)).samples
     images = [image for samples in read for image in (samples.images or [])]
     image_names = [name for samples in read if samples.images is not None for name in samples.names]
     from_images = image_answers(images, image_names)
@@ -446,6 +476,35 @@ def _rejected(
     return PredictionInputError(f"{names[0]}: {error}" if len(names) == 1 else str(error))
 
 
+def prediction_lines(
+    predictions: Iterable[Prediction], width: int, as_json: bool = False
+) -> Iterator[str]:
+    """The lines :func:`format_predictions` prints, one prediction at a time (the first
+    is printed before the next is predicted); ``width``: the names' column.
+
+    Example:
+        >>> p = Prediction("a.png", [{"label": "3", "score": 0.9}])
+        >>> list(prediction_lines([p, p], 6))
+        ['a.png   3 (0.900)', 'a.png   3 (0.900)']
+        >>> lines = prediction_lines([p, p], 6, as_json=True)
+        >>> list(lines) == format_predictions([p, p], as_json=True).splitlines()
+        True
+    """
+    if not as_json:
+        for p in predictions:
+            yield f"{p.input:<{width}}  {p.describe()}"
+        return
+    yield "["
+    previous: str | None = None
+    for p in predictions:  # as json.dumps(list, indent=2) writes it
+        if previous is not None:
+            yield from f"{previous},".splitlines()
+        previous = "  " + json.dumps(p.to_dict(), indent=2).replace("\n", "\n  ")
+    if previous is not None:
+        yield from previous.splitlines()
+    yield "]"
+
+
 def format_predictions(predictions: Sequence[Prediction], as_json: bool = False) -> str:
     """Render predictions: one line per sample, or a JSON list with ``as_json``.
 
@@ -458,4 +517,4 @@ def format_predictions(predictions: Sequence[Prediction], as_json: bool = False)
     if as_json:
         return json.dumps([p.to_dict() for p in predictions], indent=2)
     width = max((len(p.input) for p in predictions), default=0)
-    return "\n".join(f"{p.input:<{width}}  {p.describe()}" for p in predictions)
+    return "\n".join(prediction_lines(predictions, width))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,31 @@ def test_find_bundle_explains_what_is_missing(tmp_path: Path) -> None:
     """A directory without a model card raises BundleError naming what was expected."""
     with pytest.raises(BundleError, match=r"expected a run directory with a model bundle"):
         find_bundle(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("state", "received"),
+    [
+        ({}, "Received: neither exists (did the pipeline end with deploy.export?)"),
+        ({"status": "running"}, "Received: a run that has not finished (its run.json says"),
+        (
+            {"status": "failed", "error": "stage 'train.fit' failed: loss became NaN"},
+            "Received: a run that failed before exporting a model (stage 'train.fit' failed: "
+            "loss became NaN)",
+        ),
+        ({"status": "completed"}, "Received: a run that exported no model (did the pipeline"),
+    ],
+)
+def test_a_run_without_a_bundle_says_how_the_run_went(
+    tmp_path: Path, state: dict[str, str], received: str
+) -> None:
+    """A run directory without a bundle: its run.json says whether it failed, still runs
+    (or was killed) or completed without deploy.export."""
+    if state:
+        (tmp_path / "run.json").write_text(json.dumps({"run_id": "r", **state}))
+    with pytest.raises(BundleError) as info:
+        find_bundle(tmp_path)
+    assert received in str(info.value)
 
 
 def test_top_k_orders_labels_by_score() -> None:

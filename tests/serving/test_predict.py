@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -466,3 +467,25 @@ def test_an_image_the_model_cannot_decode_is_named(
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith(f"rxpipe predict: {tmp_path / 'cut.jpg'}: serving_default: expected")
     assert main(["predict", str(image_bundle), str(tmp_path / "good.png")]) == 0
+
+
+def test_prediction_lines_are_written_as_the_predictions_come() -> None:
+    """The CLI prints a sample's line before the next sample is predicted (so `| head`
+    and a long file need not wait for the whole input), in text and JSON alike."""
+    from rxpipe.serving.predict import Prediction, prediction_lines
+
+    def predictions() -> Iterator[Prediction]:
+        yield Prediction("a.npy[0]", [], 1.5)
+        yield Prediction("a.npy[1]", [], 2.5)
+        raise AssertionError("predicted before it was needed")
+
+    lines = prediction_lines(predictions(), 8)
+    assert [next(lines), next(lines)] == ["a.npy[0]  1.5", "a.npy[1]  2.5"]
+    as_json = prediction_lines(predictions(), 8, as_json=True)
+    assert [next(as_json) for _ in range(5)] == [
+        "[",
+        "  {",
+        '    "input": "a.npy[0]",',
+        '    "value": 1.5',
+        "  },",
+    ]
