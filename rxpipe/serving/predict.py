@@ -341,10 +341,14 @@ def _load_arrays(path: Path, text: str) -> dict[str, np.ndarray[Any, Any]]:
 
 
 def _read_text(path: Path, text: str) -> str:
+    """The UTF-8 text of ``path`` without a byte-order mark (as collect.text_folder reads)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
-        raise PredictionInputError(f"{text}: expected UTF-8 text. Received: {error}") from None
+        raise PredictionInputError(
+            f"{text}: expected UTF-8 text. Received: the byte "
+            f"0x{error.object[error.start]:02x} at offset {error.start}"
+        ) from None
 
 
 def _json_lines(path: Path, text: str) -> list[Any]:

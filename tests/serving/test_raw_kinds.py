@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,25 @@ def test_a_text_body_is_read_in_its_charset_without_a_byte_order_mark(tmp_path: 
         "Received: the byte 0xe9 at offset 1"
     )
     assert "Received: 'klingon'" in answers[4].json()["error"]
+
+
+def test_predict_reads_a_text_file_without_its_byte_order_mark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .txt file is UTF-8 without a BOM, as collect.text_folder reads it for training;
+    bytes that are not UTF-8 are named."""
+    export(tmp_path, TextLength(), 1, ("short", "long"))
+    plain, marked, latin = tmp_path / "plain.txt", tmp_path / "marked.txt", tmp_path / "l.txt"
+    plain.write_text("hi")
+    marked.write_bytes("\ufeffhi".encode())
+    latin.write_bytes("hé".encode("latin-1"))
+    assert main(["predict", str(tmp_path), str(plain), str(marked), "--json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)
+    assert first["predictions"] == second["predictions"]
+    assert main(["predict", str(tmp_path), str(latin)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"{latin}: expected UTF-8 text. Received: the byte 0xe9 at offset 1\n"
+    )
 
 
 def test_a_model_on_encoded_images_takes_uploads_through_serving_default(tmp_path: Path) -> None:
