@@ -147,3 +147,27 @@ def test_infinite_embedding_gradients_are_caught() -> None:
     sparse = tf.IndexedSlices(tf.constant([[np.inf]]), tf.constant([0]), tf.constant([3, 1]))
     assert bool(_all_finite([dense, None]))
     assert not bool(_all_finite([dense, sparse]))
+
+
+def test_one_trace_serves_every_batch_size_from_one_trace() -> None:
+    """OneTrace traces on its first call and runs later calls, of any batch size, on that
+    trace, with the tf.function's results."""
+    import tensorflow as tf
+
+    from rxpipe.training.steps import OneTrace
+
+    traced: list[int] = []
+
+    def total(x: Any) -> Any:
+        traced.append(1)
+        return tf.reduce_sum(x, axis=1)
+
+    function = tf.function(total, input_signature=[tf.TensorSpec((None, 2), tf.float32)])
+    one = OneTrace(function)
+    batches = [
+        np.ones((3, 2), np.float32),
+        np.ones((1, 2), np.float32),
+        np.zeros((5, 2), np.float32),
+    ]
+    assert [one(tf.constant(b)).numpy().tolist() for b in batches] == [[2.0] * 3, [2.0], [0.0] * 5]
+    assert len(traced) == 1
