@@ -445,4 +445,4 @@ def predict_fn(model: Any, features: np.ndarray[Any, Any]) -> Any:
     def predict(x: tf.Tensor) -> tf.Tensor:
         return model(x, training=False)
 
-    return predict
+    return OneTrace(predict)
