@@ -39,10 +39,14 @@ def load(tmp_path: Path, line: str) -> Pipeline:
 
 
 def test_a_wrong_type_names_the_field(tmp_path: Path) -> None:
-    """The message reads like plugins[3].epochs: expected int. Received: 'ten' (str)."""
+    """The message reads like plugins[3].epochs: expected int. Received: 'ten' (str) in
+    pipeline file 'p.toml'."""
     with pytest.raises(ConfigError) as info:
         load(tmp_path, 'epochs = "ten"')
-    assert str(info.value) == "plugins[3].epochs: expected int. Received: 'ten' (str)"
+    assert str(info.value) == (
+        f"plugins[3].epochs: expected int. Received: 'ten' (str) in pipeline file "
+        f"{str(tmp_path / 'p.toml')!r}"
+    )
 
 
 def test_an_unknown_parameter_lists_the_valid_ones_and_the_closest(tmp_path: Path) -> None:
@@ -53,7 +57,7 @@ def test_an_unknown_parameter_lists_the_valid_ones_and_the_closest(tmp_path: Pat
     assert message.startswith("plugins[3]: expected parameters of 'train.fit' among: ")
     assert "Received: unknown parameter(s) 'epoch'." in message
     assert "batch_size" in message
-    assert message.endswith("Did you mean: epochs?")
+    assert message.endswith(f"Did you mean: epochs? in pipeline file {str(tmp_path / 'p.toml')!r}")
 
 
 def test_an_unknown_plugin_suggests_close_names(tmp_path: Path) -> None:
@@ -72,7 +76,9 @@ def test_a_plugins_own_validation_is_relabelled_with_the_field(tmp_path: Path) -
     path.write_text('[[plugins]]\nuse = "collect.wine"\nchunk_size = 0\n')
     with pytest.raises(ConfigError) as info:
         Pipeline.from_file(path)
-    assert str(info.value) == "plugins[0].chunk_size: expected an int >= 1. Received: 0"
+    assert str(info.value) == (
+        f"plugins[0].chunk_size: expected an int >= 1. Received: 0 in pipeline file {str(path)!r}"
+    )
     path.write_text('[[plugins]]\nuse = "collect.csv"\npath = "/no/such.csv"\n')
     with pytest.raises(ConfigError, match=r"^plugins\[0\]\.path: expected an existing file"):
         Pipeline.from_file(path)
