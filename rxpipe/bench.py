@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from rxpipe.context import in_epoch
 from rxpipe.events import Event, ThroughputSnapshot
 
 if TYPE_CHECKING:
@@ -334,7 +335,8 @@ def bench(
         if isinstance(event, ThroughputSnapshot):
             snapshots.append(event)
 
-    result = data.run(progress=False, subscribers=[keep], snapshot_interval=snapshot_interval)
+    with in_epoch(1):  # a training epoch's data: process.augment works, shuffles draw
+        result = data.run(progress=False, subscribers=[keep], snapshot_interval=snapshot_interval)
     wall = max(result.duration_s, 1e-9)
     rows = []
     for name, kind in zip(data.stage_names, data._kinds, strict=True):
@@ -405,7 +407,8 @@ def _warm_up(pipeline: Pipeline, stages: Sequence[Any]) -> None:
         return source.pipe(ops.take(1))
 
     warm = _sub_pipeline(pipeline, [*stages, first_batch])
-    result = warm.run(progress=False, snapshot_interval=0)
+    with in_epoch(1):
+        result = warm.run(progress=False, snapshot_interval=0)
     if result.run_dir is not None:
         shutil.rmtree(result.run_dir, ignore_errors=True)
 

@@ -389,3 +389,30 @@ def test_a_pipeline_on_a_source_of_its_own_is_measured_whole(runs_dir: Path) -> 
     )
     report = pipeline.bench(snapshot_interval=0)
     assert report.stages[0].samples == SAMPLES
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_bench_reads_the_data_as_a_training_epoch_does(runs_dir: Path) -> None:
+    """The measured pass (and the warm-up) run in epoch 1, as train.fit reads its first
+    epoch: process.augment works there (it passes batches as they are outside training),
+    so its cost is measured."""
+    from rxpipe.context import current_epoch
+
+    epochs: set[int] = set()
+
+    def record(batch: Batch) -> Batch:
+        epochs.add(current_epoch())
+        return batch
+
+    images = np.zeros((SAMPLES, 32, 32, 3), np.uint8)
+    pipeline = Pipeline(
+        access.batch(BATCH),
+        process.augment(brightness=0.5, seed=0),
+        lambda source: source.pipe(ops.map(record)),
+        name="augmented",
+        runs_dir=runs_dir,
+        source=from_arrays(images, np.zeros(SAMPLES, np.int64), batch_size=SAMPLES, split="train"),
+    )
+    report = pipeline.bench()
+    assert epochs == {1}
+    assert next(s for s in report.stages if s.stage == "process.augment").busy_s > 0.001

@@ -1,4 +1,4 @@
-"""process.augment: random flips, rotations, shifts and brightness, for the train split only."""
+"""process.augment: random flips, rotations, shifts and brightness, for training only."""
 
 from __future__ import annotations
 
@@ -97,7 +97,9 @@ def _clip(x: np.ndarray[Any, Any], value_range: tuple[float, float]) -> Any:
 class _Augmenter:
     def __init__(self, augmentation: Augmentation, seed: int) -> None:
         self._augmentation = augmentation
-        self._rng = np.random.default_rng([seed, current_epoch()])
+        epoch = current_epoch()
+        self._training = epoch > 0  # train.fit reads its epochs' passes in in_epoch(1, 2, ...)
+        self._rng = np.random.default_rng([seed, epoch])
 
     def on_batch(self, batch: Batch) -> Iterable[Batch]:
         if batch.split is not Split.TRAIN:
@@ -108,6 +110,8 @@ class _Augmenter:
                 "process.augment: expected decoded images of shape (height, width[, channels])."
                 f" Received: {_describe(x)}"
             )
+        if not self._training:  # e.g. evaluate.classification(split="train"): as they are
+            return (batch,)
         value_range = getattr(batch.metadata.features, "value_range", None)
         if value_range is not None:
             span = value_range[1] - value_range[0]
@@ -136,11 +140,15 @@ def augment(
     brightness: float = 0.0,
     seed: int | None = None,
 ) -> Operator[Batch, Batch]:
-    """Randomly flip, rotate, shift and brighten training images; other splits pass as is.
+    """Randomly flip, rotate, shift and brighten the images ``train.fit`` trains on.
 
-    Draws are seeded by (seed, epoch): every epoch sees new variations, and a rerun the
-    same ones. Not recorded for serving (augmentation is for training only). Put it
-    after ``access.cache``, so each epoch gets fresh draws.
+    Only the training split's batches change, and only in the passes that train reads
+    in its epochs: other splits, and the training split read outside training (by
+    ``evaluate.classification(split="train")``, or a chain run outside
+    :func:`rxpipe.context.in_epoch`), pass as they are. Draws are seeded by (seed,
+    epoch): every epoch sees new variations, and a rerun (or a resumed run) the same
+    ones. Not recorded for serving (augmentation is for training only). Put it after
+    ``access.cache``, so each epoch gets fresh draws.
 
     Args:
         flip: ``"none"``, ``"horizontal"``, ``"vertical"`` or ``"both"`` (each with
@@ -154,11 +162,14 @@ def augment(
         seed: random seed; defaults to the run's seed.
 
     Example:
+        >>> from rxpipe.context import in_epoch
         >>> from rxpipe.testing import collect, from_arrays
         >>> images = np.arange(2 * 4 * 4, dtype="uint8").reshape(2, 4, 4, 1)
-        >>> [b] = collect(from_arrays(images, split="train").pipe(augment(brightness=0.1)))
-        >>> b.features.shape, b.features.dtype.name
-        ((2, 4, 4, 1), 'uint8')
+        >>> source = from_arrays(images, split="train")
+        >>> with in_epoch(1):  # as train.fit reads its first epoch
+        ...     [b] = collect(source.pipe(augment(brightness=0.5, seed=0)))
+        >>> b.features.shape, b.features.dtype.name, bool((b.features != images).any())
+        ((2, 4, 4, 1), 'uint8', True)
     """
     if seed is not None:
         seed = check_seed(seed, "process.augment.seed")

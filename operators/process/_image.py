@@ -102,16 +102,18 @@ def decode_image(
                     f"process.decode_image: cannot decode sample {sample_id!r}: {error}",
                     [sample_id],
                 ) from None
-        sizes = {image.shape for image in images}
-        if len(sizes) > 1:
+        ids = batch.ids.tolist()
+        odd = [i for i, image in enumerate(images) if image.shape != images[0].shape]
+        if odd:  # name the samples unlike the batch's first, not the batch's first ids
             raise BatchError(
-                "process.decode_image: expected images of one size (or set size=[h, w]). "
-                f"Received: sizes {sorted(s[:2] for s in sizes)} in samples "
-                f"{batch.ids[:4].tolist()}..."
+                f"process.decode_image: sample {ids[odd[0]]!r}: expected images of one size "
+                f"(or set size=[h, w]), {images[0].shape[:2]} as sample {ids[0]!r}. "
+                f"Received: {images[odd[0]].shape[:2]}"
+                + (f" ({len(odd)} samples of other sizes in this batch)" if len(odd) > 1 else ""),
+                [ids[i] for i in odd],
             )
         features = np.stack(images)
         meta = record.metadata(batch.metadata, features)
-        ids = batch.ids.tolist()
         first = first_samples.setdefault(id(meta), ids[0])
         expected = meta.feature_spec.shape
         if features.shape[1:] != expected:  # a later batch, of another size than the first

@@ -8,7 +8,12 @@ one saw, bit for bit. JPEG is decoded on both sides with the accurate integer DC
 (Pillow's only one; ``dct_method="INTEGER_ACCURATE"`` in TF, whose default fast DCT is
 up to 10 levels off), and 16-bit PNG keeps the high byte of each value on both sides
 (TF's libpng reduction). Only the formats serving decodes are accepted
-(:data:`rxpipe.serving.images.IMAGE_FORMATS`: PNG, JPEG, GIF, BMP).
+(:data:`rxpipe.serving.images.IMAGE_FORMATS`: PNG, JPEG, GIF, BMP), and of those only
+what TF decodes to the same pixels: a GIF's transparent pixels are black (TF's
+first frame), a GIF whose first frame does not fill the image and a BMP that TF
+misreads or refuses (1, 4 or 16 bits a pixel, a color palette, RLE) are refused. EXIF
+orientation is applied on neither side: a photo stored sideways is learnt and served
+sideways, the same pixels both times.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 
-from rxpipe.serving.images import IMAGE_FORMATS
+from rxpipe.serving.images import IMAGE_FORMATS, tf_decoding_problem
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -47,10 +52,14 @@ def decode_one(data: bytes, channels: int) -> np.ndarray[Any, Any]:
     """Decode one PNG, JPEG, BMP or GIF (first frame) to uint8 of shape (h, w, channels).
 
     The pixels are those :func:`decode_rgb_tf` gives when serving: 16-bit grayscale PNG
-    keeps the high byte of each value (as TF does), not Pillow's clipping to 255.
+    keeps the high byte of each value (as TF does), not Pillow's clipping to 255; a
+    GIF's transparent pixels are black, as TF decodes them.
 
     Raises:
-        ValueError: if ``data`` is not a readable image in a format serving decodes.
+        ValueError: if ``data`` is not a readable image in a format serving decodes, or
+            is one that TF would decode to other pixels (a BMP of a kind TF misreads, a
+            GIF whose first frame does not fill the image), or is larger than Pillow's
+            decompression-bomb limit.
 
     Example:
         >>> from PIL import Image
@@ -64,16 +73,37 @@ def decode_one(data: bytes, channels: int) -> np.ndarray[Any, Any]:
     formats = ", ".join(IMAGE_FORMATS)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValueError(f"expected encoded image bytes. Received: {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise ValueError(f"expected an image in {formats}. Received: an empty file (0 bytes)")
+    refusal = None
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind = image.format
             if kind in _READABLE:
                 image.seek(0)
-                rgb = _rgb(image)
+                refusal = tf_decoding_problem(data, kind, image.mode, image.size)
+                if refusal is None:
+                    rgb = _rgb(image)
     except UnidentifiedImageError:
+        signature = next((k for k, s in _SIGNATURES.items() if data.startswith(s)), None)
         raise ValueError(
-            f"expected an image in {formats}. Received: an unknown format, starting "
-            f"{bytes(data[:8])!r}"
+            f"expected an image in {formats}. Received: "
+            + (
+                f"{len(data)} bytes that start as a {signature} image but do not read as one"
+                if signature
+                else f"an unknown format, starting {data[:8]!r}"
+            )
+        ) from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            "expected an image within Pillow's decompression-bomb limit (PIL.Image."
+            f"MAX_IMAGE_PIXELS × 2 pixels). Received: {error}"
+        ) from None
+    except Image.DecompressionBombWarning as warning:  # under warnings-as-errors
+        raise ValueError(
+            "expected an image within Pillow's decompression-bomb warning limit (PIL.Image."
+            f"MAX_IMAGE_PIXELS, with warnings as errors). Received: {warning}"
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(
@@ -84,7 +114,18 @@ def decode_one(data: bytes, channels: int) -> np.ndarray[Any, Any]:
             f"expected an image in {formats} (the formats a served model decodes). "
             f"Received: a {kind} image"
         )
+    if refusal is not None:
+        raise ValueError(refusal)
     return rgb if channels == 3 else grayscale(rgb[np.newaxis])[0]
+
+
+_SIGNATURES = {
+    "PNG": b"\x89PNG\r\n\x1a\n",
+    "JPEG": b"\xff\xd8\xff",
+    "GIF": b"GIF8",
+    "BMP": b"BM",
+}
+"""How the files of each format served begin (to name a damaged one)."""
 
 
 def _rgb(image: Any) -> np.ndarray[Any, Any]:
@@ -92,7 +133,20 @@ def _rgb(image: Any) -> np.ndarray[Any, Any]:
     if image.mode.startswith("I"):  # 16-bit grayscale PNG ("I;16", or "I"): the high byte
         gray = np.clip(np.asarray(image).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., np.newaxis], 3, axis=-1)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    transparency = image.info.get("transparency")
+    if image.format == "GIF" and isinstance(transparency, int) and image.mode in ("P", "L"):
+        # TF paints the transparent pixels of a GIF's first frame black.
+        rgb = np.array(image.convert("RGB"), dtype=np.uint8)
+        rgb[np.asarray(image) == transparency] = 0
+        return rgb
+    if image.mode == "P" and isinstance(transparency, bytes):
+        # A palette with alpha values: through RGBA, which Pillow converts without
+        # warning ("Palette images with Transparency expressed in bytes ..."); the
+        # same colors.
+        image = image.convert("RGBA")
+    if image.mode != "RGB":  # (converting an RGB image would copy it whole)
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
 
 
 def decode_rgb_tf(data: tf.Tensor) -> tf.Tensor:
@@ -162,11 +216,14 @@ def resize(
     left, right, x_lerp = _axis(width, size[1], method)
     if method == "nearest":
         return images[:, top][:, :, left]
-    x = images.astype(np.float32, copy=False)
-    rows_top, rows_bottom = x[:, top], x[:, bottom]
+    # The four neighbours of each output pixel, gathered before the cast to float32: a
+    # 48 MP photo resized to a model's input is never converted whole (576 MB).
+    rows_top, rows_bottom = images[:, top], images[:, bottom]
+    top_left, top_right = (rows_top[:, :, i].astype(np.float32) for i in (left, right))
+    bottom_left, bottom_right = (rows_bottom[:, :, i].astype(np.float32) for i in (left, right))
     x_lerp = x_lerp[np.newaxis, np.newaxis, :, np.newaxis]
-    upper = rows_top[:, :, left] + (rows_top[:, :, right] - rows_top[:, :, left]) * x_lerp
-    lower = rows_bottom[:, :, left] + (rows_bottom[:, :, right] - rows_bottom[:, :, left]) * x_lerp
+    upper = top_left + (top_right - top_left) * x_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
     out = upper + (lower - upper) * y_lerp[np.newaxis, :, np.newaxis, np.newaxis]
     return _restore(out, images.dtype)
 
@@ -178,10 +235,19 @@ def grayscale(images: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         >>> grayscale(np.full((1, 1, 1, 3), 200, "uint8")).ravel().tolist()
         [200]
     """
-    x = images.astype(np.float32, copy=False)
+    out = np.empty((*images.shape[:-1], 1), images.dtype)
     w = [np.float32(v) for v in GRAY_WEIGHTS]
-    luma = (x[..., 0] * w[0] + x[..., 1] * w[1]) + x[..., 2] * w[2]
-    return _restore(luma[..., np.newaxis], images.dtype)
+    pixels_per_row = max(1, images.shape[0] * images.shape[2])
+    rows = max(1, _GRAY_CHUNK_PIXELS // pixels_per_row)
+    for start in range(0, images.shape[1], rows):  # bounded float32 temporaries
+        x = images[:, start : start + rows].astype(np.float32, copy=False)
+        luma = (x[..., 0] * w[0] + x[..., 1] * w[1]) + x[..., 2] * w[2]
+        out[:, start : start + rows] = _restore(luma[..., np.newaxis], images.dtype)
+    return out
+
+
+_GRAY_CHUNK_PIXELS = 1 << 20
+"""Pixels :func:`grayscale` converts at a time (its float32 temporaries: about 20 MB)."""
 
 
 def _restore_tf(values: tf.Tensor, dtype: tf.DType) -> tf.Tensor:

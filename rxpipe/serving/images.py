@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 
 from rxpipe.errors import PredictionInputError
 
-__all__ = ["DEFAULT_MAX_BATCH_PIXELS", "DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "check_image"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_PIXELS",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "IMAGE_FORMATS",
+    "check_image",
+    "gif_frames",
+    "tf_decoding_problem",
+]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP")  # what tf.io.decode_image reads
 _ALSO_JPEG = frozenset({"MPO"})  # a JPEG with more pictures after it (phone cameras): TF
@@ -50,6 +58,9 @@ runs alone.
 _BMP_BITS = (8, 24, 32)
 _BMP_COMPRESSIONS = {0: "none", 1: "RLE8", 2: "RLE4", 3: "bit fields", 4: "JPEG", 5: "PNG"}
 _BMP_READABLE_COMPRESSIONS = (0, 3)
+
+
+_WARNING_FILTERS = threading.Lock()
 
 
 def check_image(data: bytes | str, filename: str, max_pixels: int | None = None) -> int:
@@ -91,7 +102,9 @@ Received: 5 bytes that no image reader recognises
             f"Received: {type(data).__name__}"
         )
     try:
-        with warnings.catch_warnings():
+        # catch_warnings swaps the process's warning filters: one thread at a time (the
+        # server checks images on its event loop and in worker threads)
+        with _WARNING_FILTERS, warnings.catch_warnings():
             # With a cap of our own, Pillow's warning (over about 89 MP) is not an error:
             # the cap below decides, naming the image's size.
             if max_pixels is None:
@@ -127,39 +140,118 @@ Received: 5 bytes that no image reader recognises
             f"{filename}: expected an image of at most {max_pixels} pixels (width × height). "
             f"Received: {width}×{height} = {width * height} pixels"
         )
-    if kind == "BMP":
-        _check_bmp(data, mode, filename)
+    problem = tf_decoding_problem(data, kind, mode, (width, height))
+    if problem is not None:
+        raise PredictionInputError(f"{filename}: {problem}")
     return int(width * height)
 
 
-def _check_bmp(data: bytes, mode: str, filename: str) -> None:
-    """Refuse a BMP that TensorFlow's decoder rejects or decodes to the wrong pixels.
+def tf_decoding_problem(data: bytes, kind: str, mode: str, size: tuple[int, int]) -> str | None:
+    """Why TensorFlow's decoder would refuse an image Pillow opened, or decode other pixels
+    than Pillow does; ``None`` if it decodes it alike.
+
+    Training (``process.decode_image``) and serving both refuse such images: a model must
+    not be served other pixels than it was trained on. BMP: TensorFlow reads 8 (gray), 24
+    and 32 bits a pixel, uncompressed, and no palette. GIF: TensorFlow decodes the first
+    frame on a canvas of that frame's size, so a first frame that does not fill the image
+    (or a frame larger than it) gives other pixels.
+
+    Args:
+        data: the encoded image.
+        kind: its format as Pillow names it (``"BMP"``, ``"GIF"``, ...).
+        mode: its Pillow mode (``"L"``, ``"P"``, ``"RGB"``...).
+        size: its (width, height).
+
+    Returns:
+        ``"expected X. Received: Y"``, or ``None``.
 
     Example:
         >>> from PIL import Image
         >>> buffer = io.BytesIO()
         >>> Image.new("1", (4, 4)).save(buffer, "BMP")
-        >>> _check_bmp(buffer.getvalue(), "1", "scan.bmp")
-        Traceback (most recent call last):
-        ...
-        rxpipe.errors.PredictionInputError: scan.bmp: expected a BMP image of 8 (gray), 24 or \
-32 bits per pixel, uncompressed (what TensorFlow decodes). Received: a BMP of 1 bit per pixel
-    """
+        >>> tf_decoding_problem(buffer.getvalue(), "BMP", "1", (4, 4))
+        'expected a BMP image of 8 (gray), 24 or 32 bits per pixel, uncompressed (what TensorFlow decodes). Received: a BMP of 1 bit per pixel'
+    """  # noqa: E501
+    if kind == "BMP":
+        return _bmp_problem(data, mode)
+    if kind == "GIF":
+        return _gif_problem(data, size)
+    return None
+
+
+def _bmp_problem(data: bytes, mode: str) -> str | None:
     expected = (
-        f"{filename}: expected a BMP image of 8 (gray), 24 or 32 bits per pixel, uncompressed "
+        "expected a BMP image of 8 (gray), 24 or 32 bits per pixel, uncompressed "
         "(what TensorFlow decodes). Received: "
     )
     (header_size,) = struct.unpack_from("<I", data, 14)  # Pillow has read this far
     if header_size < 40:
-        raise PredictionInputError(f"{expected}an OS/2 BMP ({header_size}-byte header)")
+        return f"{expected}an OS/2 BMP ({header_size}-byte header)"
     bits, compression = struct.unpack_from("<HI", data, 28)
     if bits not in _BMP_BITS:
-        raise PredictionInputError(f"{expected}a BMP of {bits} bit{'s' * (bits != 1)} per pixel")
+        return f"{expected}a BMP of {bits} bit{'s' * (bits != 1)} per pixel"
     if compression not in _BMP_READABLE_COMPRESSIONS:
         how = _BMP_COMPRESSIONS.get(compression, f"unknown ({compression})")
-        raise PredictionInputError(f"{expected}a BMP with {how} compression")
+        return f"{expected}a BMP with {how} compression"
     if bits == 8 and mode == "P":  # Pillow says "L" for a palette of the 256 grays in order
-        raise PredictionInputError(
+        return (
             f"{expected}an 8-bit BMP with a color palette (TensorFlow would read its "
             "palette indices as gray levels)"
         )
+    return None
+
+
+def _gif_problem(data: bytes, size: tuple[int, int]) -> str | None:
+    frames = gif_frames(data)
+    width, height = size
+    if frames and frames[0] != (0, 0, width, height):
+        left, top, frame_width, frame_height = frames[0]
+        return (
+            "expected a GIF whose first frame fills the image (TensorFlow decodes "
+            "another canvas for others). Received: a first frame of "
+            f"{frame_width}×{frame_height} at ({left}, {top}) in a {width}×{height} image"
+        )
+    larger = [f for f in frames if f[2] > width or f[3] > height]
+    if larger:
+        return (
+            f"expected a GIF whose frames fit its {width}×{height} image (TensorFlow "
+            f"decodes a larger canvas for others). Received: a frame of "
+            f"{larger[0][2]}×{larger[0][3]}"
+        )
+    return None
+
+
+def gif_frames(data: bytes) -> list[tuple[int, int, int, int]]:
+    """Each frame's (left, top, width, height) in a GIF, from its image descriptors.
+
+    Reads the block structure only (no pixels); stops at the trailer or at the end of
+    the data (Pillow has read the file by then; a damaged tail fails there).
+
+    Example:
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("P", (5, 3)).save(buffer, "GIF")
+        >>> gif_frames(buffer.getvalue())
+        [(0, 0, 5, 3)]
+    """
+    frames: list[tuple[int, int, int, int]] = []
+    try:
+        flags = data[10]
+        position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        while position < len(data):
+            block = data[position]
+            if block == 0x2C:  # image descriptor, color table, LZW code size, sub-blocks
+                left, top, width, height = struct.unpack_from("<4H", data, position + 1)
+                frames.append((left, top, width, height))
+                local = data[position + 9]
+                position += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+            elif block == 0x21:  # extension: label, then sub-blocks
+                position += 2
+            else:  # the trailer (0x3B), or not a block
+                break
+            while position < len(data) and data[position]:  # sub-blocks, to the terminator
+                position += data[position] + 1
+            position += 1
+    except (IndexError, struct.error):  # a damaged tail: the frames read so far
+        pass
+    return frames

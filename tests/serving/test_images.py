@@ -117,3 +117,29 @@ def test_an_image_the_model_refuses_is_named_by_its_file(digits_bundle: Any) -> 
     assert answer.json()["error"].startswith(
         "broken.png: expected input the model can compute on. Received: input it rejected ("
     )
+
+
+def test_a_gif_tensorflow_would_decode_on_another_canvas_is_refused() -> None:
+    """A 4×3 GIF whose only frame (2×2) lies at (1, 1): TensorFlow decodes a 2×2 canvas,
+    so serving refuses it, as training does (process.decode_image)."""
+    import numpy as np
+    from PIL import Image
+
+    from rxpipe.errors import PredictionInputError
+    from rxpipe.serving.images import check_image
+
+    frame = Image.fromarray(np.array([[0, 1], [2, 3]], np.uint8), "P")
+    frame.putpalette([200, 100, 50, 10, 20, 30, 255, 255, 255, 0, 0, 255] + [0] * 756)
+    buffer = io.BytesIO()
+    frame.save(buffer, "GIF", optimize=False)
+    data = bytearray(buffer.getvalue())
+    descriptor = data.index(b",", 13 + 3 * 2 ** ((data[10] & 7) + 1))
+    struct.pack_into("<HH", data, 6, 4, 3)  # the image: 4×3
+    struct.pack_into("<HH", data, descriptor + 1, 1, 1)  # the frame at (1, 1)
+    with pytest.raises(PredictionInputError) as info:
+        check_image(bytes(data), "offset.gif")
+    assert str(info.value) == (
+        "offset.gif: expected a GIF whose first frame fills the image (TensorFlow decodes "
+        "another canvas for others). Received: a first frame of 2×2 at (1, 1) in a 4×3 image"
+    )
+    assert check_image(buffer.getvalue(), "plain.gif") == 4  # a frame that fills it: 2×2

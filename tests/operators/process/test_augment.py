@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import reactivex
+from reactivex import Observable
+from reactivex import operators as ops
 
-from rxpipe import ConfigError, DatasetMetadata, FeatureSpec, Split
+from rxpipe import Batch, ConfigError, DatasetMetadata, FeatureSpec, Split, StageError
 from rxpipe.context import in_epoch
 from rxpipe.operators import process
 from rxpipe.testing import collect, from_arrays
@@ -32,6 +37,23 @@ def test_only_the_training_split_changes() -> None:
     assert not np.array_equal(out, IMAGES)
 
 
+def test_the_training_split_passes_unchanged_outside_training() -> None:
+    """Read outside train.fit's epochs (epoch 0: evaluate on "train"), images are as they are."""
+    options = {"flip": "both", "rotation": 20.0, "crop_padding": 2, "brightness": 0.2}
+    np.testing.assert_array_equal(augmented("train", 0, **options), IMAGES)
+    assert not np.array_equal(augmented("train", 1, **options), IMAGES)
+
+
+def test_features_that_are_not_images_fail_in_any_pass() -> None:
+    """A table reaching augment fails naming it, in training or not."""
+    for epoch in (0, 1):
+        with (
+            in_epoch(epoch),
+            pytest.raises(StageError, match=r"process\.augment: expected decoded"),
+        ):
+            collect(from_arrays(np.zeros((4, 3), "float32"), split="train").pipe(process.augment()))
+
+
 def test_draws_depend_on_seed_and_epoch() -> None:
     """The same epoch repeats the same draws; another epoch draws new ones."""
     options = {"rotation": 15.0, "brightness": 0.1}
@@ -53,9 +75,9 @@ def test_brightness_stays_in_the_value_range() -> None:
     x = np.random.default_rng(1).random((6, 4, 4, 1)).astype("float32")
     meta = DatasetMetadata("t", FeatureSpec((4, 4, 1), "float32", (0.0, 1.0)))
     source = from_arrays(x, split=Split.TRAIN, metadata=meta)
-    out = np.concatenate(
-        [b.features for b in collect(source.pipe(process.augment(brightness=0.5)))]
-    )
+    with in_epoch(1):
+        batches = collect(source.pipe(process.augment(brightness=0.5)))
+    out = np.concatenate([b.features for b in batches])
     assert out.min() >= 0.0
     assert out.max() <= 1.0
     assert not np.array_equal(out, x)
@@ -63,8 +85,6 @@ def test_brightness_stays_in_the_value_range() -> None:
 
 def test_brightness_keeps_integer_images_in_their_declared_range() -> None:
     """The digits (uint8, declared 0-16) stay within 0-16, not just within uint8."""
-    import reactivex
-
     from rxpipe.operators import access
     from rxpipe.operators import collect as sources
 
@@ -73,13 +93,14 @@ def test_brightness_keeps_integer_images_in_their_declared_range() -> None:
         access.split(1.0, 0.0, 0.0, seed=0),
         process.augment(brightness=0.5, seed=0),
     ]
-    out = collect(reactivex.empty().pipe(*stages))
+    with in_epoch(1):
+        out = collect(reactivex.empty().pipe(*stages))
+        normalized = collect(reactivex.empty().pipe(*stages, process.normalize()))
     x = np.concatenate([b.features for b in out])
     assert out[0].metadata.feature_spec.value_range == (0.0, 16.0)
     assert x.dtype == np.uint8
     assert x.max() == 16
     assert x.min() == 0
-    normalized = collect(reactivex.empty().pipe(*stages, process.normalize()))
     assert max(float(b.features.max()) for b in normalized) == 1.0
 
 
@@ -96,3 +117,42 @@ def test_bad_parameters() -> None:
             ConfigError, match=r"^process\.augment\.seed: expected an integer from 0 to 2\*\*32"
         ):
             process.augment(seed=seed)
+
+
+@pytest.mark.slow
+def test_evaluating_the_training_split_sees_the_images_unaugmented(tmp_path: Path) -> None:
+    """evaluate.classification(split="train") scored augmented images (rotated up to 180°)."""
+    import rxpipe
+    from rxpipe.context import current_epoch
+    from rxpipe.operators import access, evaluate, models, train
+    from rxpipe.operators import collect as sources
+
+    seen: dict[int, list[np.ndarray]] = {}  # type: ignore[type-arg]
+
+    def spy(source: Observable[Batch]) -> Observable[Batch]:
+        def record(batch: Batch) -> Batch:
+            if batch.split is Split.TRAIN:
+                seen.setdefault(current_epoch(), []).append(batch.features)
+            return batch
+
+        return source.pipe(ops.map(record))
+
+    front = [sources.digits(), access.split(0.8, 0.1, 0.1, seed=0), access.batch(512)]
+    strong = process.augment(flip="both", rotation=180.0, brightness=0.5)
+    pipeline = rxpipe.Pipeline(
+        *front,
+        strong,
+        spy,
+        models.mlp(hidden=(8,)),
+        train.fit(epochs=1, checkpoint=False),
+        evaluate.classification(split="train"),
+        name="augment-eval",
+        runs_dir=str(tmp_path),
+    )
+    pipeline.run()
+    batches = collect(reactivex.empty().pipe(*front))
+    raw = np.concatenate([b.features for b in batches if b.split is Split.TRAIN])
+    evaluated = np.concatenate(seen[0])[-len(raw) :]  # after train.fit's peek at batch 1
+    trained = np.concatenate(seen[1])
+    np.testing.assert_array_equal(evaluated, raw)  # the evaluation pass: as they are
+    assert not np.array_equal(trained, raw)  # the training epoch: augmented
