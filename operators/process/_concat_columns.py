@@ -14,15 +14,21 @@ from rxpipe.stage import Operator
 
 from .._checks import names
 from ._recording import Recorded
+from ._tables import ONE_COLUMN
 from ._tabular_steps import ConcatColumns
 
 
 def _plan(meta: DatasetMetadata, wanted: tuple[str, ...] | None) -> ConcatColumns:
     specs = meta.features
     if not isinstance(specs, Mapping):
+        hint = (
+            f" ({ONE_COLUMN}, which the models take as it is: leave process.concat_columns out)"
+            if specs.shape == ()
+            else ""
+        )
         raise BatchError(
             "process.concat_columns: expected named columns (e.g. from collect.csv). "
-            f"Received: one array of samples of shape {specs.shape}"
+            f"Received: one array of samples of shape {specs.shape}{hint}"
         )
     chosen = wanted if wanted is not None else tuple(specs)
     unknown = [c for c in chosen if c not in specs]
@@ -34,7 +40,8 @@ def _plan(meta: DatasetMetadata, wanted: tuple[str, ...] | None) -> ConcatColumn
     if text:
         raise BatchError(
             f"process.concat_columns: expected numeric columns. Received: text columns {text} "
-            "(encode them with process.one_hot, or leave them out with columns=[...])"
+            "(encode them with process.one_hot, or leave them out with columns=[...]; numbers "
+            "written with a thousands separator, a unit or a percent sign are read as text)"
         )
     widths = tuple(int(np.prod(specs[c].shape, dtype=np.int64)) for c in chosen)
     return ConcatColumns(columns=chosen, widths=widths)

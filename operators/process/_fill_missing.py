@@ -18,7 +18,7 @@ from .._checks import missing_strings, names, one_of
 from .._fitting import fitted
 from ._recording import Recorded
 from ._standardize import Moments
-from ._tables import columns_of, is_table, kind_of, matrix
+from ._tables import columns_of, is_table, kind_of, matrix, refuse_infinite
 from ._tabular_steps import MISSING, FillMissing, category_keys
 
 STRATEGIES = ("mean", "median", "most_frequent", "constant")
@@ -56,18 +56,22 @@ class _Fit:
                 if self.text[column] or self.strategy == "most_frequent":
                     self._count(column, category_keys(array, self.missing))
             if self.strategy in CENTRAL:
-                numeric = [c for c in self.columns if not self.text[c]]
+                numeric = tuple(c for c in self.columns if not self.text[c])
                 if numeric:
-                    self._add_numbers(np.stack([features[c] for c in numeric], axis=1))
+                    block = np.stack([features[c] for c in numeric], axis=1)
+                    self._add_numbers(batch, block, numeric)
             return
         x = matrix("process.fill_missing", batch)
         if self.strategy in CENTRAL:
-            self._add_numbers(x)
+            self._add_numbers(batch, x, None)
         else:
             for index in range(x.shape[1]):
                 self._count(index, category_keys(x[:, index], self.missing))
 
-    def _add_numbers(self, x: np.ndarray[Any, Any]) -> None:
+    def _add_numbers(
+        self, batch: Batch, x: np.ndarray[Any, Any], names: tuple[str, ...] | None
+    ) -> None:
+        refuse_infinite("process.fill_missing", batch, x, names)  # an infinite fill value
         if self.strategy == "mean":
             self.moments.add(x)
         else:
@@ -170,7 +174,7 @@ def _constant(
 
     def apply(batch: Batch) -> Batch:
         if is_table(batch.features):
-            chosen = columns_of("process.fill_missing", batch, wanted)
+            chosen = columns_of("process.fill_missing", batch, wanted, scalar=False)
             features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
             for column in chosen:
                 text = kind_of(np.asarray(features[column])) == "text"

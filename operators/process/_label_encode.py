@@ -15,14 +15,22 @@ from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._bad_records import check_on_error
-from .._checks import names
+from .._checks import fail, names
 from .._fitting import fitted
 
 
 def _key(value: Any) -> Any:
-    """A label's class key: text as str, integral floats as int; ``None`` if it is missing."""
+    """A label's class key: text as str without surrounding spaces, integral floats as int;
+    ``None`` if it is missing.
+
+    Example:
+        >>> [_key(v) for v in (" cat ", b"dog", 2.0, 2.5, float("nan"))]
+        ['cat', 'dog', 2, 2.5, None]
+    """
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        value = value.decode("utf-8")
+    if isinstance(value, str):
+        return value.strip()  # " yes" (a CSV written "a, b, yes") is the class "yes"
     if isinstance(value, float):
         if math.isnan(value):
             return None  # a missing label (e.g. an empty cell of a float column)
@@ -59,7 +67,7 @@ class _Fit:
 
 
 def _encoder(classes: tuple[Any, ...]) -> Callable[[Batch], Batch]:
-    index = {str(c): i for i, c in enumerate(classes)}
+    index = {str(c).strip(): i for i, c in enumerate(classes)}
     index.update({c: i for i, c in enumerate(classes)})
     label_names = tuple(str(c) for c in classes)
     evolved: dict[int, tuple[DatasetMetadata, DatasetMetadata]] = {}
@@ -97,7 +105,8 @@ def label_encode(
 
     With ``label_names``, they give the classes in order (labels are matched by their
     text). Without, the classes are the distinct labels of the training split, sorted
-    (numbers numerically, else as text). A missing label (``None`` or NaN) is never a
+    (numbers numerically, else as text). Text labels are compared with surrounding spaces
+    stripped (``" yes"`` is ``"yes"``). A missing label (``None`` or NaN) is never a
     class. A label that is not a class, or is missing, fails the run naming the sample,
     or is skipped and reported with ``on_error="skip"``.
 
@@ -115,6 +124,13 @@ def label_encode(
         ([1, 0, 1], ('ham', 'spam'))
     """
     given = names("process.label_encode", "label_names", label_names)
+    if given is not None and len({n.strip() for n in given}) != len(given):
+        raise fail(
+            "process.label_encode",
+            "label_names",
+            "names distinct without surrounding spaces",
+            given,
+        )
     check_on_error("process.label_encode", on_error, max_skipped)
     if given is not None:
         return map_batches(

@@ -6,8 +6,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
 from rxpipe.errors import BatchError, ConfigError
 from rxpipe.registry import plugin
@@ -35,16 +33,10 @@ class _Fit:
         self.counts: dict[str, Counter[Any]] = {c: Counter() for c in columns}
 
     def update(self, batch: Batch) -> None:
-        columns_of("process.one_hot", batch, self.columns)
+        columns_of("process.one_hot", batch, self.columns, unset_ok=False)
         features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
         for column in self.columns:
-            array = np.asarray(features[column])
-            if array.ndim != 1:
-                raise BatchError(
-                    f"process.one_hot: column {column!r}: expected one category per sample. "
-                    f"Received: samples of shape {array.shape[1:]}"
-                )
-            keys = category_keys(array, self.missing)
+            keys = category_keys(features[column], self.missing)
             self.counts[column].update(k for k in keys if k is not None)
 
     def result(self) -> OneHot:
@@ -88,7 +80,7 @@ def one_hot(
     Example:
         >>> from rxpipe.testing import collect
         >>> from rxpipe.batch import DatasetMetadata, FeatureSpec
-        >>> import reactivex
+        >>> import numpy as np, reactivex
         >>> color = np.array(["red", "blue", "red"], dtype=object)
         >>> meta = DatasetMetadata("t", {"color": FeatureSpec((), "object")})
         >>> batch = Batch({"color": color}, None, np.arange(3), meta, "train")

@@ -14,7 +14,7 @@ from rxpipe.stage import Operator
 from .._checks import names
 from .._fitting import fitted
 from ._recording import Recorded
-from ._tables import columns_of, is_table, matrix
+from ._tables import columns_of, is_table, matrix, refuse_infinite
 from ._tabular_steps import Standardize
 
 
@@ -52,10 +52,13 @@ class Moments:
         self.count = total
 
     def std(self) -> np.ndarray[Any, Any]:
-        """Population standard deviation per column; 1 where it is 0 or unknown."""
+        """Population standard deviation per column; 1 where it is 0 or unknown, or 0 or
+        infinite in float32, in which :class:`Standardize` divides by it."""
         variance = self.m2 / np.maximum(self.count, 1)
         std = np.sqrt(np.asarray(variance, np.float64))
-        return np.where((std > 0) & np.isfinite(std), std, 1.0)
+        with np.errstate(over="ignore"):
+            in_float32 = std.astype(np.float32)
+        return np.where((in_float32 > 0) & np.isfinite(in_float32), std, 1.0)
 
 
 class _Fit:
@@ -71,6 +74,7 @@ class _Fit:
             if self.columns is not None:
                 columns_of("process.standardize", batch, self.columns)  # explains the error
             block = matrix("process.standardize", batch)
+        refuse_infinite("process.standardize", batch, block, self.columns)
         self.moments.add(block)
 
     def result(self) -> Standardize:

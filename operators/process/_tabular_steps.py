@@ -7,6 +7,8 @@ missing string is ``""`` or one of the other strings ``collect.csv`` reads as mi
 (:data:`MISSING`: ``NA``, ``N/A``, ``NaN``, ``nan``, ``null``, ``None``, with
 surrounding spaces stripped). The steps that treat missing text (:class:`FillMissing`,
 :class:`OneHot`) record those strings, so serving treats as missing what training did.
+A category is its text with surrounding spaces stripped too (``" Paris "`` is
+``"Paris"``), in training and in serving alike.
 """
 
 from __future__ import annotations
@@ -185,18 +187,19 @@ class FillMissing:
 
 
 def category_keys(values: Any, missing: tuple[str, ...] = MISSING) -> list[Any]:
-    """Hashable category keys of a column: strings stay strings, numbers become floats.
+    """Hashable category keys of a column: strings stripped of surrounding spaces (as
+    :func:`is_missing_text` strips them), numbers as floats.
 
     Missing values (NaN, ``None``, a ``missing`` string) are ``None``.
 
     Example:
-        >>> category_keys(np.array(["a", " NA", None, 3], dtype=object))
+        >>> category_keys(np.array([" a ", " NA", None, 3], dtype=object))
         ['a', None, None, '3']
     """
     array = np.asarray(values)
     if array.dtype == object:
         return [
-            None if is_missing_text(v, missing) else v if isinstance(v, str) else str(v)
+            None if is_missing_text(v, missing) else (v if isinstance(v, str) else str(v)).strip()
             for v in array.tolist()
         ]
     return [None if np.isnan(v) else float(v) for v in array.astype(np.float64).tolist()]
@@ -206,11 +209,13 @@ def category_keys(values: Any, missing: tuple[str, ...] = MISSING) -> list[Any]:
 class OneHot:
     """Named categorical columns → float32 one-hot vectors (unknown or missing: all zeros).
 
-    Missing text is ``None`` or a ``missing`` string (after stripping spaces).
+    Text is compared with surrounding spaces stripped (``" red"`` is ``"red"``; letter
+    case counts); missing text is ``None`` or a ``missing`` string.
 
     Example:
         >>> step = OneHot(columns=("color",), categories=(("blue", "red"),))
-        >>> step.apply({"color": np.array(["red", None, "green"], dtype=object)})["color"].tolist()
+        >>> colors = np.array([" red", None, "green"], dtype=object)
+        >>> step.apply({"color": colors})["color"].tolist()
         [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
     """
 
@@ -241,6 +246,7 @@ class OneHot:
             if x.dtype == tf.string:
                 table = tf.constant([str(c) for c in categories], tf.string)
                 present = tf.logical_not(_missing_tf(x, self.missing))[:, tf.newaxis]
+                x = tf.strings.regex_replace(x, _EDGE_SPACE, "")  # as category_keys strips
             else:
                 x = tf.cast(x, tf.float64)
                 table = tf.constant([float(c) for c in categories], tf.float64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import reactivex
 
-from rxpipe import Batch, StageError
+from rxpipe import Batch, ConfigError, StageError
 from rxpipe.flow._tally import Tally, tallying
 from rxpipe.operators import process
 from rxpipe.testing import collect, make_metadata
@@ -75,3 +75,17 @@ def test_nan_labels_are_missing_not_classes() -> None:
         "Received: a missing label (None or NaN)"
     )
     assert info.value.sample_ids == (1,)
+
+
+def test_text_labels_are_classes_without_surrounding_spaces() -> None:
+    """ " yes" (a CSV written "a, b, yes") and "yes " are the class "yes"."""
+    train, test = collect(
+        batches([" yes", "no ", "yes", "\tno"], ["yes\n"]).pipe(process.label_encode())
+    )
+    assert train.metadata.label_names == ("no", "yes")
+    assert train.labels.tolist() == [1, 0, 1, 0]
+    assert test.labels.tolist() == [1]
+    [train, _] = collect(batches([" b", "a"], ["a"]).pipe(process.label_encode(["b", "a"])))
+    assert train.labels.tolist() == [0, 1]
+    with pytest.raises(ConfigError, match=r"label_names: expected names distinct without"):
+        process.label_encode(["a", " a"])

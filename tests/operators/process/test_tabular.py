@@ -139,7 +139,9 @@ def test_concat_columns_rejects_text_columns() -> None:
     batch = Batch(
         {"a": np.zeros(1, "float32"), "b": np.array(["x"], dtype=object)}, None, [0], meta
     )
-    with pytest.raises(StageError, match=r"text columns \['b'\].*process\.one_hot"):
+    with pytest.raises(
+        StageError, match=r"text columns \['b'\].*process\.one_hot.*a thousands separator"
+    ):
         run(reactivex.of(batch).pipe(process.concat_columns()))
 
 
@@ -282,7 +284,7 @@ def test_missing_strings_are_missing_in_numpy_and_tf_alike() -> None:
     mine = onehot.apply(fill.apply({"city": np.array(cells, dtype=object)}))["city"]
     served = onehot.apply_tf(fill.apply_tf({"city": tf.constant(cells)}))["city"].numpy()
     np.testing.assert_array_equal(mine, served)
-    assert mine.tolist() == [[1.0, 0.0]] * 4 + [[0.0, 1.0], [0.0, 0.0]] + [[1.0, 0.0]] * 2
+    assert mine.tolist() == [[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 2 + [[1.0, 0.0]] * 2
     zeros = onehot.apply_tf({"city": tf.constant(["NA", "rome"])})["city"].numpy()
     assert zeros.tolist() == [[0.0, 0.0], [0.0, 1.0]]
     assert fill.to_config()["missing"] == ["", "NA", "N/A", "NaN", "nan", "null", "None"]
@@ -332,3 +334,132 @@ def test_missing_strings_in_any_whitespace_are_missing_on_both_sides() -> None:
     served = fill.apply_tf({"city": tf.constant(cells)})["city"].numpy()
     assert mine.tolist() == ["oslo"] * 5 + ["rome"]
     assert [v.decode() for v in served] == mine.tolist()
+
+
+def test_categories_are_compared_without_surrounding_spaces_on_both_sides() -> None:
+    """ " Paris", "Paris " and "Paris" are one category when fitted, applied and served
+    (a CSV written "a, b" or a client's stray space); letter case still counts."""
+    import tensorflow as tf
+
+    meta = DatasetMetadata("t", {"city": FeatureSpec((), "object")})
+    city = np.array([" Paris", "Paris ", "Rome", "\xa0Rome", "Paris", None], dtype=object)
+    batch = Batch({"city": city}, None, np.arange(6), meta, "train")
+    [out] = run(reactivex.of(batch).pipe(process.fill_missing(), process.one_hot(["city"])))
+    fill, onehot = out.metadata.preprocessing
+    assert onehot.categories == (("Paris", "Rome"),)  # type: ignore[attr-defined]
+    assert fill.values == ("Paris",)  # type: ignore[attr-defined]  # 3 Paris, 2 Rome
+    assert out.features["city"].tolist() == [[1.0, 0.0]] * 2 + [[0.0, 1.0]] * 2 + [[1.0, 0.0]] * 2
+    served = ["Paris", "\u3000Rome\t", " paris ", "Madrid", "", "Rome"]
+    mine = onehot.apply(fill.apply({"city": np.array(served, dtype=object)}))["city"]
+    theirs = onehot.apply_tf(fill.apply_tf({"city": tf.constant(served)}))["city"].numpy()
+    np.testing.assert_array_equal(mine, theirs)
+    assert mine.tolist() == [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+
+
+def test_a_text_column_given_to_standardize_is_named() -> None:
+    """Numbers written "1,234" are read as text; standardize names the column and says so."""
+    meta = DatasetMetadata(
+        "t", {"amount": FeatureSpec((), "object"), "n": FeatureSpec((), "float32")}
+    )
+    columns = {"amount": np.array([None, "1,234"], dtype=object), "n": np.zeros(2, "float32")}
+    batch = Batch(columns, None, np.arange(2), meta, "train")
+    with pytest.raises(StageError) as info:
+        run(reactivex.of(batch).pipe(process.standardize(columns=["n", "amount"])))
+    assert (
+        "process.standardize: column 'amount': expected numbers, one per sample. "
+        "Received: text such as '1,234' (numbers written with a thousands separator"
+    ) in str(info.value)
+
+
+def test_a_vector_column_given_to_fill_missing_or_standardize_is_named() -> None:
+    """A vector column is refused by name where per-column statistics are fitted (not by
+    numpy's error); a constant still fills it."""
+    meta = DatasetMetadata(
+        "t", {"v": FeatureSpec((2,), "float32"), "n": FeatureSpec((), "float32")}
+    )
+    columns = {"v": np.array([[1.0, np.nan]] * 3, "float32"), "n": np.zeros(3, "float32")}
+    batch = Batch(columns, None, np.arange(3), meta, "train")
+    for stage in (process.fill_missing(columns=["n", "v"]), process.standardize(columns=["v"])):
+        with pytest.raises(
+            StageError,
+            match=r"column 'v': expected numbers.*, one per sample\. "
+            r"Received: samples of shape \(2,\)",
+        ):
+            run(reactivex.of(batch).pipe(stage))
+    constant = process.fill_missing("constant", value=0.0, columns=["v"])
+    [out] = run(reactivex.of(batch).pipe(constant))
+    assert out.features["v"].tolist() == [[1.0, 0.0]] * 3
+
+
+def test_a_spread_too_small_for_float32_scales_by_one() -> None:
+    """A standard deviation that is 0 in float32 is no divisor: the values stay finite."""
+    x = np.zeros((1000, 1), "float32")
+    x[0] = np.float32(1.4e-45)  # the smallest float32: std ~4e-47, 0 in float32
+    source = from_arrays(x, split="train", batch_size=1000)
+    [batch] = run(source.pipe(process.standardize()))
+    [step] = batch.metadata.preprocessing
+    assert step.std == (1.0,)  # type: ignore[attr-defined]
+    assert np.isfinite(batch.features).all()
+
+
+def test_a_csv_with_one_feature_column_is_filled_and_standardized(tmp_path: Path) -> None:
+    """collect.csv gives one unnamed array for one feature column: fill_missing and
+    standardize treat it as one column, in training and in the exported function alike."""
+    import tensorflow as tf
+
+    path = tmp_path / "one.csv"
+    path.write_text("x,y\n1.0,a\n,b\n3.0,a\n8.0,b\n")
+    stages = [
+        collect.csv(str(path), label="y"),
+        access.split(1.0, 0.0, 0.0),
+        process.fill_missing(),
+        process.standardize(),
+    ]
+    [batch] = run(reactivex.empty().pipe(*stages))
+    assert batch.features.shape == (4,)
+    x = np.array([1.0, 4.0, 3.0, 8.0])
+    np.testing.assert_allclose(batch.features, (x - x.mean()) / x.std(), rtol=1e-6)
+    serve, inputs = serving_function(batch.metadata)
+    assert list(inputs) == ["features"]
+    raw = tf.constant([1.0, np.nan, 3.0, 8.0], tf.float32)
+    served = serve(raw)["scores"].numpy()  # type: ignore[operator]
+    np.testing.assert_allclose(served, batch.features, rtol=0, atol=1e-6)
+    with pytest.raises(
+        StageError,
+        match=r"to pick columns \['x'\] from\. Received: one "
+        r"unnamed array of samples of shape \(\) \(collect\.csv reads a file "
+        r"with one feature column as one array\)$",
+    ):
+        run(reactivex.empty().pipe(*stages[:2], process.one_hot(["x"])))
+    with pytest.raises(StageError, match=r"leave process\.concat_columns out"):
+        run(reactivex.empty().pipe(*stages, process.concat_columns()))
+
+
+def test_an_infinite_value_is_named_where_it_would_spoil_a_fitted_statistic() -> None:
+    """One inf would make the mean (and every standardized value) inf or NaN: the column
+    and sample are named instead."""
+    meta = DatasetMetadata("t", {"a": FeatureSpec((), "float32"), "b": FeatureSpec((), "float32")})
+    columns = {
+        "a": np.array([1.0, 2.0, 3.0], "float32"),
+        "b": np.array([1.0, np.nan, -np.inf], "float32"),
+    }
+    batch = Batch(columns, None, np.array([10, 11, 12]), meta, "train")
+    expected = (
+        r": column 'b', sample 12: expected finite numbers \(NaN for a missing value\)\. "
+        r"Received: -inf$"
+    )
+    for name, stage in (
+        ("standardize", process.standardize()),
+        ("fill_missing", process.fill_missing()),
+        ("fill_missing", process.fill_missing("median")),  # median of 1 and -inf: -inf
+    ):
+        with pytest.raises(StageError, match=rf"process\.{name}{expected}") as info:
+            run(reactivex.of(batch).pipe(stage))
+        assert info.value.sample_ids == (12,)
+    x = np.array([[1.0, np.inf]], "float32")
+    with pytest.raises(StageError, match=r"column 1, sample 0: expected finite"):
+        run(from_arrays(x, split="train").pipe(process.standardize()))
+    values = {"a": np.ones(4, "float32"), "b": np.array([1.0, np.nan, 1.0, -np.inf], "float32")}
+    counted = Batch(values, None, np.arange(4), meta, "train")
+    [frequent] = run(reactivex.of(counted).pipe(process.fill_missing("most_frequent")))
+    assert frequent.features["b"].tolist() == [1.0, 1.0, 1.0, -np.inf]  # counts stay sound
