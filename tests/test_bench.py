@@ -399,9 +399,11 @@ def test_bench_reads_the_data_as_a_training_epoch_does(runs_dir: Path) -> None:
     from rxpipe.context import current_epoch
 
     epochs: set[int] = set()
+    changed: set[bool] = set()
 
     def record(batch: Batch) -> Batch:
         epochs.add(current_epoch())
+        changed.add(bool(np.asarray(batch.features).any()))  # brightened from all zeros
         return batch
 
     images = np.zeros((SAMPLES, 32, 32, 3), np.uint8)
@@ -413,6 +415,6 @@ def test_bench_reads_the_data_as_a_training_epoch_does(runs_dir: Path) -> None:
         runs_dir=runs_dir,
         source=from_arrays(images, np.zeros(SAMPLES, np.int64), batch_size=SAMPLES, split="train"),
     )
-    report = pipeline.bench()
+    pipeline.bench()
     assert epochs == {1}
-    assert next(s for s in report.stages if s.stage == "process.augment").busy_s > 0.001
+    assert True in changed
