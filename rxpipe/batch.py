@@ -137,6 +137,11 @@ class DatasetMetadata:
             re-applies them to raw input (see :mod:`rxpipe.preprocessing`).
         input_features: the spec of the raw input, before ``preprocessing``; ``None``
             means ``features`` (nothing applied yet). See :attr:`raw_features`.
+        missing_strings: the strings the source read as missing values (a cell equal to
+            one once stripped became NaN or ``None``), e.g. ``collect.csv``'s ``missing``;
+            steps that treat missing text default to them, so that serving treats a raw
+            string as missing exactly where training did. ``None``: the source read no
+            text cells (arrays, images), and such steps use their own default.
 
     Example:
         >>> meta = DatasetMetadata("digits", FeatureSpec((8, 8, 1), "uint8"), ("0", "1"))
@@ -150,6 +155,21 @@ class DatasetMetadata:
     split_sizes: Mapping[str, int] = attrs.field(factory=dict)
     preprocessing: tuple[Preprocessor, ...] = ()
     input_features: FeatureSpec | Mapping[str, FeatureSpec] | None = None
+    missing_strings: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in attrs.fields(DatasetMetadata)}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        """Unpickle; a field added since the pickle was written (in an ``access.cache``
+        folder of an older rxpipe, e.g. ``missing_strings``) gets its default."""
+        for field in attrs.fields(DatasetMetadata):
+            default: Any = field.default
+            if field.name in state:
+                value = state[field.name]
+            else:  # an attrs.Factory (split_sizes) or a plain default
+                value = default.factory() if hasattr(default, "factory") else default
+            object.__setattr__(self, field.name, value)
 
     @property
     def raw_features(self) -> FeatureSpec | Mapping[str, FeatureSpec]:

@@ -107,3 +107,29 @@ def test_feature_spec_of_named_features_is_an_error() -> None:
     meta = DatasetMetadata("tab", {"a": FeatureSpec((1,), "float32")})
     with pytest.raises(BatchError, match="named features"):
         _ = meta.feature_spec
+
+
+def test_metadata_keeps_the_sources_missing_strings_through_preprocessing() -> None:
+    """missing_strings defaults to None (old call sites unchanged), becomes a tuple, and
+    survives every step recorded after the source."""
+    assert META.missing_strings is None
+    meta = DatasetMetadata("t", FeatureSpec((2,), "float32"), missing_strings=["", "?"])
+    assert meta.missing_strings == ("", "?")
+    after = meta.with_preprocessor(Rescale(0.5), FeatureSpec((2,), "float32"))
+    assert after.missing_strings == ("", "?")
+    assert after.evolve(name="u").missing_strings == ("", "?")
+    assert meta != meta.evolve(missing_strings=["?"])  # another source's metadata
+
+
+def test_metadata_pickled_before_missing_strings_existed_loads() -> None:
+    """An access.cache folder of an older rxpipe holds metadata without missing_strings:
+    it unpickles with the field's default (and round trips otherwise)."""
+    import pickle
+
+    meta = DatasetMetadata("t", FeatureSpec((2,), "float32"), missing_strings=["?"])
+    assert pickle.loads(pickle.dumps(meta)) == meta
+    old = {k: v for k, v in meta.__getstate__().items() if k != "missing_strings"}
+    loaded = DatasetMetadata.__new__(DatasetMetadata)
+    loaded.__setstate__(old)
+    assert loaded.missing_strings is None
+    assert loaded == meta.evolve(missing_strings=None)

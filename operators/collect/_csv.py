@@ -24,7 +24,14 @@ from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._bad_records import BadRecords, check_on_error
-from .._checks import MISSING, existing_path, names, optional_positive_int, positive_int
+from .._checks import (
+    MISSING,
+    existing_path,
+    missing_strings,
+    names,
+    optional_positive_int,
+    positive_int,
+)
 from ._memo import MetadataMemo
 
 COLUMN_TYPES = ("float", "int", "str")
@@ -60,6 +67,7 @@ class CsvLayout:
     id_column: str | None
     missing: frozenset[str]
     encoding: str
+    missing_strings: tuple[str, ...] = ()  # ``missing`` as given, recorded in the metadata
 
 
 def _float(
@@ -81,7 +89,39 @@ def _float(
         parsed = _parse_floats(values, missing)
     except ValueError:  # a cell float() rejects: find it (or accept what strip() allows)
         return _float_cells(column, values, missing, hint)
-    return parsed.astype(np.float32)
+    with np.errstate(over="ignore"):  # a number beyond float32 is refused just below
+        out: np.ndarray[Any, Any] = parsed.astype(np.float32)
+    _refuse_overflow(column, values, out)
+    return out
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INFINITY = re.compile(r"[+-]?inf(inity)?", re.IGNORECASE)  # what float() reads as infinite
+
+
+def _refuse_overflow(column: str, values: Sequence[str], out: np.ndarray[Any, Any]) -> None:
+    """Raise ``RowError`` for the first cell written as a number that is infinite in
+    float32 (``"5e38"``, ``"1e400"``), as serving refuses it; ``"inf"`` itself is read.
+
+    A number too small for float32 (``"1e-50"``) is 0, as float32 rounds it anywhere.
+
+    Example:
+        >>> values = ["1", "inf", "-5e38"]
+        >>> _refuse_overflow("x", values, np.array([1, np.inf, -np.inf], np.float32))
+        Traceback (most recent call last):
+        ...
+        rxpipe.operators.collect._csv.RowError: column 'x': expected a finite float32 number
+        (magnitude at most 3.402823e+38). Received: '-5e38', which overflows float32
+    """
+    infinite = np.isinf(out)
+    if not infinite.any():  # the common case, one pass over the chunk
+        return
+    for i in np.flatnonzero(infinite).tolist():
+        if _INFINITY.fullmatch(values[i].strip()) is None:
+            raise RowError(
+                f"column {column!r}: expected a finite float32 number (magnitude at most "
+                f"{FLOAT32_MAX:.7g}). Received: {values[i]!r}, which overflows float32"
+            )
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,17 +179,19 @@ def _float_cells(
     """The cells as float32 one at a time: the reference for :func:`_parse_floats`, and the
     ``RowError`` naming the first cell that is neither missing nor a number."""
     out = np.empty(len(values), dtype=np.float32)
-    for i, value in enumerate(values):
-        text = value.strip()
-        if text in missing:
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(text)
-        except ValueError:
-            raise RowError(
-                f"column {column!r}: expected a number{hint}. Received: {value!r}"
-            ) from None
+    with np.errstate(over="ignore"):  # a number beyond float32 is refused below
+        for i, value in enumerate(values):
+            text = value.strip()
+            if text in missing:
+                out[i] = np.nan
+                continue
+            try:
+                out[i] = float(text)
+            except ValueError:
+                raise RowError(
+                    f"column {column!r}: expected a number{hint}. Received: {value!r}"
+                ) from None
+    _refuse_overflow(column, values, out)
     return out
 
 
@@ -522,7 +564,11 @@ class _Reader:
         spec: FeatureSpec | Mapping[str, FeatureSpec] = (
             specs[plan.features[0]] if len(plan.features) == 1 else specs
         )
-        return self.memo(DatasetMetadata(self.layout.path.stem, spec, self.layout.label_names))
+        layout = self.layout
+        meta = DatasetMetadata(
+            layout.path.stem, spec, layout.label_names, missing_strings=layout.missing_strings
+        )
+        return self.memo(meta)
 
     def _batch(
         self, chunk: list[Row], names: tuple[str, ...], plan: _Plan, meta: DatasetMetadata
@@ -735,6 +781,7 @@ def make_layout(
 ) -> CsvLayout:
     """Validate the parameters of a CSV plugin into a :class:`CsvLayout`."""
     file = existing_path(plugin_name, "path", path, kind="file")
+    tokens = missing_strings(plugin_name, missing)
     for column, kind in types.items():
         if kind not in COLUMN_TYPES:
             raise ConfigError(
@@ -763,8 +810,9 @@ def make_layout(
         delimiter=delimiter,
         label_names=names(plugin_name, "label_names", label_names),
         id_column=id_column,
-        missing=frozenset(missing),
+        missing=frozenset(tokens),
         encoding=encoding,
+        missing_strings=tuple(dict.fromkeys(tokens)),
     )
     _check_columns(layout)
     return layout
@@ -830,9 +878,11 @@ def csv_file(
     few stray cells (``"?"``, ``"old"``) stays float and each such cell, in any chunk,
     is a row error naming the file, line, column and value (add the value to
     ``missing``, or give the column a type, to read it otherwise); a column of words
-    stays str. Labels: with ``label_names``, the label column's values are mapped to
-    class indices; without, the column's values are kept (numbers for regression;
-    strings for ``process.label_encode``). Sample ids are the data rows' numbers (from
+    stays str. A number beyond float32's range (``5e38``) is a row error too, as serving
+    refuses it (``inf`` is read as infinity; ``1e-50`` rounds to 0). Labels: with
+    ``label_names``, the label column's values are mapped to class indices; without,
+    the column's values are kept (numbers for regression; strings for
+    ``process.label_encode``). Sample ids are the data rows' numbers (from
     0) or the ``id_column``'s values. Every header column needs a name (an unnamed
     one, such as the index pandas writes, may be left out with ``columns``).
 
@@ -848,7 +898,11 @@ def csv_file(
         id_column: a column of sample ids, each present and unique in the file: a row
             with an empty or ``missing`` id, or with the id of a row read before, is a
             row error (naming both lines).
-        missing: strings that mean "missing".
+        missing: strings that mean "missing" (compared with a cell stripped of
+            surrounding spaces). Recorded in the batches' metadata
+            (``DatasetMetadata.missing_strings``): ``process.fill_missing`` and
+            ``process.one_hot`` treat them as missing too, in training and in the
+            exported model, so a served ``"?"`` is missing where a ``"?"`` read here was.
         encoding: the file's text encoding.
         chunk_size: rows per emitted batch.
         limit: read only the first ``limit`` rows.
@@ -898,8 +952,10 @@ def text_csv(
 ) -> Operator[Batch, Batch]:
     """Labelled text in a CSV file: one text column, one label column, with a header.
 
-    Emits the texts as an object array of str. Labels are class indices with
-    ``label_names``, else the label strings (follow with ``process.label_encode``).
+    Emits the texts as an object array of str; no text is missing (an empty cell is the
+    empty text, so the batches' ``DatasetMetadata.missing_strings`` is empty). Labels are
+    class indices with ``label_names``, else the label strings (follow with
+    ``process.label_encode``).
 
     Args:
         path: the CSV file.

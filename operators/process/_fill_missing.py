@@ -19,7 +19,7 @@ from .._fitting import fitted
 from ._recording import Recorded
 from ._standardize import Moments
 from ._tables import columns_of, is_table, kind_of, matrix, refuse_infinite
-from ._tabular_steps import MISSING, FillMissing, category_keys
+from ._tabular_steps import FillMissing, category_keys, missing_for
 
 STRATEGIES = ("mean", "median", "most_frequent", "constant")
 CENTRAL = ("mean", "median")
@@ -29,15 +29,17 @@ class _Fit:
     """Per column: the mean or median (numbers, with those strategies) or the most frequent value.
 
     A median is exact: the numeric training values are kept until the fit ends (8 bytes
-    per value), as a streaming median would only be approximate.
+    per value), as a streaming median would only be approximate. The missing strings are
+    ``given``, or the training batches' source's (see :func:`missing_for`).
     """
 
     def __init__(
-        self, strategy: str, columns: tuple[str, ...] | None, missing: tuple[str, ...]
+        self, strategy: str, columns: tuple[str, ...] | None, given: tuple[str, ...] | None
     ) -> None:
         self.strategy = strategy
         self.columns = columns
-        self.missing = missing
+        self.given = given
+        self.missing: tuple[str, ...] = ()
         self.moments = Moments()
         self.rows: list[np.ndarray[Any, Any]] = []  # numeric training rows, for "median"
         self.counts: dict[Any, Counter[Any]] = {}
@@ -47,6 +49,9 @@ class _Fit:
         self.counts.setdefault(key, Counter()).update(v for v in values if v is not None)
 
     def update(self, batch: Batch) -> None:
+        found = missing_for(self.given, batch.metadata.missing_strings)
+        if found != self.missing:  # the first batch, or another source's
+            self.missing = tuple(dict.fromkeys((*self.missing, *found)))
         if is_table(batch.features):
             features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
             self.columns = columns_of("process.fill_missing", batch, self.columns)
@@ -119,7 +124,7 @@ def fill_missing(
     strategy: str = "mean",
     value: float | str | None = None,
     columns: Sequence[str] | None = None,
-    missing: Sequence[str] = MISSING,
+    missing: Sequence[str] | None = None,
 ) -> Operator[Batch, Batch]:
     """Fill missing values (NaN in numbers, ``None`` in text) per column; recorded for serving.
 
@@ -131,16 +136,21 @@ def fill_missing(
     named columns (``columns``, default every numeric and text column). Integer columns
     hold no missing values and pass unchanged.
 
-    Text cells that are ``None`` or one of ``missing`` (``collect.csv``'s missing
-    strings, compared after stripping spaces) are missing, in training and in the
-    exported model, which gets ``""`` or such a string for a missing text value.
+    Text cells that are ``None`` or one of ``missing`` (compared after stripping spaces)
+    are missing, in training and in the exported model, which gets ``""`` or such a
+    string for a missing text value. By default ``missing`` is the strings the source
+    read as missing (``collect.csv``'s ``missing``, recorded in the batches'
+    ``DatasetMetadata.missing_strings``), else ``""``, ``NA``, ``N/A``, ``NaN``,
+    ``nan``, ``null`` and ``None``; the source's strings are always added, so a raw
+    ``"?"`` that ``collect.csv(missing=["", "?"])`` read as missing is missing in
+    serving too.
 
     Args:
         strategy: ``"mean"``, ``"median"``, ``"most_frequent"`` or ``"constant"``.
         value: the fill value, for ``"constant"``.
         columns: the named columns to fill (named features only).
-        missing: strings that mean a missing text value; give ``collect.csv``'s
-            ``missing`` here if you changed it there.
+        missing: strings that mean a missing text value (default: the source's, see
+            above); those the source read as missing are added.
 
     Example:
         >>> from rxpipe.testing import collect, from_arrays
@@ -151,7 +161,7 @@ def fill_missing(
     """
     one_of("process.fill_missing", "strategy", strategy, STRATEGIES)
     wanted = names("process.fill_missing", "columns", columns)
-    tokens = missing_strings("process.fill_missing", missing)
+    tokens = None if missing is None else missing_strings("process.fill_missing", missing)
     if (strategy == "constant") != (value is not None):
         raise ConfigError(
             f"expected a value exactly with strategy 'constant'. Received: value={value!r} "
@@ -168,11 +178,12 @@ def fill_missing(
 
 
 def _constant(
-    value: Any, wanted: tuple[str, ...] | None, missing: tuple[str, ...]
+    value: Any, wanted: tuple[str, ...] | None, given: tuple[str, ...] | None
 ) -> Operator[Batch, Batch]:
-    recorders: dict[tuple[str, ...] | None, Recorded] = {}
+    recorders: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], Recorded] = {}
 
     def apply(batch: Batch) -> Batch:
+        missing = missing_for(given, batch.metadata.missing_strings)
         if is_table(batch.features):
             chosen = columns_of("process.fill_missing", batch, wanted, scalar=False)
             features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
@@ -194,9 +205,9 @@ def _constant(
                 )
             key = None
             step = FillMissing(values=[float(value)] * x.shape[1], missing=missing)
-        record = recorders.get(key)
+        record = recorders.get((key, missing))
         if record is None:
-            record = recorders[key] = Recorded(step)
+            record = recorders[key, missing] = Recorded(step)
         return record(batch)
 
     return map_batches("process.fill_missing", apply)

@@ -15,7 +15,7 @@ from .._checks import missing_strings, names, optional_positive_int, positive_in
 from .._fitting import fitted
 from ._recording import Recorded
 from ._tables import columns_of, spec_with
-from ._tabular_steps import MISSING, OneHot, category_keys
+from ._tabular_steps import OneHot, category_keys, missing_for
 
 
 class _Fit:
@@ -24,15 +24,19 @@ class _Fit:
         columns: tuple[str, ...],
         max_categories: int | None,
         min_count: int,
-        missing: tuple[str, ...],
+        given: tuple[str, ...] | None,
     ) -> None:
         self.columns = columns
-        self.missing = missing
+        self.given = given
+        self.missing: tuple[str, ...] = ()  # given, or the source's (see missing_for)
         self.max_categories = max_categories
         self.min_count = min_count
         self.counts: dict[str, Counter[Any]] = {c: Counter() for c in columns}
 
     def update(self, batch: Batch) -> None:
+        found = missing_for(self.given, batch.metadata.missing_strings)
+        if found != self.missing:  # the first batch, or another source's
+            self.missing = tuple(dict.fromkeys((*self.missing, *found)))
         columns_of("process.one_hot", batch, self.columns, unset_ok=False)
         features: Mapping[str, Any] = batch.features  # type: ignore[assignment]
         for column in self.columns:
@@ -61,21 +65,25 @@ def one_hot(
     columns: Sequence[str],
     max_categories: int | None = None,
     min_count: int = 1,
-    missing: Sequence[str] = MISSING,
+    missing: Sequence[str] | None = None,
 ) -> Operator[Batch, Batch]:
     """Replace categorical columns by one-hot float32 vectors; categories from the train split.
 
     Each listed column (text, or numbers used as codes) becomes a vector with one entry
     per training category (sorted); an unseen or missing value gives all zeros. Missing
     text is ``None`` or one of ``missing`` (after stripping spaces), in training and in
-    the exported model.
+    the exported model. By default ``missing`` is the strings the source read as missing
+    (``collect.csv``'s ``missing``, recorded in the batches'
+    ``DatasetMetadata.missing_strings``), else ``""``, ``NA``, ``N/A``, ``NaN``, ``nan``,
+    ``null`` and ``None``; the source's strings are always added.
     Recorded for serving. Named features only (e.g. from ``collect.csv``).
 
     Args:
         columns: the categorical columns.
         max_categories: keep only this many most frequent categories per column.
         min_count: keep only categories seen this many times in training.
-        missing: strings that mean a missing value (default ``collect.csv``'s).
+        missing: strings that mean a missing value (default: the source's, see above);
+            those the source read as missing are added.
 
     Example:
         >>> from rxpipe.testing import collect
@@ -95,7 +103,7 @@ def one_hot(
         )
     optional_positive_int("process.one_hot", "max_categories", max_categories)
     positive_int("process.one_hot", "min_count", min_count)
-    tokens = missing_strings("process.one_hot", missing)
+    tokens = None if missing is None else missing_strings("process.one_hot", missing)
 
     def make_apply(step: OneHot) -> Callable[[Batch], Batch]:
         def spec(meta: DatasetMetadata, features: Features) -> Mapping[str, FeatureSpec]:

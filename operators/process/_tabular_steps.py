@@ -4,9 +4,11 @@ Tables flow as one float matrix (n, d) or as named columns (a mapping of column 
 a 1-D array: float32 with NaN for missing values, int64, or object with ``None`` for
 missing strings). On the TensorFlow side, string columns are ``tf.string`` tensors and a
 missing string is ``""`` or one of the other strings ``collect.csv`` reads as missing
-(:data:`MISSING`: ``NA``, ``N/A``, ``NaN``, ``nan``, ``null``, ``None``, with
-surrounding spaces stripped). The steps that treat missing text (:class:`FillMissing`,
-:class:`OneHot`) record those strings, so serving treats as missing what training did.
+(its ``missing``, by default :data:`MISSING`: ``NA``, ``N/A``, ``NaN``, ``nan``,
+``null``, ``None``, with surrounding spaces stripped; it records them in the batches'
+``DatasetMetadata.missing_strings``). The steps that treat missing text
+(:class:`FillMissing`, :class:`OneHot`) use those strings (:func:`missing_for`) and
+record them, so serving treats as missing what training did.
 A category is its text with surrounding spaces stripped too (``" Paris "`` is
 ``"Paris"``), in training and in serving alike.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "Standardize",
     "category_keys",
     "is_missing_text",
+    "missing_for",
 ]
 
 
@@ -42,6 +45,25 @@ def _items(values: Any) -> tuple[Any, ...]:
 
 def _strings(values: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in values)
+
+
+def missing_for(given: tuple[str, ...] | None, source: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The strings a step treats as missing text, on data whose source read ``source`` as
+    missing (``DatasetMetadata.missing_strings``; ``None``: not known).
+
+    ``given`` (the step's ``missing`` parameter; ``None``: not given) defaults to
+    ``source``, or :data:`MISSING` without one. The source's strings are always added:
+    the source turned such cells into NaN or ``None``, which training treats as missing,
+    so the recorded step must treat the raw string as missing in serving too.
+
+    Example:
+        >>> missing_for(None, ("", "?"))
+        ('', '?')
+        >>> missing_for(("NA",), ("", "?")), missing_for(None, None) == MISSING
+        (('NA', '', '?'), True)
+    """
+    base = given if given is not None else (source if source is not None else MISSING)
+    return tuple(dict.fromkeys((*base, *(source or ()))))
 
 
 def is_missing_text(value: Any, missing: tuple[str, ...]) -> bool:

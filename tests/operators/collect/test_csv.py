@@ -597,14 +597,27 @@ def test_the_one_call_path_reads_common_cells_and_finds_stripped_sentinels() -> 
     assert _csv._float("x", ["\x1c3\x1f"], missing, "").tolist() == [3.0]  # str.strip() wins
 
 
-def test_a_float32_overflow_warns_in_both_paths() -> None:
-    """A number too large for float32 becomes inf with numpy's overflow warning, either way."""
-    for read in (_floats_fast, _floats_by_cell):
-        with pytest.warns(RuntimeWarning, match="overflow"):
-            assert read("x", ["1", "1e300"], frozenset())[1] == np.inf
+BEYOND_FLOAT32 = ("5e38", "-1e300", "1e400", "-1e400", " 3.4028236e38 ")
+"""Numbers written as such that are infinite in float32 (the last just past rounding)."""
+
+
+def test_a_number_beyond_float32_is_a_row_error_in_both_paths() -> None:
+    """A number infinite in float32 is a RowError naming column and value, without a
+    warning, either way; infinity written as such, float32's largest and tiny numbers read."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _floats_fast("x", ["1e400"], frozenset())[0] == np.inf  # inf already: no warning
+        for read in (_floats_fast, _floats_by_cell):
+            for cell in BEYOND_FLOAT32:
+                with pytest.raises(_csv.RowError) as info:
+                    read("x", ["1", "", cell], frozenset({""}))
+                assert str(info.value) == (
+                    "column 'x': expected a finite float32 number (magnitude at most "
+                    f"3.402823e+38). Received: {cell!r}, which overflows float32"
+                )
+            cells = ["inf", "-Infinity", "3.4028235e38", "1e-50", "-1e-400", "NA"]
+            read_back = read("x", cells, frozenset({"NA"})).tolist()
+            assert read_back[:5] == [np.inf, -np.inf, 3.4028234663852886e38, 0.0, -0.0]
+            assert np.isnan(read_back[5])
 
 
 CELL_TEXT = st.text(
@@ -667,6 +680,55 @@ def test_tricky_cells_in_a_file_keep_their_values_and_errors(tmp_path: Path) -> 
     assert features["n"].tolist() == [0, 1, 2, 3, 4, 5, 6, 8, 9]
     assert [s.sample_id for s in tally.skipped] == [7]
     assert "line 9: column 'x': expected a number. Received: 'oops'" in tally.skipped[0].reason
+
+
+def test_a_number_beyond_float32_in_a_file_is_a_row_error(tmp_path: Path) -> None:
+    """5e38 (which serving refuses too) fails naming file, line and column, or loses its
+    row under skip, reported; 1e-50 reads as 0, float32's rounding."""
+    path = tmp_path / "overflow.csv"
+    path.write_text("x,z,y\n1,1,a\n5e38,2,b\n1e-50,3,a\n-1e400,4,b\n")
+    with pytest.raises(
+        StageError,
+        match=r"overflow\.csv' line 3: column 'x': expected a finite float32 number "
+        r"\(magnitude at most 3\.402823e\+38\)\. Received: '5e38', which overflows float32$",
+    ) as info:
+        run(reactivex.empty().pipe(collect.csv(str(path), label="y")))
+    assert info.value.sample_ids == (1,)
+    tally = Tally("collect.csv")
+    with tallying(tally):
+        skip = collect.csv(str(path), label="y", on_error="skip")
+        [batch] = run(reactivex.empty().pipe(skip))
+    features = batch.features
+    assert isinstance(features, dict)
+    assert features["x"].tolist() == [1.0, 0.0]
+    assert batch.ids.tolist() == [0, 2]
+    assert [s.sample_id for s in tally.skipped] == [1, 3]
+    assert "line 5: column 'x': expected a finite float32" in tally.skipped[1].reason
+
+
+def test_a_label_beyond_float32_is_a_row_error(tmp_path: Path) -> None:
+    """A regression target infinite in float32 is refused like a feature."""
+    path = tmp_path / "target.csv"
+    path.write_text("x,y\n1,2.5\n2,4e38\n")
+    with pytest.raises(StageError, match=r"line 3: column 'y': expected a finite float32 "):
+        run(reactivex.empty().pipe(collect.csv(str(path), label="y")))
+
+
+def test_the_missing_strings_are_recorded_in_the_metadata(tmp_path: Path) -> None:
+    """collect.csv records its missing strings as given (once each, in order); text_csv
+    reads no text as missing and records none; other sources record nothing."""
+    path = tmp_path / "q.csv"
+    path.write_text("text,label\n?,a\nNA,b\n")
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path), missing=["?", "", "?"])))
+    assert batch.metadata.missing_strings == ("?", "")
+    assert batch.features["text"].tolist() == [None, "NA"]  # type: ignore[call-overload]
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path))))
+    assert batch.metadata.missing_strings == _csv.MISSING
+    [batch] = run(reactivex.empty().pipe(collect.text_csv(str(path))))
+    assert batch.metadata.missing_strings == ()
+    assert batch.features.tolist() == ["?", "NA"]  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"collect\.csv\.missing: expected "):
+        collect.csv(str(path), missing="NA")
 
 
 def test_an_integer_beyond_int64_is_a_row_error(tmp_path: Path) -> None:

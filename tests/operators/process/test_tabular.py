@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -463,3 +464,113 @@ def test_an_infinite_value_is_named_where_it_would_spoil_a_fitted_statistic() ->
     counted = Batch(values, None, np.arange(4), meta, "train")
     [frequent] = run(reactivex.of(counted).pipe(process.fill_missing("most_frequent")))
     assert frequent.features["b"].tolist() == [1.0, 1.0, 1.0, -np.inf]  # counts stay sound
+
+
+QUESTION_MARK_CSV = """city,size,y
+rome,1.5,a
+?,2.0,b
+rome,?,a
+oslo,4.0,b
+ ? ,3.0,a
+NA,2.5,b
+rome,1.0,a
+"""
+"""A table whose missing cells are written "?" (and " ? "); "NA" is a city here."""
+
+
+def question_mark_stages(path: Path, *fills: dict[str, Any]) -> list[Any]:
+    """collect.csv reading "?" as missing, then the tabular steps (fill_missing with each
+    of ``fills``, default one with default parameters)."""
+    return [
+        collect.csv(str(path), label="y", missing=["", "?"], chunk_size=3),
+        access.split(1.0, 0.0, 0.0, seed=0),
+        *(process.fill_missing(**fill) for fill in fills or [{}]),
+        process.one_hot(["city"]),
+        process.standardize(columns=["size"]),
+        process.concat_columns(),
+    ]
+
+
+def raw_rows(text: str) -> list[dict[str, object]]:
+    """The CSV's rows as a client sends them: text as written, a missing number as null."""
+    lines = text.strip().splitlines()[1:]
+    cells = [line.split(",") for line in lines]
+    return [{"city": c, "size": None if s == "?" else float(s)} for c, s, _ in cells]
+
+
+@pytest.mark.parametrize(
+    "fills",
+    [
+        [{}],
+        [{"strategy": "most_frequent", "missing": []}],  # the source's strings are added
+        [{"strategy": "constant", "value": "rome", "columns": ["city"]}, {}],
+    ],
+)
+def test_the_source_missing_strings_are_missing_in_training_and_serving(
+    tmp_path: Path, fills: list[dict[str, Any]]
+) -> None:
+    """With collect.csv(missing=["", "?"]) and the steps' default (or another) missing, a
+    "?" is missing in the fitted, recorded and served steps alike, and "NA" is a city."""
+    import tensorflow as tf
+
+    from rxpipe.serving.inputs import filled_inputs, rows_to_batch
+
+    path = tmp_path / "q.csv"
+    path.write_text(QUESTION_MARK_CSV)
+    batches = run(reactivex.empty().pipe(*question_mark_stages(path, *fills)))
+    trained = np.concatenate([b.features for b in batches])
+    order = np.argsort(np.concatenate([b.ids for b in batches]).astype(int))
+    meta = batches[0].metadata
+    assert meta.missing_strings == ("", "?")
+    *fill_steps, onehot = meta.preprocessing[: len(fills) + 1]
+    for fill_step in fill_steps:
+        assert set(fill_step.to_config()["missing"]) >= {"", "?"}
+    assert onehot.categories == (("NA", "oslo", "rome"),)  # type: ignore[attr-defined]
+    serve, inputs = serving_function(meta)
+    card = [{"name": s.name, **s.to_config()} for s in meta.preprocessing]
+    batch = rows_to_batch(raw_rows(QUESTION_MARK_CSV), inputs, filled_inputs(card, inputs))
+    served = serve({k: tf.constant(v) for k, v in batch.items()})["scores"].numpy()  # type: ignore[operator]
+    np.testing.assert_allclose(served, trained[order], rtol=0, atol=1e-6)
+    rome = [0.0, 0.0, 1.0]  # the most frequent city, or the constant: "?" was filled
+    assert served[1, :3].tolist() == served[4, :3].tolist() == rome
+
+
+@pytest.mark.slow
+def test_an_exported_model_reads_the_source_missing_strings_as_training_did(
+    tmp_path: Path,
+) -> None:
+    """End to end: collect.csv(missing=["", "?"]) → fill_missing/one_hot → train → export;
+    the bundle's answers for the raw rows ("?" as written) are the trained model's answers
+    for the training-time features of those rows."""
+    from rxpipe import Pipeline
+    from rxpipe.operators import deploy, models, train
+    from rxpipe.serving.bundle import Bundle
+
+    path = tmp_path / "q.csv"
+    path.write_text(QUESTION_MARK_CSV)
+    stages = question_mark_stages(path)
+    pipeline = Pipeline(
+        *stages,  # type: ignore[arg-type]
+        access.batch(8),
+        process.label_encode(),
+        models.mlp(hidden=[4]),
+        train.fit(epochs=1),
+        deploy.export(),
+        name="q",
+        runs_dir=tmp_path / "runs",
+    )
+    result = pipeline.run(progress=False)
+    assert result.trained is not None
+    assert result.run_dir is not None
+    trained = result.trained
+    batches = run(reactivex.empty().pipe(*question_mark_stages(path)))
+    features = np.concatenate([b.features for b in batches])
+    order = np.argsort(np.concatenate([b.ids for b in batches]).astype(int))
+    expected = np.asarray(trained.model(features[order], training=False))
+    rows = raw_rows(QUESTION_MARK_CSV)
+    bundle = Bundle.load(result.run_dir / "model")
+    columns = {name: [row[name] for row in rows] for name in ("city", "size")}
+    served = bundle.predict(columns)["scores"]
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    question = bundle.predict({"city": ["?", "rome"], "size": [2.0, 2.0]})["scores"]
+    np.testing.assert_allclose(question[0], question[1], rtol=1e-6)  # "?" filled as "rome"
