@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from rxpipe.model import TrainedModel, is_binary
@@ -16,7 +16,7 @@ from rxpipe.serving.bundle import (
     TensorInfo,
 )
 
-from ._signatures import input_specs
+from ._signatures import input_specs, signature_names
 
 
 def versions() -> dict[str, str]:
@@ -65,17 +65,24 @@ def input_kind(spec: TensorInfo, first_step: str | None) -> str:
     return "image" if first_step == "decode_image" else "text"
 
 
-def _inputs(trained: TrainedModel, signature: Mapping[str, TensorInfo]) -> Any:
+def _inputs(
+    trained: TrainedModel, signature: Mapping[str, TensorInfo], unused: Collection[str]
+) -> Any:
+    """The raw inputs by their names in the data (a CSV's column names), with the
+    SavedModel's name for each one it names otherwise (``signature_input``), and
+    ``optional`` for those the model does not use."""
     meta = trained.metadata
     first = meta.preprocessing[0].name if meta.preprocessing else None
-    specs = input_specs(meta.raw_features)
+    served = signature_names(meta.raw_features)
     return {
         name: {
-            **signature[name].to_dict(),
+            **signature[served[name]].to_dict(),
             **({"value_range": list(spec.value_range)} if spec.value_range is not None else {}),
-            "kind": input_kind(signature[name], first),
+            "kind": input_kind(signature[served[name]], first),
+            **({} if served[name] == name else {"signature_input": served[name]}),
+            **({"optional": True} if name in unused else {}),
         }
-        for name, spec in specs.items()
+        for name, spec in input_specs(meta.raw_features).items()
     }
 
 
@@ -87,13 +94,17 @@ def model_card(
     run: Mapping[str, str] | None = None,
     *,
     keras_skipped: str | None = None,
+    unused: Collection[str] = (),
 ) -> dict[str, Any]:
     """The model card of a bundle.
 
     ``task`` is the model's (:attr:`~rxpipe.TrainedModel.task`); ``labels`` the class
     names of a classifier, ``None`` for a regressor (even on a data set with label
     names). ``keras_model`` gives the ``.keras`` file's path, or ``None`` and the
-    ``reason`` it was not written.
+    ``reason`` it was not written. ``inputs`` are named as in the data (a CSV's
+    columns); an input the SavedModel names otherwise (TensorFlow takes only ASCII
+    identifiers, see :func:`~rxpipe.operators.deploy._signatures.signature_names`) says
+    its SavedModel name as ``signature_input``.
 
     Args:
         trained: the trained model being exported.
@@ -102,6 +113,8 @@ def model_card(
         files: the bundle's files, relative to it.
         run: the run that trained the model (``run_id``, ``pipeline``), if any.
         keras_skipped: why the bundle has no ``.keras`` file, if it has none.
+        unused: the raw inputs the model does not use (``optional`` in ``inputs``:
+            serving does not ask for them).
     """
     meta = trained.metadata
     classify = trained.task == "classification" and meta.label_names is not None
@@ -115,7 +128,7 @@ def model_card(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "task": "classification" if classify else "regression",
-        "inputs": _inputs(trained, default["inputs"]),
+        "inputs": _inputs(trained, default["inputs"], unused),
         "outputs": {k: v.to_dict() for k, v in default["outputs"].items()},
         "scores": _scores(trained, classify),
         "labels": list(meta.label_names or ()) if classify else None,

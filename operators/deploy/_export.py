@@ -16,6 +16,7 @@ from rxpipe.model import TrainedModel, is_binary
 from rxpipe.registry import plugin
 from rxpipe.serving.bundle import (
     CARD_FILE,
+    DEFAULT_SIGNATURE,
     KERAS_FILE,
     LABELS_FILE,
     METRICS_FILE,
@@ -27,7 +28,7 @@ from rxpipe.serving.bundle import (
 from rxpipe.stage import Operator
 
 from ._card import model_card
-from ._signatures import build_endpoints, input_specs
+from ._signatures import build_endpoints, input_specs, signature_names, unused_inputs
 
 __all__ = ["export", "write_bundle"]
 
@@ -123,6 +124,8 @@ def write_bundle(
         function = archive.add_endpoint(name=endpoint, fn=fn, input_signature=input_signature)
         signatures[endpoint] = describe_signature(function.get_concrete_function())
     archive.write_out(str(target / SAVED_MODEL_VERSION), verbose=False)
+    served = signatures[DEFAULT_SIGNATURE]["inputs"]
+    unused = unused_inputs(meta.raw_features, meta.preprocessing)
     keras_skipped = external_saved_model(trained.model)
     if keras_skipped is None:
         trained.model.save(target / KERAS_FILE)
@@ -131,7 +134,14 @@ def write_bundle(
     _json(
         target / PREPROCESSING_FILE,
         {
-            "inputs": {k: v.to_dict() for k, v in signatures["serving_default"]["inputs"].items()},
+            "inputs": {
+                name: {
+                    **served[signature].to_dict(),
+                    **({} if signature == name else {"signature_input": signature}),
+                    **({"optional": True} if name in unused else {}),
+                }
+                for name, signature in signature_names(meta.raw_features).items()
+            },
             "raw": {
                 k: {"shape": list(s.shape), "dtype": s.dtype}
                 for k, s in input_specs(meta.raw_features).items()
@@ -144,7 +154,13 @@ def write_bundle(
         shutil.copyfile(pipeline_file, target / PIPELINE_FILE)
     files = [str(p.relative_to(target)) for p in target.iterdir()] + [CARD_FILE]
     card = model_card(
-        trained, name or meta.name, signatures, files, run, keras_skipped=keras_skipped
+        trained,
+        name or meta.name,
+        signatures,
+        files,
+        run,
+        keras_skipped=keras_skipped,
+        unused=unused,
     )
     _json(target / CARD_FILE, card)
 

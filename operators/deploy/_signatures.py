@@ -4,7 +4,9 @@ Two endpoints, both with TensorFlow ops only, so the SavedModel needs nothing el
 
 - ``serving_default`` takes raw features exactly as the data was collected (one tensor
   named ``features``, or one tensor per named feature for tabular rows; strings for
-  text) and answers ``scores`` (and ``class_ids`` for classifiers).
+  text) and answers ``scores`` (and ``class_ids`` for classifiers). A feature whose name
+  TensorFlow would rename (``od280/od315``) gets a unique name of its own in the
+  SavedModel (see :func:`signature_names`), recorded in the model card.
 - ``serving_images`` (image models only, see :func:`is_image`) takes encoded images (PNG,
   JPEG, GIF or BMP, any size), decodes them, converts them to the raw feature spec (see
   :func:`image_to_raw`) and then does what ``serving_default`` does.
@@ -18,6 +20,7 @@ training saw.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,96 @@ _STRING_DTYPES = frozenset({"str", "object", "bytes"})
 def input_specs(raw: FeatureSpec | Mapping[str, FeatureSpec]) -> dict[str, FeatureSpec]:
     """The raw inputs by signature input name: ``{"features": spec}`` for one array."""
     return {SINGLE_INPUT: raw} if isinstance(raw, FeatureSpec) else dict(raw)
+
+
+_SIGNATURE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+"""A name TensorFlow keeps as it is for a signature input (and its placeholder op)."""
+
+
+def signature_names(raw: FeatureSpec | Mapping[str, FeatureSpec]) -> dict[str, str]:
+    """The SavedModel's input name for each raw input, unique, by raw input name.
+
+    TensorFlow renames a signature input that is not a Python identifier of ASCII
+    letters, digits and ``_`` (``od280/od315`` becomes ``od280_od315``), and fails the
+    export when two names become one (``a/b`` and ``a_b``). So a name that TensorFlow
+    keeps is kept; any other gets its characters other than ASCII letters, digits and
+    ``_`` replaced by ``_`` (``input_`` before it unless it starts with a letter), and a
+    suffix ``_2``, ``_3``... if that name is taken. The model card records the names
+    (:class:`~rxpipe.serving.bundle.Bundle` serves the raw names).
+
+    Example:
+        >>> spec = FeatureSpec((), "float32")
+        >>> signature_names({"a/b": spec, "a_b": spec, "1st": spec, "größe": spec})
+        {'a/b': 'a_b_2', 'a_b': 'a_b', '1st': 'input_1st', 'größe': 'gr__e'}
+        >>> signature_names(FeatureSpec((4,), "float32"))
+        {'features': 'features'}
+    """
+    names = list(input_specs(raw))
+    taken = {name for name in names if _SIGNATURE_NAME.fullmatch(name)}
+    chosen: dict[str, str] = {}
+    for name in names:
+        if name in taken:
+            chosen[name] = name
+            continue
+        base = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        base = base if base[:1].isascii() and base[:1].isalpha() else f"input_{base}"
+        candidate, suffix = base, 2
+        while candidate in taken:
+            candidate, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(candidate)
+        chosen[name] = candidate
+    return chosen
+
+
+def unused_inputs(
+    raw: FeatureSpec | Mapping[str, FeatureSpec], steps: Sequence[Preprocessor]
+) -> frozenset[str]:
+    """The named raw inputs that the preprocessing's output does not depend on.
+
+    E.g. the CSV columns ``process.concat_columns(columns=[...])`` leaves out: the model
+    never sees them, so serving need not ask for them (see
+    :attr:`~rxpipe.serving.bundle.TensorInfo.optional`). Found by tracing the steps'
+    TensorFlow form and walking its graph back from the output; one unnamed array, or
+    preprocessing whose output is not one tensor, counts every input as used.
+
+    Example:
+        >>> spec = FeatureSpec((), "float32")
+        >>> unused_inputs({"a": spec, "b": spec}, [])
+        frozenset()
+    """
+    import tensorflow as tf
+
+    if isinstance(raw, FeatureSpec) or not steps:
+        return frozenset()
+    specs = input_specs(raw)
+    names = signature_names(raw)
+    placeholders: dict[str, Any] = {}
+
+    def preprocess(features: Mapping[str, tf.Tensor]) -> Any:
+        placeholders.update({name: features[served].op for name, served in names.items()})
+        x: Any = {name: features[served] for name, served in names.items()}
+        for step in steps:
+            x = step.apply_tf(x)
+        return x
+
+    signature = {
+        names[name]: tf.TensorSpec((None, *spec.shape), tf_dtype(spec.dtype), name=names[name])
+        for name, spec in specs.items()
+    }
+    traced = tf.function(preprocess, autograph=False).get_concrete_function(signature)
+    outputs = tf.nest.flatten(traced.structured_outputs)
+    if len(outputs) != 1 or not isinstance(outputs[0], tf.Tensor):
+        return frozenset()  # named outputs: the model takes each of them
+    seen: set[Any] = set()
+    pending = [outputs[0].op]
+    while pending:
+        op = pending.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        pending.extend(tensor.op for tensor in op.inputs)
+        pending.extend(op.control_inputs)
+    return frozenset(name for name, op in placeholders.items() if op not in seen)
 
 
 def tf_dtype(dtype: str) -> tf.DType:
@@ -129,8 +222,13 @@ def build_endpoints(
     """
     import tensorflow as tf
 
+    specs = input_specs(raw)
+    names = signature_names(raw)
+
     def predict(features: Any) -> dict[str, tf.Tensor]:
         x = features
+        if isinstance(x, Mapping):  # named by the signature: the steps know the raw names
+            x = {name: x[served] for name, served in names.items()}
         for step in steps:
             x = step.apply_tf(x)
         scores = model(x, training=False)
@@ -146,13 +244,12 @@ def build_endpoints(
             out["class_ids"] = tf.argmax(scores, axis=-1)
         return out
 
-    specs = input_specs(raw)
     signature: Any
     if isinstance(raw, FeatureSpec):
         signature = tf.TensorSpec((None, *raw.shape), tf_dtype(raw.dtype), name=SINGLE_INPUT)
     else:
         signature = {
-            name: tf.TensorSpec((None, *spec.shape), tf_dtype(spec.dtype), name=name)
+            names[name]: tf.TensorSpec((None, *spec.shape), tf_dtype(spec.dtype), name=names[name])
             for name, spec in specs.items()
         }
     endpoints: dict[str, tuple[Callable[..., dict[str, tf.Tensor]], list[Any]]] = {

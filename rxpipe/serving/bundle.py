@@ -108,18 +108,24 @@ class TensorInfo:
         dtype: numpy dtype name (``"string"`` for text and encoded images).
         shape: with the batch axis first; ``None`` for an unknown size.
         value_range: raw inputs' (low, high) range, where the data set declared one.
+        optional: a raw input the model does not use (a CSV column that
+            ``process.concat_columns`` leaves out): requests may leave it out, and what
+            is sent for it is checked but changes no answer.
     """
 
     name: str
     dtype: str
     shape: tuple[int | None, ...]
     value_range: tuple[float, float] | None = None
+    optional: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (``value_range`` only when known)."""
+        """JSON-ready description (``value_range`` only when known, ``optional`` when true)."""
         out: dict[str, Any] = {"dtype": self.dtype, "shape": list(self.shape)}
         if self.value_range is not None:
             out["value_range"] = list(self.value_range)
+        if self.optional:
+            out["optional"] = True
         return out
 
     @classmethod
@@ -131,6 +137,7 @@ class TensorInfo:
             str(data["dtype"]),
             tuple(None if d is None else int(d) for d in data["shape"]),
             None if value_range is None else (float(value_range[0]), float(value_range[1])),
+            bool(data.get("optional", False)),
         )
 
     @property
@@ -260,11 +267,35 @@ Received: 'abc'
             )
 
 
+def _signature_inputs(card_inputs: Mapping[str, Any]) -> dict[str, str]:
+    """The SavedModel's name of each input the card names otherwise, by the card's name.
+
+    ``deploy.export`` records ``signature_input`` for a raw input whose name TensorFlow
+    does not take as it is (a CSV column ``od280/od315``); a card without (a bundle
+    exported before) names the inputs as the SavedModel does.
+
+    Example:
+        >>> _signature_inputs({"a/b": {"signature_input": "a_b_2"}, "c": {"dtype": "int64"}})
+        {'a/b': 'a_b_2'}
+    """
+    return {
+        str(name): str(spec["signature_input"])
+        for name, spec in card_inputs.items()
+        if isinstance(spec, Mapping) and "signature_input" in spec
+    }
+
+
 class Bundle:
     """A loaded model bundle: its card, labels and SavedModel signatures.
 
     Calling :meth:`predict` runs a signature of the SavedModel (TensorFlow releases the
     GIL while it computes). Loading imports TensorFlow.
+
+    Inputs are named as in the data the model was trained on (a CSV's column names,
+    ``od280/od315_of_diluted_wines``), even where the SavedModel names them otherwise
+    (``signature_input`` in the card): :attr:`signatures`, :attr:`inputs` and
+    :meth:`predict` use those names, and the :class:`TensorInfo` of each keeps the
+    SavedModel's name.
 
     Attributes:
         path: the bundle directory.
@@ -291,13 +322,25 @@ class Bundle:
         card_inputs = card.get("inputs", {})
         ranges = {name: spec.get("value_range") for name, spec in card_inputs.items()}
         self.input_kinds = {name: str(spec.get("kind", "")) for name, spec in card_inputs.items()}
-        for info in self.signatures.values():
+        optional = {name for name, spec in card_inputs.items() if spec.get("optional") is True}
+        self._arguments = {DEFAULT_SIGNATURE: _signature_inputs(card_inputs)}
+        default = self.signatures[DEFAULT_SIGNATURE]["inputs"]
+        unknown = sorted(set(self._arguments[DEFAULT_SIGNATURE].values()) - set(default))
+        if unknown:
+            raise BundleError(
+                f"{path / CARD_FILE}: expected signature_input names of the SavedModel's "
+                f"inputs {sorted(default)}. Received: {unknown}"
+            )
+        for signature, info in self.signatures.items():
+            public = {arg: name for name, arg in self._arguments.get(signature, {}).items()}
+            named = dict(sorted((public.get(a, a), s) for a, s in info["inputs"].items()))
             info["inputs"] = {
                 name: attrs.evolve(
                     spec,
                     value_range=None if ranges.get(name) is None else tuple(ranges[name]),
+                    optional=signature == DEFAULT_SIGNATURE and name in optional,
                 )
-                for name, spec in info["inputs"].items()
+                for name, spec in named.items()
             }
 
     @classmethod
@@ -331,6 +374,8 @@ class Bundle:
             )
         try:
             bundle = cls(directory, card, saved_model)
+        except BundleError:
+            raise  # already names the card and what is wrong
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             raise BundleError(
                 f"{directory / CARD_FILE}: expected a model card as deploy.export writes it. "
@@ -419,7 +464,7 @@ class Bundle:
         """
         import tensorflow as tf
 
-        from rxpipe.serving.inputs import to_array
+        from rxpipe.serving.inputs import key_difference, to_array, unused_batch
 
         if not isinstance(inputs, Mapping):  # untyped callers pass a bare array
             example = "{" + repr(next(iter(self.inputs), "features")) + ": batch}"  # type: ignore[unreachable]
@@ -432,15 +477,23 @@ class Bundle:
                 f"signature: expected one of {sorted(self._functions)}. Received: {signature!r}"
             )
         specs = self.signatures[signature]["inputs"]
-        if set(inputs) != set(specs):
+        required = [name for name, spec in specs.items() if not spec.optional]
+        if not set(required) <= set(inputs) <= set(specs):
+            unused = sorted(set(specs) - set(required))
+            also = f" (and optionally {unused}, which the model does not use)" if unused else ""
+            difference = key_difference(inputs, required, "a mapping that", unused)
             raise PredictionInputError(
-                f"{signature}: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
+                f"{signature}: expected the inputs {sorted(required)}{also}. Received: {difference}"
             )
         batch = {
             name: to_array(
-                inputs[name], spec, f"{signature} input {name!r}", name in self.filled_inputs
+                inputs[name],
+                spec,
+                f"{signature} input {name!r}",
+                spec.optional or name in self.filled_inputs,
             )
             for name, spec in specs.items()
+            if name in inputs
         }
         sizes = {name: int(array.shape[0]) for name, array in batch.items()}
         if len(set(sizes.values())) > 1:
@@ -448,9 +501,18 @@ class Bundle:
                 f"{signature}: expected the same number of samples in every input. "
                 f"Received: {sizes}"
             )
+        if not batch:
+            raise PredictionInputError(
+                f"{signature}: expected at least one of the inputs {sorted(specs)}. Received: none"
+            )
+        size = next(iter(sizes.values()))
+        batch.update({n: unused_batch(s, size) for n, s in specs.items() if n not in batch})
         function = self._functions[signature]
+        arguments = self._arguments.get(signature, {})
         try:
-            outputs = function(**{name: tf.constant(value) for name, value in batch.items()})
+            outputs = function(
+                **{arguments.get(name, name): tf.constant(value) for name, value in batch.items()}
+            )
         except tf.errors.InvalidArgumentError as error:
             raise PredictionInputError(
                 f"{signature}: expected input the model can compute on. Received: input it "

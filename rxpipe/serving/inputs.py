@@ -48,9 +48,11 @@ __all__ = [
     "expected_sample",
     "filled_inputs",
     "fits_sample",
+    "key_difference",
     "parse_request",
     "rows_to_batch",
     "to_array",
+    "unused_batch",
 ]
 
 
@@ -174,6 +176,8 @@ def _describe_odd(value: Any) -> str:
         return f"the number {value!r}"
     if isinstance(value, str):
         return f"the string {value if len(value) <= 40 else value[:40] + '...'!r}"
+    if value is None:
+        return "null"
     return type(value).__name__
 
 
@@ -187,6 +191,22 @@ def _refuse_odd(value: Any, spec: TensorInfo, where: str) -> None:
             f"{where}: expected {expected_sample(spec)} per sample. "
             f"Received: {_describe_odd(odd)}{position}"
         )
+
+
+def _first_not_number(array: np.ndarray[Any, Any]) -> str:
+    """The first value of a batch that is not a number, and its sample, in words.
+
+    Example:
+        >>> _first_not_number(np.array([["1.5", "52,000"]]))
+        "the string '1.5' in sample 0 at (0,)"
+        >>> _first_not_number(np.array([2.5, "x", None], dtype=object))
+        "the string 'x' in sample 1"
+    """
+    for index, value in np.ndenumerate(array):
+        item = value.item() if isinstance(value, np.generic) else value
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            return f"{_describe_odd(item)} in {_at(index)}"
+    return _received(array)
 
 
 def _nulls_as_nan(value: Any) -> Any:
@@ -331,6 +351,8 @@ def to_array(
         )
     if spec.dtype == "string":
         return array
+    if array.dtype.kind in "SU" and isinstance(value, list):  # numpy made text of numbers
+        _refuse_odd(value, spec, where)  # among strings: name the first string sent
     return _cast(array, spec, where, missing_ok and floats)
 
 
@@ -347,7 +369,8 @@ def _cast(
         return array
     if kind not in "iuf":
         raise PredictionInputError(
-            f"{where}: expected {expected_sample(spec)} per sample. Received: {_received(array)}"
+            f"{where}: expected {expected_sample(spec)} per sample. Received: "
+            f"{_first_not_number(array)}"
         )
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -406,21 +429,58 @@ def rows_to_batch(
         if all(isinstance(row, Mapping) and set(row) == {name} for row in instances):
             instances = [row[name] for row in instances]
         return {name: to_array(instances, spec, where, name in missing_ok)}
+    required, unused = _required(specs)
     for index, row in enumerate(instances):
-        if not isinstance(row, Mapping) or set(row) != set(specs):
+        if not isinstance(row, Mapping) or not set(required) <= set(row) <= set(specs):
+            got = (
+                key_difference(row, required, f"row {index}", unused)
+                if isinstance(row, Mapping)
+                else _json_kind(row)
+            )
             raise PredictionInputError(
-                f"{where}[{index}]: expected an object with the inputs {sorted(specs)}. "
-                f"Received: {sorted(row) if isinstance(row, Mapping) else _json_kind(row)}"
+                f"{where}[{index}]: expected an object with the inputs "
+                f"{_expected_inputs(required, unused)}. Received: {got}"
             )
     return {
         name: to_array(
-            [row[name] for row in instances],
+            [row[name] if name in row else _unused_value(spec) for row in instances],
             spec,
             f"{where} (input {name!r})",
-            name in missing_ok,
+            spec.optional or name in missing_ok,
         )
         for name, spec in specs.items()
     }
+
+
+def _required(specs: Mapping[str, TensorInfo]) -> tuple[list[str], list[str]]:
+    """The names of the inputs a request must hold, and of those it may leave out."""
+    required = sorted(name for name, spec in specs.items() if not spec.optional)
+    return required, sorted(set(specs) - set(required))
+
+
+def _expected_inputs(required: list[str], unused: list[str]) -> str:
+    """``['age', 'city']``, and the optional inputs if any, for messages."""
+    also = f" (and optionally {unused}, which the model does not use)" if unused else ""
+    return f"{required}{also}"
+
+
+def _unused_value(spec: TensorInfo) -> Any:
+    """The JSON value that stands in for one sample of an optional input left out."""
+    value = unused_batch(spec, 1)[0]
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+
+
+def unused_batch(spec: TensorInfo, size: int) -> np.ndarray[Any, Any]:
+    """``size`` samples for an input the model does not use (zeros, or empty strings).
+
+    Example:
+        >>> unused_batch(TensorInfo("notes", "string", (None,), optional=True), 2).tolist()
+        ['', '']
+    """
+    shape = (size, *(d or 1 for d in spec.sample_shape))
+    if spec.dtype == "string":
+        return np.full(shape, "", dtype=object)
+    return np.zeros(shape, dtype=spec.dtype)
 
 
 def columns_to_batch(
@@ -436,13 +496,18 @@ def columns_to_batch(
     inputs that take missing values (see :func:`to_array`).
     """
     if isinstance(inputs, Mapping):
-        if set(inputs) != set(specs):
+        required, unused = _required(specs)
+        if not set(required) <= set(inputs) <= set(specs) or not inputs:
             raise PredictionInputError(
-                f"{where}: expected the inputs {sorted(specs)}. Received: {sorted(inputs)}"
+                f"{where}: expected the inputs {_expected_inputs(required, unused)}. "
+                f"Received: {key_difference(inputs, required, 'an object that', unused)}"
             )
         batch = {
-            name: to_array(inputs[name], spec, f"{where}[{name!r}]", name in missing_ok)
+            name: to_array(
+                inputs[name], spec, f"{where}[{name!r}]", spec.optional or name in missing_ok
+            )
             for name, spec in specs.items()
+            if name in inputs
         }
     elif len(specs) == 1:
         name, spec = next(iter(specs.items()))
@@ -457,7 +522,11 @@ def columns_to_batch(
         raise PredictionInputError(
             f"{where}: expected the same number of samples in every input. Received: {sizes}"
         )
-    return batch
+    size = next(iter(sizes.values()))
+    return {
+        name: batch[name] if name in batch else unused_batch(spec, size)
+        for name, spec in specs.items()
+    }
 
 
 def parse_request(
@@ -491,6 +560,34 @@ def parse_request(
 def batch_size(batch: Mapping[str, np.ndarray[Any, Any]]) -> int:
     """The number of samples in a checked batch."""
     return int(next(iter(batch.values())).shape[0])
+
+
+def key_difference(
+    got: Collection[Any], wanted: Collection[str], what: str, optional: Collection[str] = ()
+) -> str:
+    """Which ``wanted`` keys ``got`` lacks and which it has that are neither ``wanted``
+    nor ``optional``, in words, after ``what``.
+
+    Example:
+        >>> key_difference({"agee": 1, "city": "Paris"}, ["age", "city"], "row 0")
+        "row 0 lacks 'age' and has the unknown key 'agee'"
+        >>> key_difference({"a": 1, "b": 2, "c": 3}, ["a"], "inputs", optional=["b"])
+        "inputs has the unknown key 'c'"
+    """
+    missing = sorted(set(wanted) - set(got))
+    unknown = sorted(str(key) for key in set(got) - set(wanted) - set(optional))
+    parts = []
+    if missing:
+        parts.append(f"lacks {_quoted(missing)}")
+    if unknown:
+        parts.append(f"has the unknown key{'s' if len(unknown) > 1 else ''} {_quoted(unknown)}")
+    return f"{what} {' and '.join(parts)}"
+
+
+def _quoted(names: Sequence[str], limit: int = 10) -> str:
+    """``'a', 'b'``: names for a message, the first ``limit`` of them."""
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _json_kind(value: Any) -> str:

@@ -276,20 +276,23 @@ def _from_npy(array: np.ndarray[Any, Any], text: str, bundle: Bundle) -> _Sample
 
 def _from_npz(arrays: dict[str, np.ndarray[Any, Any]], text: str, bundle: Bundle) -> _Samples:
     """A ``.npz`` file's samples: one batch per named input, as many samples in each."""
-    if set(arrays) != set(bundle.inputs):
+    required = sorted(name for name, spec in bundle.inputs.items() if not spec.optional)
+    if not set(required) <= set(arrays) <= set(bundle.inputs):
         call = ", ".join(
-            f"{name}=..." if name.isidentifier() else f"**{{{name!r}: ...}}"
-            for name in sorted(bundle.inputs)
+            f"{name}=..." if name.isidentifier() else f"**{{{name!r}: ...}}" for name in required
         )
+        unused = sorted(set(bundle.inputs) - set(required))
+        also = f" (and optionally {unused}, which the model does not use)" if unused else ""
         raise PredictionInputError(
-            f"{text}: expected one array per model input, named {sorted(bundle.inputs)} "
+            f"{text}: expected one array per model input, named {required}{also} "
             f"(numpy.savez(path, {call})). Received: arrays named {sorted(arrays)}"
         )
-    for name in bundle.inputs:
+    for name in arrays:
         _refuse_arrays_for_images(arrays[name], name, f"{text}[{name!r}]", bundle)
     arrays = {
         name: _batch_shaped(arrays[name], spec, f"{text}[{name!r}]", one_sample=False)
         for name, spec in bundle.inputs.items()
+        if name in arrays
     }
     batch = columns_to_batch(arrays, bundle.inputs, text, bundle.filled_inputs)
     return _Samples(_names(text, int(next(iter(batch.values())).shape[0])), batch=batch)

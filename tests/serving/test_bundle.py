@@ -146,7 +146,8 @@ def test_predict_checks_names_signatures_and_values(digits_bundle: Any) -> None:
     with pytest.raises(PredictionInputError) as info:
         bundle.predict({"pixels": images})
     assert str(info.value) == (
-        "serving_default: expected the inputs ['features']. Received: ['pixels']"
+        "serving_default: expected the inputs ['features']. Received: a mapping that lacks "
+        "'features' and has the unknown key 'pixels'"
     )
     with pytest.raises(PredictionInputError, match=r"signature: expected one of \['serving_def"):
         bundle.predict({"features": images}, "serving_nope")

@@ -82,10 +82,10 @@ def test_out_of_range_integers_name_the_first_offender() -> None:
             [[[-1, 2], [3, 4]]],
             r"x: expected uint8 values in \[0, 255\]. Received: values in \[-1, 4\]",
         ),
-        ([[["a", "b"], ["c", "d"]]], r"Received: strings of shape \(2, 2\)"),
+        ([[["a", "b"], ["c", "d"]]], r"Received: the string 'a' in sample 0 at \(0, 0\)$"),
         ([], r"x: expected a batch of at least one sample .* Received: no samples"),
         (7, r"Received: a single value"),
-        ([[[True, False], [True, True]]], r"Received: booleans"),
+        ([[[True, False], [True, True]]], r"Received: the boolean true in sample 0 at \(0, 0\)$"),
     ],
 )
 def test_bad_values_name_expected_and_received(value: object, message: str) -> None:
@@ -108,7 +108,7 @@ def test_rows_missing_an_input_are_refused() -> None:
     with pytest.raises(
         PredictionInputError,
         match=r"instances\[1\]: expected an object with the inputs \['age', 'city'\]. "
-        r"Received: \['age'\]",
+        r"Received: row 1 lacks 'city'$",
     ):
         rows_to_batch([{"age": 1, "city": "a"}, {"age": 2}], TABLE)
 
@@ -124,7 +124,11 @@ def test_columns_must_hold_as_many_samples_each() -> None:
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({"ages": [1]}, "rows.npz: expected the inputs ['age', 'city']. Received: ['ages']"),
+        (
+            {"ages": [1]},
+            "rows.npz: expected the inputs ['age', 'city']. Received: an object that lacks 'age', "
+            "'city' and has the unknown key 'ages'",
+        ),
         (
             {"age": [[1]], "city": ["a"]},
             "rows.npz['age']: expected float32 values of shape () per sample. ",
@@ -265,3 +269,50 @@ def test_filled_inputs_reads_the_model_cards_preprocessing() -> None:
     assert filled_inputs([{"name": "fill_missing", "columns": ["n", "gone"]}], names) == {"n"}
     text = [{"name": "vectorize", "vocabulary": ["a"], "sequence_length": 4}]
     assert filled_inputs(text, ["text"]) == {"text"}  # no text reads as "", as in training
+
+
+def test_rows_name_the_missing_and_the_unknown_keys() -> None:
+    """A misspelt key is told apart: the key the row lacks, and the key nobody knows."""
+    with pytest.raises(PredictionInputError) as info:
+        rows_to_batch([{"agee": 1, "city": "a"}], TABLE)
+    assert str(info.value).endswith("Received: row 0 lacks 'age' and has the unknown key 'agee'")
+    with pytest.raises(PredictionInputError) as info:
+        columns_to_batch({"age": [1], "city": ["a"], "notes": ["x"], "id": [7]}, TABLE)
+    assert str(info.value).endswith("an object that has the unknown keys 'id', 'notes'")
+
+
+@pytest.mark.parametrize(
+    ("rows", "received"),
+    [
+        ([{"age": "52,000", "city": "a"}], "the string '52,000' in sample 0"),
+        ([{"age": 3, "city": "a"}, {"age": "n/a", "city": "b"}], "the string 'n/a' in sample 1"),
+        ([{"age": True, "city": "a"}], "the boolean true in sample 0"),
+    ],
+)
+def test_a_string_in_a_number_column_is_named_with_its_sample(
+    rows: list[dict[str, object]], received: str
+) -> None:
+    """A float input given a string (or a boolean) says which value, in which sample."""
+    with pytest.raises(PredictionInputError) as info:
+        rows_to_batch(rows, TABLE)
+    assert str(info.value) == (
+        f"instances (input 'age'): expected float32 values of shape () per sample. "
+        f"Received: {received}"
+    )
+
+
+def test_inputs_the_model_does_not_use_may_be_left_out() -> None:
+    """An optional input (a column the model does not use) is filled when left out, taken
+    (null too) when sent; a required one is still required."""
+    specs = {**TABLE, "notes": TensorInfo("notes", "string", (None,), optional=True)}
+    batch = rows_to_batch([{"age": 1, "city": "a"}, {"age": 2, "city": "b", "notes": None}], specs)
+    assert batch["notes"].tolist() == ["", ""]
+    columns = columns_to_batch({"age": [1, 2], "city": ["a", "b"]}, specs)
+    assert columns["notes"].tolist() == ["", ""]
+    with pytest.raises(PredictionInputError) as info:
+        rows_to_batch([{"age": 1, "notes": "x", "other": 0}], specs)
+    assert str(info.value) == (
+        "instances[0]: expected an object with the inputs ['age', 'city'] (and optionally "
+        "['notes'], which the model does not use). Received: row 0 lacks 'city' and has the "
+        "unknown key 'other'"
+    )

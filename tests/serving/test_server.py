@@ -441,3 +441,50 @@ def test_null_is_a_missing_value_where_the_model_fills_it(
     refused = post(regression_server, "/predict", json={"input": [0, None, 0]})
     assert refused.status_code == 400
     assert "fills no missing values" in refused.json()["error"]
+
+
+def test_tabular_columns_are_served_under_their_csv_names(tmp_path: Any) -> None:
+    """Columns TensorFlow renames or would merge (``a/b``, ``a_b``, ``1st``) are sent under
+    the CSV's names, to :predict and /predict alike, each reaching its own weight; a
+    column the model does not use (``notes``) may be sent or not; a row with a misspelt
+    key is told which key is missing and which is unknown."""
+    import keras
+    import reactivex
+
+    from rxpipe.batch import DatasetMetadata, FeatureSpec
+    from rxpipe.context import atomic_write
+    from rxpipe.model import TrainedModel
+    from rxpipe.operators.deploy import write_bundle
+    from rxpipe.operators.process._tabular_steps import ConcatColumns
+
+    from .conftest import serving
+
+    names = ("a/b", "a_b", "1st")
+    inputs = keras.Input((3,), name="features")
+    layer = keras.layers.Dense(1, use_bias=False)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([[1.0], [10.0], [100.0]], np.float32)])
+    raw = {**{name: FeatureSpec((), "float32") for name in names}, "notes": FeatureSpec((), "str")}
+    meta = DatasetMetadata("columns", raw, None).with_preprocessor(
+        ConcatColumns(columns=names, widths=(1, 1, 1)), FeatureSpec((3,), "float32")
+    )
+    with atomic_write(tmp_path / "model") as target:
+        write_bundle(TrainedModel("linear", model, reactivex.empty(), meta), target, name="cols")
+    row = {"a/b": 1, "a_b": 2, "1st": 3}
+    with serving(tmp_path / "model", tmp_path) as server:
+        answer = post(
+            server, "/v1/models/cols:predict", json={"instances": [row, {**row, "notes": "x"}]}
+        )
+        assert (answer.status_code, answer.json()) == (200, {"predictions": [[321.0], [321.0]]})
+        columns = post(
+            server, "/v1/models/cols:predict", json={"inputs": {"a/b": [0], "a_b": [0], "1st": [1]}}
+        )
+        assert columns.json() == {"outputs": [[100.0]]}
+        assert post(server, "/predict", json={"input": row}).json() == {"value": 321.0}
+        metadata = httpx.get(f"{server.url}/v1/models/cols/metadata", timeout=60).json()
+        signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+        assert set(signature["inputs"]) == {*names, "notes"}
+        misspelt = {"a/b": 1, "a_b": 2, "1stt": 3}
+        refused = post(server, "/v1/models/cols:predict", json={"instances": [row, misspelt]})
+        assert refused.status_code == 400
+        assert "row 1 lacks '1st' and has the unknown key '1stt'" in refused.json()["error"]
