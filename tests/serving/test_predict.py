@@ -394,34 +394,15 @@ def test_large_inputs_reach_the_model_in_chunks(
 @pytest.fixture(scope="module")
 def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle whose raw input is encoded images, decoded by its preprocessing."""
-    import attrs
     import keras
     import reactivex
-    import tensorflow as tf
 
     from rxpipe.batch import DatasetMetadata, FeatureSpec
     from rxpipe.context import atomic_write
     from rxpipe.model import TrainedModel
     from rxpipe.operators.deploy import write_bundle
 
-    @attrs.frozen
-    class DecodeTiny:
-        """Image bytes → 4×4 gray pixels in [0, 1], flattened (recorded as decode_image)."""
-
-        name: str = "decode_image"
-
-        def apply(self, features: Any) -> Any:
-            return np.asarray(self.apply_tf(tf.constant(list(features))))
-
-        def apply_tf(self, features: Any) -> Any:
-            def one(data: Any) -> Any:
-                image = tf.io.decode_image(data, channels=1, expand_animations=False)
-                return tf.reshape(tf.image.resize(tf.cast(image, tf.float32), (4, 4)) / 255, (16,))
-
-            return tf.map_fn(one, features, fn_output_signature=tf.TensorSpec((16,), tf.float32))
-
-        def to_config(self) -> dict[str, Any]:
-            return {}
+    from .test_raw_kinds import DecodeTiny
 
     inputs = keras.Input((16,), name="features")
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
