@@ -222,12 +222,12 @@ def no_bottleneck_hint(busiest: StageBench) -> str:
     Example:
         >>> s = StageBench("access.split", "access", 29, 1797, 2980.9, 243486.0, 0.0006, 0.08)
         >>> no_bottleneck_hint(s)
-        'no stage is the bottleneck: the busiest, access.split, was busy 8% of the pass; with train_steps (--train-steps N) bench shows whether training waits for the data'
+        'no stage is the bottleneck: the busiest, access.split, was busy 8% of the pass; --train-steps N (train_steps=N) shows whether training waits for the data'
     """  # noqa: E501
     return (
         f"no stage is the bottleneck: the busiest, {busiest.stage}, was busy "
-        f"{busiest.busy_share:.0%} of the pass; with train_steps (--train-steps N) bench "
-        "shows whether training waits for the data"
+        f"{busiest.busy_share:.0%} of the pass; --train-steps N (train_steps=N) shows "
+        "whether training waits for the data"
     )
 
 

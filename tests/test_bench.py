@@ -190,7 +190,7 @@ def test_no_stage_busy_for_half_the_pass_is_named_the_bottleneck() -> None:
     assert _verdict([split], [{}]) == (
         None,
         "no stage is the bottleneck: the busiest, access.split, was busy 8% of the pass; "
-        "with train_steps (--train-steps N) bench shows whether training waits for the data",
+        "--train-steps N (train_steps=N) shows whether training waits for the data",
     )
     decode = StageBench("process.decode_image", "process", 9, 99, 1.0, 11.0, 0.5, 0.5)
     assert _verdict([split, decode], [{}, {"workers": 2}]) == (
