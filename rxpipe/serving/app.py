@@ -457,6 +457,7 @@ class ServingApp:
         return {
             "max_batch_size": self.batcher.max_batch_size,
             "max_wait_ms": self.batcher.max_wait_ms,
+            "max_batch_pixels": self.batcher.max_batch_pixels,
             **self.batcher.stats.to_dict(),
         }
 

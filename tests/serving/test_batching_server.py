@@ -131,7 +131,7 @@ def test_uploaded_images_are_batched_by_their_pixels(
     assert encoded.status_code == 200, encoded.text
     assert delta(middle, before, "model_calls", "samples") == (3, 6)
     assert delta(after, middle, "model_calls", "samples") == (3, 6)
-    assert after["largest_batch"] == 2
+    assert (after["largest_batch"], after["max_batch_pixels"]) == (2, 128)
     best = [str(i) for i in digits_bundle.scores[:6].argmax(axis=1)]
     assert [answer[0]["label"] for answer in uploaded.json()] == best
     scores = np.array([p["scores"] for p in encoded.json()["predictions"]])
