@@ -13,12 +13,15 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module, metadata
 from typing import Any, ParamSpec, TypeVar, get_type_hints
 
 import attrs
+import reactivex
 
 from rxpipe.config import structure_value
 from rxpipe.errors import ConfigError, UnknownPluginError
@@ -81,55 +84,89 @@ def _kind_of(name: str) -> PluginKind:
 
 
 class Registry:
-    """Plugins by name. Built-ins and entry points are loaded on first lookup."""
+    """Plugins by name. Built-ins and entry points are loaded on first lookup.
+
+    An entry point that fails to import costs only its own plugins: the others load, the
+    failure is warned about, listed by :meth:`load_errors` and named when a missing
+    plugin is looked up.
+    """
 
     def __init__(self) -> None:
         self._plugins: dict[str, PluginInfo] = {}
-        self._loaded = False
-        self._load_error: ConfigError | None = None
+        self._builtins_loaded = False
+        self._entry_points_loaded = False
+        self._load_errors: list[ConfigError] = []
         self._lock = threading.RLock()
 
     def add(self, name: str, factory: Callable[..., Stage[Any, Any]]) -> PluginInfo:
-        """Register ``factory`` under ``name`` (``"kind.name"``)."""
+        """Register ``factory`` under ``name`` (``"kind.name"``).
+
+        The factory's parameters need type hints (pipeline-file values are checked against
+        them) and defaults of their hinted type. Registering a name again from the same
+        module and function (a reloaded module, a re-run notebook cell) replaces the plugin;
+        from another function it fails.
+
+        Raises:
+            ConfigError: naming the plugin, for a parameter without a type hint, a hint
+                that cannot be resolved, a default of the wrong type, or a name another
+                factory (a built-in or another package's) has registered.
+        """
         original = inspect.unwrap(factory)
-        hints = get_type_hints(original)
-        params = tuple(
-            ParamInfo(p.name, hints.get(p.name, Any), p.default)
-            for p in inspect.signature(original).parameters.values()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        )
+        if not _is_builtin(original):
+            self._load_builtins()  # so a name clash with a built-in fails here, not later
+        params = _params_of(name, original)
         doc = inspect.getdoc(original) or ""
         info = PluginInfo(name, _kind_of(name), factory, params, doc.split("\n", 1)[0], doc)
         with self._lock:
             existing = self._plugins.get(name)
-            if existing is not None and inspect.unwrap(existing.factory) is not original:
+            if existing is not None and _origin(existing.factory) != _origin(factory):
                 raise ConfigError(
-                    f"plugin {name!r} is already registered by "
-                    f"{getattr(existing.factory, '__module__', '?')}"
+                    "expected a plugin name no other factory has registered. Received: "
+                    f"{_origin_text(factory)}, but {_origin_text(existing.factory)} "
+                    "registered it first (rename one of them)",
+                    name,
                 )
             self._plugins[name] = info
         return info
 
+    def load_errors(self) -> tuple[ConfigError, ...]:
+        """The entry points that failed to load, one error each (their plugins are missing).
+
+        Example:
+            >>> registry.load_errors()
+            ()
+        """
+        self._load()
+        return tuple(self._load_errors)
+
+    def _load_builtins(self) -> None:
+        with self._lock:
+            if self._builtins_loaded:
+                return
+            self._builtins_loaded = True  # the import below registers through add()
+            try:
+                import_module("rxpipe.operators")
+            except BaseException:
+                self._builtins_loaded = False
+                raise
+
     def _load(self) -> None:
         with self._lock:
-            if self._load_error is not None:
-                raise self._load_error
-            if self._loaded:
+            self._load_builtins()
+            if self._entry_points_loaded:
                 return
-            self._loaded = True
-            import_module("rxpipe.operators")
+            self._entry_points_loaded = True
             for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                before = set(self._plugins)
                 try:
                     entry_point.load()
                 except Exception as error:
-                    package = entry_point.dist.name if entry_point.dist else "an unknown package"
-                    self._load_error = ConfigError(
-                        f"entry point {entry_point.name!r} = {entry_point.value!r} of group "
-                        f"{ENTRY_POINT_GROUP!r} (from {package}) failed to load: "
-                        f"{type(error).__name__}: {error}; expected a module or plugin factory "
-                        "that imports cleanly (fix or uninstall that package)"
-                    )
-                    raise self._load_error from error
+                    for added in set(self._plugins) - before:  # a module that failed midway
+                        if _origin(self._plugins[added].factory)[0] not in sys.modules:
+                            del self._plugins[added]
+                    self._load_errors.append(_entry_point_error(entry_point, error))
+            for failure in self._load_errors:  # after the loop: a warning filter may raise
+                warnings.warn(str(failure), RuntimeWarning, stacklevel=3)
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
@@ -159,7 +196,11 @@ class Registry:
             if not close:
                 tail = name.rpartition(".")[2]
                 close = [n for n in sorted(self._plugins) if n.endswith("." + tail)][:3]
-            raise UnknownPluginError(name, close, path) from None
+            error = UnknownPluginError(name, close, path)
+            if self._load_errors:  # the plugin may be one of theirs: say so
+                failed = "; ".join(str(e) for e in self._load_errors)
+                error.args = (f"{error} It may be in a package that failed to load: {failed}",)
+            raise error from None
 
     def check(self, name: str, params: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         """Check ``params`` against the factory of ``name``, without building the stage.
@@ -237,6 +278,69 @@ class Registry:
             raise _relocate(error, name, path, {p.name: p for p in info.params}) from error
         except (TypeError, ValueError) as error:
             raise ConfigError(f"plugin {name!r}: {error}", path) from error
+
+
+def _is_builtin(factory: Callable[..., Any]) -> bool:
+    return str(getattr(factory, "__module__", "")).startswith("rxpipe.")
+
+
+def _origin(factory: Callable[..., Any]) -> tuple[str, str]:
+    """Where a factory is defined: its module and qualified name."""
+    original = inspect.unwrap(factory)
+    return (
+        str(getattr(original, "__module__", "?")),
+        str(getattr(original, "__qualname__", repr(original))),
+    )
+
+
+def _origin_text(factory: Callable[..., Any]) -> str:
+    """A factory as ``module.function``, with its installed package where one is known."""
+    module, qualname = _origin(factory)
+    packages = sorted(set(metadata.packages_distributions().get(module.partition(".")[0], [])))
+    return f"{module}.{qualname}" + (f" (package {', '.join(packages)})" if packages else "")
+
+
+def _params_of(name: str, factory: Callable[..., Any]) -> tuple[ParamInfo, ...]:
+    """The keyword parameters of a plugin factory, each with its type hint and default."""
+    try:
+        hints = get_type_hints(factory)
+    except Exception as error:  # a hint naming something not importable at run time
+        raise ConfigError(
+            "expected type hints that resolve when the module is imported. Received: "
+            f"{type(error).__name__}: {error} (import the names the hints use at run time)",
+            name,
+        ) from error
+    params = []
+    for p in inspect.signature(factory).parameters.values():
+        if p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        if p.name not in hints:
+            raise ConfigError(
+                "expected a type hint (pipeline-file values are checked against it; write "
+                f"`{p.name}: Any` to accept anything). Received: a parameter without one",
+                f"{name}.{p.name}",
+            )
+        info = ParamInfo(p.name, hints[p.name], p.default)
+        if not info.required:
+            try:
+                structure_value(p.default, info.annotation, f"{name}.{p.name}", python=True)
+            except ConfigError as error:
+                raise ConfigError(
+                    f"{error.args[0].partition(': ')[2]} (the default of the parameter)",
+                    error.path,
+                ) from None
+        params.append(info)
+    return tuple(params)
+
+
+def _entry_point_error(entry_point: metadata.EntryPoint, error: Exception) -> ConfigError:
+    """The error of an entry point that failed to load, naming it and its package."""
+    package = entry_point.dist.name if entry_point.dist else "an unknown package"
+    return ConfigError(
+        "expected a module or plugin factory that imports cleanly. Received: "
+        f"{type(error).__name__}: {error} (its plugins are missing; fix or uninstall {package})",
+        f"entry point {entry_point.name!r} = {entry_point.value!r} of {package}",
+    )
 
 
 def _closest(unknown: Iterable[str], known: Iterable[str]) -> list[str]:
@@ -327,6 +431,25 @@ registry = Registry()
 """The process-wide plugin registry."""
 
 
+def _operator(name: str, made: object) -> Operator[Any, Any]:
+    """What a plugin factory returned, if it is an operator (else a :class:`ConfigError`)."""
+    if callable(made) and not isinstance(made, reactivex.Observable):
+        return made
+    hint = (
+        "; return a function of the source, e.g. `lambda source: source.pipe(...)`, "
+        "or an rxpipe.flow operator"
+        if isinstance(made, reactivex.Observable)
+        else ""
+    )
+    text = " ".join(repr(made).split())
+    text = text if len(text) <= 80 else text[:77] + "..."
+    raise ConfigError(
+        "expected the factory to return an operator, a callable from the source Observable "
+        f"to an Observable. Received: {text} ({type(made).__name__}){hint}",
+        name,
+    )
+
+
 def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Stage[A, B]]]:
     """Register an operator factory as the plugin ``name`` (``"kind.name"``).
 
@@ -359,7 +482,9 @@ def plugin(name: str) -> Callable[[Callable[P, Operator[A, B]]], Callable[P, Sta
                 if value is not param.default:
                     structure_value(value, param.annotation, f"{name}.{param.name}", python=True)
             bound.apply_defaults()
-            return Stage(name, factory(*args, **kwargs), kind, dict(bound.arguments))
+            return Stage(
+                name, _operator(name, factory(*args, **kwargs)), kind, dict(bound.arguments)
+            )
 
         info = registry.add(name, build)
         build.plugin_name = name  # type: ignore[attr-defined]  # Pipeline names it if uncalled

@@ -13,6 +13,10 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import attrs
 import reactivex
+from reactivex import operators as ops
+
+from rxpipe.batch import Batch
+from rxpipe.errors import BatchError, StageError
 
 __all__ = ["Operator", "PluginKind", "Stage"]
 
@@ -59,4 +63,37 @@ class Stage(Generic[A, B]):
     params: Mapping[str, Any] = attrs.field(factory=dict)
 
     def __call__(self, source: reactivex.Observable[A]) -> reactivex.Observable[B]:
-        return self.operator(source)
+        out = self.operator(source)
+        if not isinstance(out, reactivex.Observable):
+            raise StageError(
+                self.name,
+                f"expected its operator to return an Observable. Received: {_short(out)}",
+            )
+        if self.kind in _BATCH_KINDS:  # a wrong item fails here, not in the next stage
+            return out.pipe(ops.map(_BatchCheck(self.name, self.kind)))
+        return out
+
+
+_BATCH_KINDS = frozenset({PluginKind.COLLECT, PluginKind.ACCESS, PluginKind.PROCESS})
+
+
+@attrs.frozen
+class _BatchCheck:
+    """Passes batches on; anything else fails, naming the stage (collect, access, process)."""
+
+    stage: str
+    kind: PluginKind
+
+    def __call__(self, item: Any) -> Any:
+        if isinstance(item, Batch):
+            return item
+        raise BatchError(
+            f"{self.stage}: expected a {self.kind.value} plugin to emit Batch items. "
+            f"Received: {_short(item)}"
+        )
+
+
+def _short(value: Any) -> str:
+    """``value``'s repr, cut to 80 characters, and its type."""
+    text = " ".join(repr(value).split())
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"

@@ -19,13 +19,22 @@ from typing import Any, TypeVar
 import attrs
 import numpy as np
 import reactivex
+from reactivex import operators as ops
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, Split, inferred_label_names
 from rxpipe.events import Event
 from rxpipe.flow import generate, map_batches
-from rxpipe.stage import Stage
+from rxpipe.stage import Operator, Stage
 
-__all__ = ["EventRecorder", "collect", "fail_on", "from_arrays", "make_metadata", "wait_for"]
+__all__ = [
+    "EventRecorder",
+    "check_contract",
+    "collect",
+    "fail_on",
+    "from_arrays",
+    "make_metadata",
+    "wait_for",
+]
 
 T = TypeVar("T")
 
@@ -69,7 +78,8 @@ def collect(source: reactivex.Observable[T], timeout: float = 60.0) -> list[T]:
     """Subscribe, wait for completion, and return every item; re-raise an error.
 
     Raises:
-        TimeoutError: if the source neither completes nor fails within ``timeout`` s.
+        TimeoutError: if the source neither completes nor fails within ``timeout`` s
+            (saying how many items arrived).
     """
     items: list[T] = []
     errors: list[Exception] = []
@@ -82,7 +92,10 @@ def collect(source: reactivex.Observable[T], timeout: float = 60.0) -> list[T]:
     subscription = source.subscribe(items.append, on_error, done.set)
     try:
         if not done.wait(timeout):
-            raise TimeoutError(f"collect: the source did not finish within {timeout} s")
+            raise TimeoutError(
+                f"collect: expected on_completed or on_error within {timeout} s. Received: "
+                f"{len(items)} item(s) and neither (does a stage drop on_completed?)"
+            )
     finally:
         subscription.dispose()
     if errors:
@@ -129,3 +142,150 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def check_contract(
+    make: Callable[[], Operator[Batch, Batch]],
+    features: np.ndarray[Any, Any] | None = None,
+    labels: np.ndarray[Any, Any] | None = None,
+    *,
+    batch_size: int = 4,
+    split: Split | str = Split.TRAIN,
+    ordered: bool = True,
+    streaming: bool = True,
+    timeout: float = 10.0,
+) -> None:
+    """Check a batch→batch plugin against the contract rxpipe's own plugins pass.
+
+    The stage, built afresh by ``make()`` for each check, must: complete, emitting only
+    :class:`~rxpipe.batch.Batch` items; keep the samples' order within a split (unless
+    ``ordered`` is false); record only complete preprocessing steps (with ``apply_tf``,
+    which serving needs); pass an upstream error on as the very same object; dispose its
+    upstream once its subscriber has what it wants (and, if ``streaming``, read no more of
+    it than it needs); and leave no thread running. The input is ``features`` (and
+    ``labels``) in batches of ``batch_size``, repeated as needed; by default 4 float32
+    columns and 3 classes.
+
+    Args:
+        make: builds the stage, e.g. ``lambda: clip(0.0, 1.0)``.
+        features: sample features (one row per sample) of the kind the stage takes.
+        labels: the samples' labels.
+        batch_size: samples per input batch.
+        split: the input's split (fitted stages learn from ``train``).
+        ordered: whether the stage promises to keep the samples' order.
+        streaming: whether the stage passes batches on as they come; false for stages
+            that read ahead or fit first (a shuffle buffer, ``fitted`` processors).
+        timeout: seconds each check may take.
+
+    Raises:
+        AssertionError: naming the stage and the rule it breaks, in the form
+            ``"<stage>: expected X. Received: Y"``.
+
+    Example:
+        >>> from reactivex import operators as ops
+        >>> check_contract(lambda: map_batches("custom.same", lambda b: b))
+        >>> check_contract(lambda: Stage("custom.features", ops.map(lambda b: b.features)))
+        Traceback (most recent call last):
+        ...
+        AssertionError: custom.features: expected Batch items. Received: array([[ 0., 1., ...
+    """
+    if features is None:
+        features = np.arange(48, dtype="float32").reshape(12, 4)
+        labels = np.arange(12) % 3 if labels is None else labels
+    name = _stage_name(make())
+    meta = make_metadata(features, labels)
+
+    def source(batches: int, produced: list[int], closed: threading.Event) -> Any:
+        def items() -> Iterator[Batch]:
+            try:
+                for index in range(batches):
+                    rows = np.arange(index * batch_size, (index + 1) * batch_size) % len(features)
+                    ids = np.arange(index * batch_size, (index + 1) * batch_size)
+                    produced.append(index)
+                    picked = None if labels is None else labels[rows]
+                    yield Batch(features[rows], picked, ids, meta, split)
+            finally:
+                closed.set()
+
+        return generate(items)
+
+    before = set(threading.enumerate())
+    data = source(max(3, -(-len(features) // batch_size)), [], threading.Event())
+    try:
+        out = collect(data.pipe(make()), timeout)
+    except TimeoutError as error:
+        raise AssertionError(f"{name}: expected the stage to complete. {error}") from None
+    strays = [item for item in out if not isinstance(item, Batch)]
+    if strays:
+        raise AssertionError(f"{name}: expected Batch items. Received: {_short(strays[0])}")
+    for step in {id(s): s for b in out for s in b.metadata.preprocessing}.values():
+        lacking = [
+            m for m in ("apply", "apply_tf", "to_config") if not callable(getattr(step, m, None))
+        ]
+        if lacking or not isinstance(getattr(step, "name", None), str):
+            raise AssertionError(
+                f"{name}: expected recorded preprocessing steps with a name, apply, apply_tf and "
+                f"to_config (deploy.export builds apply_tf into the serving signature). "
+                f"Received: {_short(step)} without {', '.join(lacking) or 'a name'}"
+            )
+    if ordered:
+        by_split: dict[str, list[int]] = {}
+        for batch in out:
+            by_split.setdefault(str(batch.split), []).extend(int(i) for i in batch.ids)
+        for which, ids in by_split.items():
+            if ids != sorted(ids):
+                raise AssertionError(
+                    f"{name}: expected the samples of split {which!r} in input order. "
+                    f"Received: ids {ids[:12]}"
+                )
+
+    upstream = RuntimeError(f"upstream failure before {name}")
+    failing = reactivex.concat(source(2, [], threading.Event()), reactivex.throw(upstream))
+    try:
+        collect(failing.pipe(make()), timeout)
+    except Exception as received:
+        if received is not upstream:
+            raise AssertionError(
+                f"{name}: expected the upstream error passed on unchanged. Received: "
+                f"{type(received).__name__}: {received}"
+            ) from received
+    else:
+        raise AssertionError(
+            f"{name}: expected the upstream error passed on unchanged. Received: completion"
+        )
+
+    produced: list[int] = []
+    closed = threading.Event()
+    try:
+        taken = collect(source(200, produced, closed).pipe(make(), ops.take(1)), timeout)
+    except TimeoutError as error:
+        raise AssertionError(f"{name}: expected take(1) to complete. {error}") from None
+    if not taken:
+        return  # the stage emitted nothing for the first batches: nothing more to check
+    if not closed.wait(timeout):
+        raise AssertionError(
+            f"{name}: expected its upstream disposed once the subscriber left. Received: "
+            f"the source still running {timeout} s later ({len(produced)} batches read)"
+        )
+    if streaming and len(produced) >= 200:
+        raise AssertionError(
+            f"{name}: expected to read only what its subscriber takes (streaming=True). "
+            "Received: the whole source (200 batches) read for take(1)"
+        )
+    if not wait_for(lambda: not (set(threading.enumerate()) - before), timeout):
+        left = sorted(t.name for t in set(threading.enumerate()) - before)
+        raise AssertionError(f"{name}: expected no thread left running. Received: {left}")
+
+
+def _stage_name(operator: Any) -> str:
+    """The name a check reports: the stage's, else the function's."""
+    for attribute in ("name", "stage_name", "__name__", "__qualname__"):
+        value = getattr(operator, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(operator).__name__
+
+
+def _short(value: Any) -> str:
+    text = " ".join(repr(value).split())
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"

@@ -20,13 +20,23 @@ import pytest
 import reactivex
 from reactivex import operators as ops
 
-from rxpipe import Batch, DatasetMetadata, FeatureSpec, StageError, registry
+from rxpipe import (
+    Batch,
+    BatchError,
+    DatasetMetadata,
+    FeatureSpec,
+    Pipeline,
+    PluginKind,
+    Stage,
+    StageError,
+    registry,
+)
 from rxpipe.context import RunContext, running
 from rxpipe.events import EventBus
-from rxpipe.flow import generate
+from rxpipe.flow import generate, map_batches
 from rxpipe.operators import access, collect, process
+from rxpipe.testing import check_contract, wait_for
 from rxpipe.testing import collect as run
-from rxpipe.testing import wait_for
 
 pytestmark = pytest.mark.usefixtures("no_thread_leak")
 
@@ -414,3 +424,124 @@ def test_disposes_its_upstream(name: str, case: Case, files: Path) -> None:
     assert wait_for(lambda: pulls.closed, timeout=3.0), "the upstream was not disposed"
     if case.streaming:
         assert pulls.produced < 200
+
+
+def test_a_batch_stage_emitting_something_else_fails_naming_itself() -> None:
+    """A process stage that emits arrays fails as itself, not in the stage after it."""
+    arrays = Stage("process.features_only", ops.map(lambda b: b.features), PluginKind.PROCESS)
+    data = source_of("matrix")(2)
+    with pytest.raises(BatchError) as info:
+        run(data.pipe(arrays))
+    assert str(info.value).startswith(
+        "process.features_only: expected a process plugin to emit Batch items. Received: "
+        "array([[ 0., 0., 0., 0.], [ 1., 2., 1., -1.], "
+    )
+    pipeline = Pipeline(lambda _: data, arrays, access.batch(8), name="wrong_items")
+    with pytest.raises(StageError) as failed:
+        pipeline.collect()
+    assert failed.value.stage == "process.features_only"
+
+
+def test_a_stage_whose_operator_returns_no_observable_names_itself() -> None:
+    """An operator that returns something other than an Observable fails naming the stage."""
+    stage: Stage[Batch, Batch] = Stage("process.nothing", lambda source: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(StageError) as info:
+        stage(reactivex.empty())
+    assert str(info.value) == (
+        "stage 'process.nothing' failed: expected its operator to return an Observable. "
+        "Received: None (NoneType)"
+    )
+
+
+def _swallows_completion(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+    return reactivex.create(
+        lambda observer, scheduler=None: source.subscribe(
+            observer.on_next, observer.on_error, scheduler=scheduler
+        )
+    )
+
+
+def _hides_errors(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+    return source.pipe(ops.catch(reactivex.empty()))
+
+
+def _keeps_reading(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+    def subscribe(observer: Any, scheduler: Any = None) -> Any:
+        source.subscribe(observer.on_next, observer.on_error, observer.on_completed)
+        return reactivex.disposable.Disposable()  # never disposes its upstream
+
+    return reactivex.create(subscribe)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: Stage("custom.swallow", _swallows_completion),
+            r"^custom\.swallow: expected the stage to complete\. collect: expected on_completed "
+            r"or on_error within 1\.0 s\. Received: 3 item\(s\) and neither",
+        ),
+        (
+            lambda: Stage("custom.arrays", ops.map(lambda b: b.features)),
+            r"^custom\.arrays: expected Batch items\. Received: array\(\[\[ 0\., 1\.",
+        ),
+        (
+            lambda: Stage("custom.reverse", ops.to_list(), PluginKind.CUSTOM),
+            r"^custom\.reverse: expected Batch items\. Received: \[Batch",
+        ),
+        (
+            lambda: Stage("custom.hide", _hides_errors),
+            r"^custom\.hide: expected the upstream error passed on unchanged\. Received: "
+            r"completion",
+        ),
+        (
+            lambda: Stage("custom.keep_reading", _keeps_reading),
+            r"^custom\.keep_reading: expected to read only what its subscriber takes",
+        ),
+    ],
+)
+def test_check_contract_names_the_rule_a_plugin_breaks(
+    make: Callable[[], Operator], message: str
+) -> None:
+    """rxpipe.testing.check_contract fails with the stage's name and the broken rule."""
+    with pytest.raises(AssertionError, match=message):
+        check_contract(make, timeout=1.0)
+
+
+@attrs.frozen
+class _NumpyOnly:
+    """A preprocessing step without apply_tf: it trains, but cannot be served."""
+
+    name: str = "half"
+
+    def apply(self, features: Any) -> Any:
+        return features * 0.5
+
+    def to_config(self) -> dict[str, Any]:
+        return {}
+
+
+def _records_numpy_only(source: reactivex.Observable[Batch]) -> reactivex.Observable[Batch]:
+    def apply(batch: Batch) -> Batch:
+        meta = batch.metadata.with_preprocessor(_NumpyOnly(), batch.metadata.features)  # type: ignore[arg-type]
+        return batch.evolve(features=batch.features * 0.5, metadata=meta)
+
+    return source.pipe(ops.map(apply))
+
+
+def test_check_contract_finds_a_step_serving_cannot_repeat() -> None:
+    """A recorded step without apply_tf fails the check (export would fail after training)."""
+    with pytest.raises(AssertionError) as info:
+        check_contract(lambda: Stage("process.half", _records_numpy_only, PluginKind.PROCESS))
+    assert str(info.value) == (
+        "process.half: expected recorded preprocessing steps with a name, apply, apply_tf and "
+        "to_config (deploy.export builds apply_tf into the serving signature). Received: "
+        "_NumpyOnly(name='half') (_NumpyOnly) without apply_tf"
+    )
+
+
+def test_check_contract_passes_well_behaved_plugins() -> None:
+    """A map, a fitted processor and a parallel map pass the public contract check."""
+    check_contract(lambda: process.normalize(scale=0.5))
+    check_contract(lambda: process.standardize(), streaming=False)
+    check_contract(lambda: map_batches("custom.same", lambda b: b, workers=2))

@@ -8,7 +8,7 @@ import reactivex
 from rxpipe_example_plugins import Clip, clip
 
 from rxpipe import ConfigError, StageError, registry
-from rxpipe.testing import collect, fail_on, from_arrays
+from rxpipe.testing import check_contract, collect, fail_on, from_arrays
 
 
 def test_clip_limits_values_and_records_the_step() -> None:
@@ -34,3 +34,16 @@ def test_upstream_errors_pass_through_unchanged() -> None:
     with pytest.raises(StageError, match="boom"):
         collect(source.pipe(clip()))
     assert collect(reactivex.empty().pipe(clip())) == []
+
+
+def test_clip_keeps_the_plugin_contract() -> None:
+    """It completes, passes errors on, keeps order, disposes its upstream, leaks no thread."""
+    check_contract(lambda: clip(0.0, 1.0))
+
+
+def test_the_serving_side_clips_like_the_data_pipeline() -> None:
+    """Clip.apply (numpy) and Clip.apply_tf (TensorFlow) agree, so serving sees training's data."""
+    tf = pytest.importorskip("tensorflow")
+    features = np.array([[-2.0, 0.25], [9.0, 1.0]], "float32")
+    step = Clip(0.0, 1.0)
+    assert np.array_equal(step.apply(features), step.apply_tf(tf.constant(features)).numpy())
