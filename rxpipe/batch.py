@@ -179,7 +179,33 @@ class DatasetMetadata:
     def with_preprocessor(
         self, step: Preprocessor, features: FeatureSpec | Mapping[str, FeatureSpec]
     ) -> DatasetMetadata:
-        """Metadata after applying ``step``, which turns raw features into ``features``."""
+        """Metadata after applying ``step``, which turns raw features into ``features``.
+
+        Raises:
+            ConfigError: if ``step`` lacks what the export needs of a preprocessing step
+                (a ``name``, ``apply``, ``apply_tf``, ``to_config``): said when the first
+                batch is recorded, not at export after training.
+
+        Example:
+            >>> meta = DatasetMetadata("x", FeatureSpec((2,), "float32"))
+            >>> meta.with_preprocessor(object(), FeatureSpec((2,), "float32"))
+            Traceback (most recent call last):
+            ...
+            rxpipe.errors.ConfigError: expected a preprocessing step with a name, apply, apply_tf and to_config (deploy.export builds apply_tf into the serving signature). Received: object, without a name, apply, apply_tf, to_config
+        """  # noqa: E501
+        lacking = [
+            m for m in ("apply", "apply_tf", "to_config") if not callable(getattr(step, m, None))
+        ]
+        if not isinstance(getattr(step, "name", None), str):
+            lacking.insert(0, "a name")
+        if lacking:
+            from rxpipe.errors import ConfigError
+
+            raise ConfigError(
+                "expected a preprocessing step with a name, apply, apply_tf and to_config "
+                "(deploy.export builds apply_tf into the serving signature). Received: "
+                f"{type(step).__name__}, without {', '.join(lacking)}"
+            )
         return attrs.evolve(
             self,
             features=features,

@@ -88,7 +88,14 @@ class PipelineConfig:
 
 
 def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    """A value in one line of at most about 80 characters, with its type.
+
+    Example:
+        >>> _describe("ten"), _describe(list(range(100)))[-30:]
+        ("'ten' (str)", ', 17, 18, 19, 20, 21... (list)')
+    """
+    text = " ".join(repr(value).split())
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
 
 
 def _type_name(annotation: Any) -> str:

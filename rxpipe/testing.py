@@ -159,8 +159,7 @@ def check_contract(
 
     The stage, built afresh by ``make()`` for each check, must: complete, emitting only
     :class:`~rxpipe.batch.Batch` items; keep the samples' order within a split (unless
-    ``ordered`` is false); record only complete preprocessing steps (with ``apply_tf``,
-    which serving needs); pass an upstream error on as the very same object; dispose its
+    ``ordered`` is false); pass an upstream error on as the very same object; dispose its
     upstream once its subscriber has what it wants (and, if ``streaming``, read no more of
     it than it needs); and leave no thread running. The input is ``features`` (and
     ``labels``) in batches of ``batch_size``, repeated as needed; by default 4 float32
@@ -218,16 +217,6 @@ def check_contract(
     strays = [item for item in out if not isinstance(item, Batch)]
     if strays:
         raise AssertionError(f"{name}: expected Batch items. Received: {_short(strays[0])}")
-    for step in {id(s): s for b in out for s in b.metadata.preprocessing}.values():
-        lacking = [
-            m for m in ("apply", "apply_tf", "to_config") if not callable(getattr(step, m, None))
-        ]
-        if lacking or not isinstance(getattr(step, "name", None), str):
-            raise AssertionError(
-                f"{name}: expected recorded preprocessing steps with a name, apply, apply_tf and "
-                f"to_config (deploy.export builds apply_tf into the serving signature). "
-                f"Received: {_short(step)} without {', '.join(lacking) or 'a name'}"
-            )
     if ordered:
         by_split: dict[str, list[int]] = {}
         for batch in out:

@@ -23,6 +23,7 @@ from reactivex import operators as ops
 from rxpipe import (
     Batch,
     BatchError,
+    ConfigError,
     DatasetMetadata,
     FeatureSpec,
     Pipeline,
@@ -529,14 +530,15 @@ def _records_numpy_only(source: reactivex.Observable[Batch]) -> reactivex.Observ
     return source.pipe(ops.map(apply))
 
 
-def test_check_contract_finds_a_step_serving_cannot_repeat() -> None:
-    """A recorded step without apply_tf fails the check (export would fail after training)."""
-    with pytest.raises(AssertionError) as info:
+def test_a_step_serving_cannot_repeat_fails_when_recorded() -> None:
+    """A recorded step without apply_tf fails at the first batch it records (export would
+    fail after training): the contract check, like a run, stops there."""
+    with pytest.raises(ConfigError) as info:
         check_contract(lambda: Stage("process.half", _records_numpy_only, PluginKind.PROCESS))
     assert str(info.value) == (
-        "process.half: expected recorded preprocessing steps with a name, apply, apply_tf and "
-        "to_config (deploy.export builds apply_tf into the serving signature). Received: "
-        "_NumpyOnly(name='half') (_NumpyOnly) without apply_tf"
+        "expected a preprocessing step with a name, apply, apply_tf and to_config "
+        "(deploy.export builds apply_tf into the serving signature). Received: _NumpyOnly, "
+        "without apply_tf"
     )
 
 
