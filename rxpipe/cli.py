@@ -20,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -421,15 +422,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from rxpipe.interrupts import stopping_on_signals
 
+    say = _json_say if getattr(args, "log_format", None) == "json" else _say
+    shown = warnings.showwarning
+    warnings.showwarning = _plugin_warnings(say, shown)
     try:
         with stopping_on_signals(signal.SIGINT, signal.SIGTERM) as signals:
-            return _dispatch(args, signals)
+            return _dispatch(args, signals, say)
     except BrokenPipeError:  # e.g. `rxpipe plugins | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_OK
+    finally:
+        warnings.showwarning = shown
 
 
-def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
+def _plugin_warnings(say: Callable[[str], None], shown: Any) -> Any:
+    """``warnings.showwarning`` saying a plugin package that failed to load as a CLI line
+    (``rxpipe: warning: entry point ...``, JSON with ``--log-format json``); other
+    warnings as ``shown`` shows them."""
+
+    def show(message: Any, category: Any, filename: str, lineno: int, *rest: Any) -> None:
+        if issubclass(category, RuntimeWarning) and str(message).startswith("entry point "):
+            say(f"rxpipe: warning: {message}")
+        else:
+            shown(message, category, filename, lineno, *rest)
+
+    return show
+
+
+def _dispatch(args: argparse.Namespace, signals: list[int], say: Callable[[str], None]) -> int:
     """Run the command ``args`` names; turn its errors into messages and exit codes."""
     from rxpipe.errors import (
         BundleError,
@@ -441,7 +461,6 @@ def _dispatch(args: argparse.Namespace, signals: list[int]) -> int:
         is_configuration_error,
     )
 
-    say = _json_say if getattr(args, "log_format", None) == "json" else _say
     try:
         if args.command == "run":
             return _run(args)
