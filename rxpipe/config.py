@@ -39,7 +39,7 @@ from typing import Any
 
 import attrs
 
-from rxpipe.errors import ConfigError
+from rxpipe.errors import ConfigError, describe_value
 
 __all__ = [
     "PipelineConfig",
@@ -87,17 +87,6 @@ class PipelineConfig:
         }
 
 
-def _describe(value: Any) -> str:
-    """A value in one line of at most about 80 characters, with its type.
-
-    Example:
-        >>> _describe("ten"), _describe(list(range(100)))[-30:]
-        ("'ten' (str)", ', 17, 18, 19, 20, 21... (list)')
-    """
-    text = " ".join(repr(value).split())
-    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
-
-
 def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__name__
@@ -127,7 +116,9 @@ def structure_value(value: Any, annotation: Any, path: str, *, python: bool = Fa
     """
 
     def fail() -> typing.NoReturn:
-        raise ConfigError(f"expected {_type_name(annotation)}. Received: {_describe(value)}", path)
+        raise ConfigError(
+            f"expected {_type_name(annotation)}. Received: {describe_value(value)}", path
+        )
 
     if annotation is Any or annotation is object:
         return value
@@ -211,7 +202,7 @@ _MISSING: Any = object()  # a key the file does not have (not even as null)
 
 def _structure_plugins(raw: Any) -> tuple[PluginSpec, ...]:
     if not isinstance(raw, list) or not raw:
-        received = "no [[plugins]] table" if raw is _MISSING else _describe(raw)
+        received = "no [[plugins]] table" if raw is _MISSING else describe_value(raw)
         raise ConfigError(
             f"expected a non-empty list of [[plugins]] tables. Received: {received}", "plugins"
         )
@@ -219,11 +210,11 @@ def _structure_plugins(raw: Any) -> tuple[PluginSpec, ...]:
     for index, entry in enumerate(raw):
         where = f"plugins[{index}]"
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"expected a table. Received: {_describe(entry)}", where)
+            raise ConfigError(f"expected a table. Received: {describe_value(entry)}", where)
         params = dict(entry)
         use = params.pop("use", _MISSING)
         if not isinstance(use, str):
-            received = "no 'use' key" if use is _MISSING else _describe(use)
+            received = "no 'use' key" if use is _MISSING else describe_value(use)
             raise ConfigError(
                 f'expected a plugin name string, e.g. use = "collect.digits". Received: {received}',
                 f"{where}.use",
@@ -342,7 +333,7 @@ def _parse_config(data: Mapping[str, Any], source: str) -> PipelineConfig:
         )
     header = data.get("pipeline", {})
     if not isinstance(header, Mapping):
-        raise ConfigError(f"expected a table. Received: {_describe(header)}", "pipeline")
+        raise ConfigError(f"expected a table. Received: {describe_value(header)}", "pipeline")
     unknown = [key for key in header if key not in _HEADER_FIELDS]
     if unknown:
         raise ConfigError(

@@ -57,6 +57,18 @@ def plain_ids(ids: Sequence[object]) -> tuple[object, ...]:
     return tuple(i.item() if hasattr(i, "item") else i for i in ids)
 
 
+def describe_value(value: object) -> str:
+    """A value for an error message: its repr in one line of at most 80 characters, and
+    its type.
+
+    Example:
+        >>> describe_value("ten"), describe_value(list(range(100)))[-30:]
+        ("'ten' (str)", ', 17, 18, 19, 20, 21... (list)')
+    """
+    text = " ".join(repr(value).split())
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
+
+
 def format_ids(ids: Sequence[object]) -> str:
     """Render sample ids for an error message, eliding long lists.
 

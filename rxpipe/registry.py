@@ -24,7 +24,7 @@ import attrs
 import reactivex
 
 from rxpipe.config import structure_value
-from rxpipe.errors import ConfigError, UnknownPluginError
+from rxpipe.errors import ConfigError, UnknownPluginError, describe_value
 from rxpipe.stage import Operator, PluginKind, Stage
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Registry", "plugin", "registry"]
@@ -441,11 +441,9 @@ def _operator(name: str, made: object) -> Operator[Any, Any]:
         if isinstance(made, reactivex.Observable)
         else ""
     )
-    text = " ".join(repr(made).split())
-    text = text if len(text) <= 80 else text[:77] + "..."
     raise ConfigError(
         "expected the factory to return an operator, a callable from the source Observable "
-        f"to an Observable. Received: {text} ({type(made).__name__}){hint}",
+        f"to an Observable. Received: {describe_value(made)}{hint}",
         name,
     )
 

@@ -16,7 +16,7 @@ import reactivex
 from reactivex import operators as ops
 
 from rxpipe.batch import Batch
-from rxpipe.errors import BatchError, StageError
+from rxpipe.errors import BatchError, StageError, describe_value
 
 __all__ = ["Operator", "PluginKind", "Stage"]
 
@@ -67,7 +67,7 @@ class Stage(Generic[A, B]):
         if not isinstance(out, reactivex.Observable):
             raise StageError(
                 self.name,
-                f"expected its operator to return an Observable. Received: {_short(out)}",
+                f"expected its operator to return an Observable. Received: {describe_value(out)}",
             )
         if self.kind in _BATCH_KINDS:  # a wrong item fails here, not in the next stage
             return out.pipe(ops.map(_BatchCheck(self.name, self.kind)))
@@ -89,11 +89,5 @@ class _BatchCheck:
             return item
         raise BatchError(
             f"{self.stage}: expected a {self.kind.value} plugin to emit Batch items. "
-            f"Received: {_short(item)}"
+            f"Received: {describe_value(item)}"
         )
-
-
-def _short(value: Any) -> str:
-    """``value``'s repr, cut to 80 characters, and its type."""
-    text = " ".join(repr(value).split())
-    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"

@@ -22,6 +22,7 @@ import reactivex
 from reactivex import operators as ops
 
 from rxpipe.batch import Batch, DatasetMetadata, FeatureSpec, Split, inferred_label_names
+from rxpipe.errors import describe_value
 from rxpipe.events import Event
 from rxpipe.flow import generate, map_batches
 from rxpipe.stage import Operator, Stage
@@ -216,7 +217,7 @@ def check_contract(
         raise AssertionError(f"{name}: expected the stage to complete. {error}") from None
     strays = [item for item in out if not isinstance(item, Batch)]
     if strays:
-        raise AssertionError(f"{name}: expected Batch items. Received: {_short(strays[0])}")
+        raise AssertionError(f"{name}: expected Batch items. Received: {describe_value(strays[0])}")
     if ordered:
         by_split: dict[str, list[int]] = {}
         for batch in out:
@@ -273,8 +274,3 @@ def _stage_name(operator: Any) -> str:
         if isinstance(value, str) and value:
             return value
     return type(operator).__name__
-
-
-def _short(value: Any) -> str:
-    text = " ".join(repr(value).split())
-    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"

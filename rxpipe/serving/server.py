@@ -22,7 +22,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import uvicorn
 
 from rxpipe.errors import ConfigError, PredictionInputError
@@ -34,6 +33,7 @@ from rxpipe.serving.app import (
     create_app,
 )
 from rxpipe.serving.bundle import DEFAULT_SIGNATURE, Bundle
+from rxpipe.serving.inputs import unused_batch
 
 __all__ = ["bind", "check_port", "serve"]
 
@@ -206,13 +206,7 @@ def warm_up(bundle: Bundle) -> None:
     A model that rejects the dummy sample (e.g. text its preprocessing cannot take) is
     simply not warmed up.
     """
-    batch: dict[str, Any] = {}
-    for input_name, info in bundle.inputs.items():
-        shape = (1, *(d or 1 for d in info.sample_shape))
-        if info.dtype == "string":
-            batch[input_name] = np.full(shape, "", dtype=object)
-        else:
-            batch[input_name] = np.zeros(shape, dtype=info.dtype)
+    batch = {name: unused_batch(info, 1) for name, info in bundle.inputs.items()}
     if bundle.image_input != (DEFAULT_SIGNATURE, next(iter(bundle.inputs))):
         with contextlib.suppress(PredictionInputError):
             bundle.predict(batch, DEFAULT_SIGNATURE)
