@@ -197,7 +197,16 @@ def _bench(args: argparse.Namespace) -> int:
 def _add_serving_commands(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
-        help="print the top labels a trained model gives images, arrays or JSON rows",
+        help="print the top labels a trained model gives images, arrays, JSON or CSV rows",
+        description="Print a trained model's top labels (a regression model's values) for "
+        "each sample of each INPUT, as they are predicted, 256 samples a model call. Every "
+        "INPUT is checked before the first answer; a .csv file's header is, and its rows "
+        "as they are read. A .csv file is for a model on a table (trained on collect.csv): "
+        "it is read with the training data's CSV rules (delimiter, header or names, "
+        "missing-value strings, encoding: from the bundle's pipeline.toml), each column "
+        "the model takes by its name; the label column may be there or not, and another "
+        "column the model does not take is not read (a note says which). A bad row stops "
+        "the answers, naming the file, the line and the column.",
         epilog=_SERVING_EPILOG,
     )
     predict.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or its model/)")
@@ -205,7 +214,7 @@ def _add_serving_commands(commands: Any) -> None:
         "inputs",
         metavar="INPUT",
         nargs="+",
-        help="an image file, .npy/.npz arrays, .json/.jsonl rows, a text, or a JSON row",
+        help="an image file, .npy/.npz arrays, .json/.jsonl/.csv rows, a text, or a JSON row",
     )
     predict.add_argument("--top-k", type=int, default=3, help="labels per sample (default 3)")
     predict.add_argument("--json", action="store_true", help="print JSON for machines")
@@ -320,10 +329,11 @@ def _predict(args: argparse.Namespace) -> int:
     from rxpipe.serving.predict import predict_inputs, prediction_lines, read_inputs
 
     bundle = Bundle.load(args.run_dir)
-    inputs = read_inputs(bundle, args.inputs)  # every input checked before the first answer
-    width = max(map(len, inputs.names))
+    inputs = read_inputs(bundle, args.inputs)  # checked before the first answer (a CSV: its header)
+    for note in inputs.notes:
+        _say(f"rxpipe predict: note: {note}")
     predictions = predict_inputs(bundle, inputs, args.top_k)
-    for line in prediction_lines(predictions, width, as_json=args.json):
+    for line in prediction_lines(predictions, inputs.width, as_json=args.json):
         print(line)  # as they come: `| head` needs no wait for the rest
     return EXIT_OK
 

@@ -41,6 +41,7 @@ __all__ = [
     "SamplesSkipped",
     "StageCompleted",
     "StageRate",
+    "StageStalled",
     "StageStarted",
     "SubscriberError",
     "ThroughputSnapshot",
@@ -140,6 +141,81 @@ class StageCompleted(Event):
     samples_per_s: float = 0.0
     buffer_empty: int = 0
     buffer_full: int = 0
+
+
+def _seconds(value: float) -> str:
+    """Seconds for people: ``30``, ``1,920``; under 10 with a tenth (``0.2``, ``2.5``)."""
+    if value >= 10:
+        return f"{value:,.0f}"
+    return f"{value:.1f}".removesuffix(".0")
+
+
+@attrs.frozen(kw_only=True)
+class StageStalled(Event):
+    """A stage's input ended, and since then the stage has neither emitted nor ended.
+
+    Published by the run's watchdog (see :func:`rxpipe.flow.instrument`) when a stage
+    stays silent for ``stall_warning_s`` (30 s by default) after its input completed or
+    failed, then again each time the silence doubles (60 s, 120 s, ...). The run goes on
+    waiting: a stage may still be working (a flush on a thread of its own), but a stage
+    that never passes on its input's ``on_completed`` (or ``on_error``) hangs the run.
+    Ctrl-C stops it.
+
+    Attributes:
+        stage: the silent stage.
+        pass_index: its pass over the data (as in :class:`StageStarted`).
+        input_end: how its input ended: ``"completed"`` or ``"failed"``.
+        input_ended_s: seconds since its input ended.
+        silent_s: seconds without output since then (at least this long).
+        batches_in: batches it took in during this pass.
+        batches_out: batches it emitted during this pass.
+    """
+
+    stage: str
+    pass_index: int
+    input_end: str
+    input_ended_s: float
+    silent_s: float
+    batches_in: int = 0
+    batches_out: int = 0
+
+    def summary(self) -> str:
+        """What happened and what to check, as ``"<stage>: expected X. Received: Y"``.
+
+        Example:
+            >>> stalled = StageStalled(
+            ...     run_id="r", seq=9, time=0.0, stage="custom.f", pass_index=0,
+            ...     input_end="completed", input_ended_s=30.0, silent_s=30.0, batches_in=3,
+            ... )
+            >>> print(stalled.summary())
+            custom.f: expected on_completed after its input completed (a stage must call
+            on_completed after its input completes). Received: neither output nor
+            on_completed for 30 s since its input completed (3 batches in, 0 out); the run
+            waits for it (Ctrl-C stops it)
+        """
+        if self.input_end == "failed":
+            expected = (
+                "the input's error passed on with on_error (a stage must call on_error "
+                "after its input fails)"
+            )
+            signal = "on_error"
+        else:
+            expected = (
+                "on_completed after its input completed (a stage must call on_completed "
+                "after its input completes)"
+            )
+            signal = "on_completed"
+        quiet = f"{_seconds(self.silent_s)} s since its input {self.input_end}"
+        if _seconds(self.silent_s) != _seconds(self.input_ended_s):
+            quiet = (
+                f"{_seconds(self.silent_s)} s (its input {self.input_end} "
+                f"{_seconds(self.input_ended_s)} s ago)"
+            )
+        return (
+            f"{self.stage}: expected {expected}. Received: neither output nor {signal} for "
+            f"{quiet} ({self.batches_in} batches in, {self.batches_out} out); the run waits "
+            "for it (Ctrl-C stops it)"
+        )
 
 
 @attrs.frozen

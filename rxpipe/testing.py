@@ -158,7 +158,8 @@ def check_contract(
 ) -> None:
     """Check a batch→batch plugin against the contract rxpipe's own plugins pass.
 
-    The stage, built afresh by ``make()`` for each check, must: complete, emitting only
+    The stage, built afresh by ``make()`` for each check, must: complete once its input
+    has completed (within ``timeout`` s of it), emitting only
     :class:`~rxpipe.batch.Batch` items; keep the samples' order within a split (unless
     ``ordered`` is false); pass an upstream error on as the very same object; dispose its
     upstream once its subscriber has what it wants (and, if ``streaming``, read no more of
@@ -175,7 +176,8 @@ def check_contract(
         ordered: whether the stage promises to keep the samples' order.
         streaming: whether the stage passes batches on as they come; false for stages
             that read ahead or fit first (a shuffle buffer, ``fitted`` processors).
-        timeout: seconds each check may take.
+        timeout: seconds each check may wait (for the input to be read to the end, then
+            again for the stage to complete after it).
 
     Raises:
         AssertionError: naming the stage and the rule it breaks, in the form
@@ -211,10 +213,7 @@ def check_contract(
 
     before = set(threading.enumerate())
     data = source(max(3, -(-len(features) // batch_size)), [], threading.Event())
-    try:
-        out = collect(data.pipe(make()), timeout)
-    except TimeoutError as error:
-        raise AssertionError(f"{name}: expected the stage to complete. {error}") from None
+    out = _completed_after_input(name, data, make(), timeout)
     strays = [item for item in out if not isinstance(item, Batch)]
     if strays:
         raise AssertionError(f"{name}: expected Batch items. Received: {describe_value(strays[0])}")
@@ -265,6 +264,48 @@ def check_contract(
     if not wait_for(lambda: not (set(threading.enumerate()) - before), timeout):
         left = sorted(t.name for t in set(threading.enumerate()) - before)
         raise AssertionError(f"{name}: expected no thread left running. Received: {left}")
+
+
+def _completed_after_input(
+    name: str, data: reactivex.Observable[Batch], stage: Operator[Batch, Batch], timeout: float
+) -> list[Any]:
+    """What ``stage`` emits for ``data``; it must complete within ``timeout`` s of its input.
+
+    Raises:
+        AssertionError: if its input is not read to the end within ``timeout`` s, or the
+            stage does not complete within ``timeout`` s after its input completed.
+        Exception: the stage's own error.
+    """
+    input_completed = threading.Event()
+    done = threading.Event()
+    items: list[Any] = []
+    errors: list[Exception] = []
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        done.set()
+
+    watched = data.pipe(ops.do_action(on_completed=input_completed.set))
+    subscription = watched.pipe(stage).subscribe(items.append, on_error, done.set)
+    try:
+        if not wait_for(lambda: done.is_set() or input_completed.is_set(), timeout):
+            raise AssertionError(
+                f"{name}: expected to read its input to the end and complete. Received: "
+                f"neither on_completed nor on_error within {timeout} s, {len(items)} item(s) "
+                "out and its input not read to the end"
+            )
+        if not done.wait(timeout):
+            raise AssertionError(
+                f"{name}: expected on_completed within {timeout} s after its input completed "
+                "(a stage must call on_completed after its input completes). Received: "
+                f"{len(items)} item(s) out and no on_completed {timeout} s after its input "
+                "completed"
+            )
+    finally:
+        subscription.dispose()
+    if errors:
+        raise errors[0]
+    return items
 
 
 def _stage_name(operator: Any) -> str:

@@ -17,12 +17,10 @@ from rxpipe.batch import Batch, DatasetMetadata
 from rxpipe.context import atomic_write, current_run, not_replaceable
 from rxpipe.errors import ConfigError, StageError
 from rxpipe.events import CacheRebuilt
-from rxpipe.flow import current_tally, generate
+from rxpipe.flow import PerRun, current_tally, generate
 from rxpipe.lineage import current_lineage, difference
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
-
-from .._fitting import PerRun
 
 MANIFEST = "cache.json"
 FORMAT = "rxpipe.cache/1"

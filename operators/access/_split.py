@@ -12,12 +12,10 @@ from rxpipe.batch import Batch, DatasetMetadata, Split
 from rxpipe.config import check_seed
 from rxpipe.context import current_run
 from rxpipe.errors import BatchError, ConfigError
-from rxpipe.flow import transform
+from rxpipe.flow import fitted, transform
 from rxpipe.registry import plugin
 from rxpipe.sharding import unit_hash
 from rxpipe.stage import Operator
-
-from .._fitting import fitted
 
 _ORDER = (Split.TRAIN, Split.VALIDATION, Split.TEST)
 SPLIT_VALUES: Mapping[str, Split] = {

@@ -33,6 +33,7 @@ from .._checks import (
     positive_int,
 )
 from ._memo import MetadataMemo
+from ._missing_numbers import MissingNumbers, missing_numbers
 
 COLUMN_TYPES = ("float", "int", "str")
 _DTYPES = {"float": "float32", "int": "int64", "str": "object"}
@@ -92,7 +93,27 @@ def _float(
     with np.errstate(over="ignore"):  # a number beyond float32 is refused just below
         out: np.ndarray[Any, Any] = parsed.astype(np.float32)
     _refuse_overflow(column, values, out)
+    _mark_missing_numbers(out, missing)
     return out
+
+
+def _mark_missing_numbers(out: np.ndarray[Any, Any], missing: frozenset[str]) -> None:
+    """Set to NaN, in place, the float32 cells equal to the value of a ``missing`` string
+    that reads as a number
+    (:func:`~rxpipe.operators.collect._missing_numbers.missing_numbers`): with
+    ``missing=["-999"]``, a cell written ``-999.0`` or ``-9.99e2`` is missing too, as
+    serving, which gets the number, cannot tell them apart.
+
+    Example:
+        >>> out = np.array([1.0, -999.0, -999.5], np.float32)
+        >>> _mark_missing_numbers(out, frozenset({"", "-999"})); out.tolist()
+        [1.0, nan, -999.5]
+    """
+    numbers = missing_numbers(missing)
+    if numbers:
+        hits = np.isin(out, np.asarray(numbers, np.float32))
+        if hits.any():
+            out[hits] = np.nan
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -145,7 +166,8 @@ def _missing_tokens(missing: frozenset[str]) -> tuple[frozenset[str], np.ndarray
 
 
 def _parse_floats(values: Sequence[str], missing: frozenset[str]) -> np.ndarray[Any, Any]:
-    """The cells as float64 in one numpy call, exactly as :func:`_float_cells` reads them.
+    """The cells as float64 in one numpy call, exactly as :func:`_float_cells` reads them
+    (both before :func:`_mark_missing_numbers`, which :func:`_float` applies to this).
 
     numpy reads each string with Python's ``float()``, which strips the same whitespace as
     ``str.strip()`` or less (never more), so a cell it reads has the value of the cell
@@ -192,6 +214,7 @@ def _float_cells(
                     f"column {column!r}: expected a number{hint}. Received: {value!r}"
                 ) from None
     _refuse_overflow(column, values, out)
+    _mark_missing_numbers(out, missing)
     return out
 
 
@@ -568,6 +591,11 @@ class _Reader:
         meta = DatasetMetadata(
             layout.path.stem, spec, layout.label_names, missing_strings=layout.missing_strings
         )
+        numbers = missing_numbers(layout.missing)
+        floats = tuple(c for c in plan.features if plan.kinds[c] == "float")
+        if numbers and floats:  # served rows hold the numbers: the model marks them missing
+            step = MissingNumbers(numbers, None if isinstance(spec, FeatureSpec) else floats)
+            meta = meta.with_preprocessor(step, spec)
         return self.memo(meta)
 
     def _batch(
@@ -682,6 +710,13 @@ class _Reader:
             out[:] = [v.strip() for v in values]
             return out
         array: np.ndarray[Any, Any] = convert(str(layout.label), kind, values, frozenset(), hint)
+        if kind == "float":  # a missing number written otherwise (-999.0 for "-999")
+            hits = np.isin(array, np.asarray(missing_numbers(missing), np.float32))
+            if hits.any():
+                raise RowError(
+                    f"column {layout.label!r}: expected {_LABEL_EXPECTED[kind]}. "
+                    f"Received: a missing value ({values[int(np.argmax(hits))]!r})"
+                )
         finite = np.isfinite(array)
         if not finite.all():
             raise RowError(
@@ -899,7 +934,14 @@ def csv_file(
             with an empty or ``missing`` id, or with the id of a row read before, is a
             row error (naming both lines).
         missing: strings that mean "missing" (compared with a cell stripped of
-            surrounding spaces). Recorded in the batches' metadata
+            surrounding spaces). One that reads as a number (``"-999"``) makes that
+            value missing in ``"float"`` columns however a cell writes it (``-999.0``,
+            ``-9.99e2``; compared in float32), and in the exported model, which turns a
+            served -999 in those columns into a missing value before its other steps
+            (the data's first preprocessing step, ``missing_numbers``); in ``"str"``
+            columns the text is compared (``"-999.0"`` is then a category), and
+            ``"int"`` columns hold no missing values (``-999`` is read as the number).
+            Recorded in the batches' metadata
             (``DatasetMetadata.missing_strings``): ``process.fill_missing`` and
             ``process.one_hot`` treat them as missing too, in training and in the
             exported model, so a served ``"?"`` is missing where a ``"?"`` read here was.

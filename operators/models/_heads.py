@@ -18,11 +18,11 @@ from reactivex import operators as ops
 
 from rxpipe.batch import Batch, DatasetMetadata
 from rxpipe.errors import BatchError
+from rxpipe.flow.fitting import FIT_SPLITS
 from rxpipe.model import ModelPlan
 from rxpipe.stage import Operator
 
 from .._checks import one_of
-from .._fitting import FIT_SPLITS
 
 if TYPE_CHECKING:
     import keras

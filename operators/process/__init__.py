@@ -2,7 +2,7 @@
 
 Pipcook's dataProcess (per sample: decode, resize, normalize, augment) and
 datasetProcess (fitted on the whole training split: vocabularies, standardizers,
-category lists, label maps; see :mod:`rxpipe.operators._fitting`). Transforms that
+category lists, label maps; see :func:`rxpipe.flow.fitted`). Transforms that
 serving must repeat are recorded in the batch metadata as
 :class:`~rxpipe.preprocessing.Preprocessor` steps; export builds them into the model.
 """

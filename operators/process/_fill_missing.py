@@ -10,12 +10,11 @@ import numpy as np
 
 from rxpipe.batch import Batch
 from rxpipe.errors import BatchError, ConfigError
-from rxpipe.flow import map_batches
+from rxpipe.flow import fitted, map_batches
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import missing_strings, names, one_of
-from .._fitting import fitted
 from ._recording import Recorded
 from ._standardize import Moments
 from ._tables import columns_of, is_table, kind_of, matrix, refuse_infinite
@@ -143,7 +142,10 @@ def fill_missing(
     ``DatasetMetadata.missing_strings``), else ``""``, ``NA``, ``N/A``, ``NaN``,
     ``nan``, ``null`` and ``None``; the source's strings are always added, so a raw
     ``"?"`` that ``collect.csv(missing=["", "?"])`` read as missing is missing in
-    serving too.
+    serving too, and a served JSON ``null`` is one of these strings (``""`` if it is
+    one; with ``missing=["?"]``, where ``""`` is a category, ``"?"``). A number that
+    ``collect.csv`` reads as missing (``missing=["-999"]``) is NaN before this step, in
+    training and in the exported model alike (see ``collect.csv``'s ``missing``).
 
     Args:
         strategy: ``"mean"``, ``"median"``, ``"most_frequent"`` or ``"constant"``.

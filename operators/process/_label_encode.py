@@ -10,13 +10,12 @@ import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata
 from rxpipe.errors import BatchError
-from rxpipe.flow import OnError, map_batches
+from rxpipe.flow import OnError, fitted, map_batches
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._bad_records import check_on_error
 from .._checks import fail, names
-from .._fitting import fitted
 
 
 def _key(value: Any) -> Any:

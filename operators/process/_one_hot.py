@@ -8,11 +8,11 @@ from typing import Any
 
 from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
 from rxpipe.errors import BatchError, ConfigError
+from rxpipe.flow import fitted
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import missing_strings, names, optional_positive_int, positive_int
-from .._fitting import fitted
 from ._recording import Recorded
 from ._tables import columns_of, spec_with
 from ._tabular_steps import OneHot, category_keys, missing_for

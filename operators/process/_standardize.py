@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from rxpipe.batch import Batch
+from rxpipe.flow import fitted
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import names
-from .._fitting import fitted
 from ._recording import Recorded
 from ._tables import columns_of, is_table, matrix, refuse_infinite
 from ._tabular_steps import Standardize

@@ -10,11 +10,11 @@ import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
 from rxpipe.errors import BatchError, ConfigError
+from rxpipe.flow import fitted
 from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import one_of, positive_int
-from .._fitting import fitted
 from ._recording import Recorded
 from ._text_steps import TextVectorize, fit_vocabulary, texts_of, tokenize
 

@@ -13,6 +13,9 @@
   flight, in input order unless asked otherwise.
 - :func:`iterate`: pull items from an observable through a bounded buffer; the source
   runs on a producer thread that blocks when the buffer is full (backpressure).
+- :func:`fitted`: an operator that first learns a state from the training split (a
+  vocabulary, a mean, a label map), then applies it to every split; :class:`PerRun` keeps
+  one value per run.
 - :func:`instrument`: wrap a stage with accounting, stage events and error labelling;
   operators inside report drops and skipped samples to :func:`current_tally`.
 
@@ -23,6 +26,7 @@ disposed, of an error anywhere in the chain, or of the end of the stream.
 from rxpipe.flow._skip import OnError
 from rxpipe.flow._tally import Tally, current_tally
 from rxpipe.flow.buffer import Overflow, bounded_buffer
+from rxpipe.flow.fitting import Fitter, PerRun, fitted
 from rxpipe.flow.instrument import StageCounts, check_accounting, instrument
 from rxpipe.flow.iterate import iterate
 from rxpipe.flow.parallel import Executor, parallel_map
@@ -33,14 +37,17 @@ from rxpipe.flow.transform import BatchTransformer, map_batches, transform
 __all__ = [
     "BatchTransformer",
     "Executor",
+    "Fitter",
     "OnError",
     "Overflow",
+    "PerRun",
     "StageCounts",
     "Tally",
     "append",
     "bounded_buffer",
     "check_accounting",
     "current_tally",
+    "fitted",
     "generate",
     "instrument",
     "iterate",

@@ -1,4 +1,4 @@
-"""Wrap a stage with accounting, stage events and error labelling."""
+"""Wrap a stage with accounting, stage events, error labelling and a stall watchdog."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 
 import reactivex
 from reactivex import abc
-from reactivex.disposable import CompositeDisposable, Disposable
+from reactivex.disposable import CompositeDisposable, Disposable, SerialDisposable
+from reactivex.scheduler import TimeoutScheduler
 
 from rxpipe.batch import Batch
 from rxpipe.context import RunContext, StageCounts, current_run
-from rxpipe.errors import AccountingError, StageError
-from rxpipe.events import StageCompleted, StageStarted
+from rxpipe.errors import AccountingError, ConfigError, StageError
+from rxpipe.events import StageCompleted, StageStalled, StageStarted
 from rxpipe.flow._tally import Tally, tallying
 from rxpipe.flow.buffer import buffer_stats
 from rxpipe.flow.transform import as_stage_error
@@ -23,7 +24,18 @@ from rxpipe.lineage import Describe, lineage_of
 
 Operator = Callable[[reactivex.Observable[Any]], reactivex.Observable[Any]]
 
-__all__ = ["LiveStage", "StageCounts", "check_accounting", "instrument", "live_stages"]
+__all__ = [
+    "STALL_WARNING_S",
+    "LiveStage",
+    "StageCounts",
+    "check_accounting",
+    "instrument",
+    "live_stages",
+]
+
+STALL_WARNING_S = 30.0
+"""Seconds a stage may stay silent after its input ended before :func:`instrument` warns
+(:class:`~rxpipe.events.StageStalled`); it warns again each time the silence doubles."""
 
 _merge_lock = threading.Lock()
 _perf = time.perf_counter
@@ -47,6 +59,7 @@ class _Pass:
         self.batches_in = self.samples_in = 0
         self.batches_out = self.samples_out = 0
         self.other_out = 0
+        self.handed_on = 0  # items whose on_next downstream has returned
         self.ended = False
         self.started = _perf()
         self.began: float | None = None  # when its first input, or its input's end, came
@@ -110,8 +123,98 @@ class _Pass:
             total.skipped.extend(s for s in tally.skipped if s.sample_id not in seen)
 
 
+class _StallWatch:
+    """Warns while a stage whose input ended neither emits nor ends (one pass of it).
+
+    Armed when the pass's input completes or fails (never per batch): the stage should
+    then end soon. A check after ``after_s`` s looks at the pass's counts; if nothing
+    moved (no batch in or out, no input being handled, no item being handed downstream)
+    it publishes :class:`~rxpipe.events.StageStalled`, and checks again when the silence
+    has doubled. Any activity starts the silence over. :meth:`stop` (the pass ended)
+    cancels the pending check; a check never reschedules after it.
+    """
+
+    def __init__(
+        self,
+        run: RunContext,
+        stage: str,
+        pass_index: int,
+        counts: _Pass,
+        after_s: float,
+        scheduler: abc.SchedulerBase,
+    ) -> None:
+        self._run, self._stage, self._pass_index = run, stage, pass_index
+        self._counts, self._after_s, self._scheduler = counts, after_s, scheduler
+        self._lock = threading.Lock()
+        self._timer = SerialDisposable()  # disposed: any later timer is cancelled at once
+        self._generation = 0  # the latest arming; an older check does nothing
+        self._input_end = "completed"
+        self._ended_at = self._quiet_since = scheduler.now
+        self._seen: tuple[int, int] = (0, 0)
+        self._warn_at = after_s
+
+    def _activity(self) -> tuple[int, int]:
+        counts = self._counts
+        return counts.batches_in, counts.batches_out + counts.other_out
+
+    def _busy(self) -> bool:
+        """Handling an input item, or waiting for downstream to take an item it emitted."""
+        counts = self._counts
+        return bool(counts.inside) or counts.handed_on < counts.batches_out + counts.other_out
+
+    def input_ended(self, how: str) -> None:
+        """(Re)arm: the stage's input just completed (``how="completed"``) or failed."""
+        with self._lock:
+            self._generation += 1
+            self._input_end = how
+            self._ended_at = self._quiet_since = self._scheduler.now
+            self._seen = self._activity()
+            self._warn_at = self._after_s
+            self._timer.disposable = self._scheduler.schedule_relative(
+                self._after_s, self._check, self._generation
+            )
+
+    def stop(self) -> None:
+        """The pass ended: no more checks."""
+        self._timer.dispose()
+
+    def _check(self, scheduler: abc.SchedulerBase, generation: int | None) -> None:
+        warning: dict[str, Any] | None = None
+        with self._lock:
+            if generation != self._generation or self._counts.ended or self._timer.is_disposed:
+                return
+            now = scheduler.now
+            seen = self._activity()
+            if seen != self._seen or self._busy():
+                self._seen, self._quiet_since, self._warn_at = seen, now, self._after_s
+                delay = self._after_s
+            else:
+                quiet = (now - self._quiet_since).total_seconds()
+                if quiet >= self._warn_at * 0.999:  # timers may fire a hair early
+                    warning = {
+                        "stage": self._stage,
+                        "pass_index": self._pass_index,
+                        "input_end": self._input_end,
+                        "input_ended_s": (now - self._ended_at).total_seconds(),
+                        "silent_s": quiet,
+                        "batches_in": seen[0],
+                        "batches_out": self._counts.batches_out,
+                    }
+                    self._warn_at *= 2
+                delay = max(self._warn_at - quiet, 0.0)
+            self._timer.disposable = scheduler.schedule_relative(delay, self._check, generation)
+        if warning is not None:
+            self._run.publish(StageStalled, **warning)
+
+
 def instrument(
-    name: str, kind: str, operator: Operator, lineage: Describe | None = None
+    name: str,
+    kind: str,
+    operator: Operator,
+    lineage: Describe | None = None,
+    *,
+    stall_warning_s: float | None = None,
+    scheduler: abc.SchedulerBase | None = None,
 ) -> Operator:
     """Wrap ``operator`` as the pipeline stage ``name``.
 
@@ -131,7 +234,52 @@ def instrument(
 
     While the stage subscribes, ``lineage`` (what its input is made of, see
     :mod:`rxpipe.lineage`) is current too.
+
+    A stage must end after its input does. When a pass's input has completed (or failed)
+    and the stage stays silent (no output, no end) for ``stall_warning_s`` seconds, a
+    watchdog publishes :class:`~rxpipe.events.StageStalled` naming it (the log and the
+    progress bar show it as a warning), and again each time the silence doubles (30 s,
+    60 s, 120 s, ... by default). The run is not failed: a stage may still be working
+    after its input ended. The watchdog costs nothing per batch: its timer starts only
+    when a pass's input ends while the stage has not ended yet, and is cancelled when the
+    pass ends (completed, failed or disposed), so it outlives no run.
+
+    Args:
+        name: the stage's name in events, counts and errors.
+        kind: its plugin kind (``"process"``, ``"custom"``, ...).
+        operator: the stage itself.
+        lineage: what its input is made of.
+        stall_warning_s: seconds of silence after the input ended before the first
+            warning; ``None``: :data:`STALL_WARNING_S` (30 s); ``0``: never warn.
+        scheduler: where the watchdog's timers run (default: reactivex's
+            ``TimeoutScheduler``, daemon timer threads; tests pass a ``TestScheduler``).
+
+    Returns:
+        The instrumented operator.
+
+    Raises:
+        ConfigError: if ``stall_warning_s`` is not a number of seconds >= 0 or ``None``.
+
+    Example:
+        >>> from rxpipe.testing import EventRecorder, collect
+        >>> from rxpipe.context import RunContext, running
+        >>> from rxpipe.events import EventBus
+        >>> run = RunContext("r", "demo", None, EventBus("r"))
+        >>> recorder = EventRecorder()
+        >>> _ = run.bus.events.subscribe(recorder)
+        >>> with running(run):
+        ...     collect(reactivex.of(1, 2).pipe(instrument("custom.same", "custom", lambda s: s)))
+        [1, 2]
+        >>> recorder.kinds()
+        ['stage_started', 'stage_completed']
     """
+    after_s = STALL_WARNING_S if stall_warning_s is None else stall_warning_s
+    if isinstance(after_s, bool) or not isinstance(after_s, int | float) or not after_s >= 0:
+        raise ConfigError(
+            f"stall_warning_s: expected a number of seconds >= 0 or None. Received: "
+            f"{stall_warning_s!r}"
+        )
+    timers = scheduler  # (each subscription has a ``scheduler`` of its own)
 
     def instrumented(source: reactivex.Observable[Any]) -> reactivex.Observable[Any]:
         def subscribe(
@@ -149,13 +297,28 @@ def instrument(
             end_lock = threading.Lock()
             upstream_errors: set[int] = set()
             last_input: list[Any] = [None]
+            watches: list[_StallWatch] = []  # made when the input first ends, if ever
             run.publish(StageStarted, stage=name, kind_of_stage=kind, pass_index=pass_index)
+
+            def input_ended(how: str) -> None:
+                """After the stage handled its input's end: watch it unless it ended."""
+                if not after_s:
+                    return
+                with end_lock:
+                    if counts.ended:
+                        return
+                    if not watches:
+                        clock = timers or TimeoutScheduler.singleton()
+                        watches.append(_StallWatch(run, name, pass_index, counts, after_s, clock))
+                watches[0].input_ended(how)
 
             def end(outcome: str, failed_ids: int = 0) -> bool:
                 with end_lock:
                     if counts.ended:
                         return False
                     counts.ended = True
+                    if watches:
+                        watches[0].stop()
                 counts.merge(total, time.perf_counter() - started, outcome, failed_ids)
                 with _merge_lock:
                     live = _LIVE.get(run, {}).get(name, [])
@@ -171,6 +334,7 @@ def instrument(
                     counts.other_out += 1
                 before = _perf()
                 observer.on_next(item)  # if it raises, the pass ends: no timing to keep
+                counts.handed_on += 1
                 if counts.inside == _ident():
                     counts.nested_s += _perf() - before
                 else:
@@ -246,10 +410,12 @@ def instrument(
                     finally:
                         counts.inside = 0
                         counts.own_s += _perf() - before
+                    input_ended("completed")
 
                 def forward_error(error: Exception) -> None:
                     upstream_errors.add(id(error))
                     inner.on_error(error)
+                    input_ended("failed")
 
                 with tallying(None), lineage_of(None):  # the stages before have their own
                     return source.subscribe(

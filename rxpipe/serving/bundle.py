@@ -28,13 +28,16 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 
 from rxpipe.batch import FeatureSpec
 from rxpipe.errors import BundleError, PredictionInputError
+
+if TYPE_CHECKING:
+    from rxpipe.serving.inputs import FilledInputs
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -405,9 +408,11 @@ class Bundle:
         return self.signatures[DEFAULT_SIGNATURE]["inputs"]
 
     @functools.cached_property
-    def filled_inputs(self) -> frozenset[str]:
+    def filled_inputs(self) -> FilledInputs:
         """The raw inputs whose missing values (``null``, NaN) the model's preprocessing
-        fills, as in training (see :func:`rxpipe.serving.inputs.filled_inputs`)."""
+        fills, as in training, with the text ``null`` is in each string input and the
+        numbers that mean missing in each float input (see
+        :func:`rxpipe.serving.inputs.filled_inputs`)."""
         from rxpipe.serving.inputs import filled_inputs
 
         return filled_inputs(self.card.get("preprocessing", []), self.inputs)
@@ -455,7 +460,8 @@ class Bundle:
         Each input is checked first, as the server checks requests
         (:func:`rxpipe.serving.inputs.to_array`): the sample shape, the dtype and the
         values must fit the signature, so that TensorFlow never sees a tensor it cannot
-        take.
+        take. ``None`` (or NaN) is a missing value in the inputs whose missing values
+        the model fills (:attr:`filled_inputs`), as the training data's missing value.
 
         Raises:
             PredictionInputError: if ``inputs`` is not a mapping of the signature's input
@@ -464,7 +470,7 @@ class Bundle:
         """
         import tensorflow as tf
 
-        from rxpipe.serving.inputs import key_difference, to_array, unused_batch
+        from rxpipe.serving.inputs import input_array, key_difference, unused_batch
 
         if not isinstance(inputs, Mapping):  # untyped callers pass a bare array
             example = "{" + repr(next(iter(self.inputs), "features")) + ": batch}"  # type: ignore[unreachable]
@@ -486,11 +492,8 @@ class Bundle:
                 f"{signature}: expected the inputs {sorted(required)}{also}. Received: {difference}"
             )
         batch = {
-            name: to_array(
-                inputs[name],
-                spec,
-                f"{signature} input {name!r}",
-                spec.optional or name in self.filled_inputs,
+            name: input_array(
+                inputs[name], name, spec, f"{signature} input {name!r}", self.filled_inputs
             )
             for name, spec in specs.items()
             if name in inputs

@@ -19,10 +19,15 @@ cannot convert without loss); errors name the first offending value and its samp
 Missing values: for the inputs whose missing values the model's preprocessing fills
 (``process.fill_missing``, ``process.one_hot`` which encodes them as zeros, or
 ``process.vectorize`` which takes no text as an empty one; see :func:`filled_inputs`),
-JSON ``null`` is accepted, as NaN for a float input and as ``""``
-for a string input, and so is NaN (``NaN`` in JSON, which Python's reader accepts)
-for a float input. The caller names those inputs (``missing_ok``); for every other
-input ``null`` and NaN are refused as above, naming the sample.
+JSON ``null`` is accepted as the training data's missing value: NaN for a float input,
+and for a string input the text the model reads as missing (``""``, or with
+``collect.csv(missing=["?"])``, where ``""`` is a category, ``"?"``); NaN (``NaN`` in
+JSON, which Python's reader accepts) is accepted too for a float input. The caller names
+those inputs (``missing_ok``, best a :class:`FilledInputs`, which also says how each
+writes a missing value); for every other input ``null`` and NaN are refused as above,
+naming the sample, and so is a number that the training data's source read as missing
+(``collect.csv(missing=["-999"])``: the model turns -999 into a missing value, which it
+does not fill there).
 
 Example:
     >>> spec = TensorInfo("features", "float32", (None, 2))
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,11 +48,13 @@ from rxpipe.errors import PredictionInputError
 from rxpipe.serving.bundle import TensorInfo
 
 __all__ = [
+    "FilledInputs",
     "batch_size",
     "columns_to_batch",
     "expected_sample",
     "filled_inputs",
     "fits_sample",
+    "input_array",
     "key_difference",
     "parse_request",
     "rows_to_batch",
@@ -102,39 +109,136 @@ def _first(bad: np.ndarray[Any, Any]) -> tuple[Any, ...]:
     return tuple(np.argwhere(bad)[0])
 
 
+class FilledInputs(frozenset[str]):
+    """The names of the raw inputs whose missing values a model fills, and how a missing
+    value is written in each input for the model (see :func:`filled_inputs`).
+
+    Attributes:
+        null_text: per input a step fills, the text that JSON ``null`` stands for if
+            it is a string input: one the model reads as missing, ``""`` if it does;
+            ``None`` where it reads no text as missing (``null`` is refused there).
+        missing_numbers: per float input, the values the model reads as missing
+            (``collect.csv``'s numeric missing strings, which its first step turns into
+            NaN); refused, as NaN is, in an input whose missing values are not filled.
+
+    Example:
+        >>> filled = FilledInputs({"city"}, null_text={"city": "?"})
+        >>> filled == {"city"}, filled.null_text["city"]
+        (True, '?')
+    """
+
+    null_text: Mapping[str, str | None]
+    missing_numbers: Mapping[str, tuple[float, ...]]
+
+    def __new__(
+        cls,
+        names: Iterable[str] = (),
+        null_text: Mapping[str, str | None] | None = None,
+        missing_numbers: Mapping[str, tuple[float, ...]] | None = None,
+    ) -> FilledInputs:
+        self = super().__new__(cls, names)
+        self.null_text = dict(null_text or {})
+        self.missing_numbers = dict(missing_numbers or {})
+        return self
+
+    def __reduce__(self) -> Any:  # pickled with its mappings (frozenset's drops them)
+        return (type(self), (set(self), self.null_text, self.missing_numbers))
+
+
+def _null_text(missing: Any) -> str | None:
+    """The text a step reads as missing that stands for ``null``: ``""`` if the step's
+    ``missing`` strings hold it (the default, and what older model cards mean without
+    ``missing``), else the first one that a stripped cell can equal; ``None`` if none.
+
+    Example:
+        >>> _null_text(None), _null_text(["?", ""]), _null_text([" ? ", "?"]), _null_text([])
+        ('', '', '?', None)
+    """
+    if missing is None:
+        return ""
+    tokens = [str(t) for t in missing if str(t) == str(t).strip()]
+    return "" if "" in tokens else (tokens[0] if tokens else None)
+
+
 def filled_inputs(
     preprocessing: Sequence[Mapping[str, Any]], inputs: Collection[str]
-) -> frozenset[str]:
+) -> FilledInputs:
     """The raw inputs whose missing values a model's preprocessing fills (or one-hot encodes).
 
     ``preprocessing`` is the model card's list of steps (``{"name": ..., **config}``).
     A ``fill_missing`` step names its columns; without, it fills the one matrix input,
     or the columns a ``concat_columns`` step before it joined into that matrix. A
     ``one_hot`` step encodes a missing value as zeros, and a ``vectorize`` step reads
-    no text as an empty one, as in training.
+    no text as an empty one, as in training. For a string input, the first of these
+    steps that takes it says which text ``null`` becomes (``FilledInputs.null_text``):
+    ``""`` where that step reads ``""`` as missing, else its first missing string (the
+    source's ``"?"``, where ``""`` is a category as it was in training). A
+    ``missing_numbers`` step (recorded by ``collect.csv`` for numeric missing strings)
+    gives ``FilledInputs.missing_numbers``.
 
     Example:
-        >>> steps = [{"name": "fill_missing", "columns": ["age"]},
+        >>> steps = [{"name": "fill_missing", "columns": ["age", "city"], "missing": ["?"]},
         ...          {"name": "one_hot", "columns": ["city"]}]
-        >>> sorted(filled_inputs(steps, ["age", "city", "n"]))
-        ['age', 'city']
+        >>> filled = filled_inputs(steps, ["age", "city", "n"])
+        >>> sorted(filled), filled.null_text["city"]
+        (['age', 'city'], '?')
     """
     names: set[str] = set()
     joined: list[str] = []
+    null_text: dict[str, str | None] = {}
+    numbers: dict[str, tuple[float, ...]] = {}
+
+    def take(columns: Iterable[Any], missing: Any) -> None:
+        for column in map(str, columns):
+            names.add(column)
+            null_text.setdefault(column, _null_text(missing))  # the first step decides
+
     for step in preprocessing:
         kind, columns = step.get("name"), step.get("columns")
-        if kind == "concat_columns" and columns is not None:
+        if kind == "missing_numbers":
+            values = tuple(float(v) for v in step.get("values", ()))
+            numbers.update((str(c), values) for c in (inputs if columns is None else columns))
+        elif kind == "concat_columns" and columns is not None:
             joined = [str(c) for c in columns]
         elif kind == "one_hot" and columns is not None:
-            names.update(str(c) for c in columns)
+            take(columns, step.get("missing"))
         elif kind == "vectorize":  # its one text input
-            names.update(inputs)
+            take(inputs, [""])
         elif kind == "fill_missing":
             if columns is not None:
-                names.update(str(c) for c in columns)
-            else:
+                take(columns, step.get("missing"))
+            else:  # a matrix of numbers
                 names.update(joined or inputs)
-    return frozenset(names) & frozenset(inputs)
+    present = frozenset(inputs)
+    return FilledInputs(
+        names & present,
+        {k: v for k, v in null_text.items() if k in present},
+        {k: v for k, v in numbers.items() if k in present},
+    )
+
+
+def input_array(
+    value: Any, name: str, spec: TensorInfo, where: str, missing_ok: Collection[str] = ()
+) -> np.ndarray[Any, Any]:
+    """:func:`to_array` for the input ``name``, which takes missing values if it is in
+    ``missing_ok`` or optional; a :class:`FilledInputs` also says what ``null`` is in a
+    string input and which numbers mean missing in a float one.
+
+    Example:
+        >>> filled = FilledInputs({"city"}, null_text={"city": "?"})
+        >>> spec = TensorInfo("city", "string", (None,))
+        >>> input_array(["rome", None], "city", spec, "city", filled).tolist()
+        ['rome', '?']
+    """
+    text: str | None = ""
+    numbers: tuple[float, ...] = ()
+    if isinstance(missing_ok, FilledInputs):
+        text = missing_ok.null_text.get(name, "")
+        numbers = missing_ok.missing_numbers.get(name, ())
+    if spec.optional:  # the model does not use it: any missing value will do
+        return to_array(value, spec, where, True)
+    takes = name in missing_ok and (spec.dtype != "string" or text is not None)
+    return to_array(value, spec, where, takes, null_text=text or "", missing_numbers=numbers)
 
 
 def _first_where(
@@ -234,7 +338,9 @@ def _refuse_null(value: Any, spec: TensorInfo, where: str, missing_ok: bool) -> 
         )
 
 
-def _strings(value: Any, where: str, missing_ok: bool = False) -> np.ndarray[Any, Any]:
+def _strings(
+    value: Any, where: str, missing_ok: bool = False, null_text: str = ""
+) -> np.ndarray[Any, Any]:
     if isinstance(value, np.ndarray):  # e.g. an object array of encoded images
         if value.dtype.kind not in "OSU":
             raise PredictionInputError(
@@ -258,7 +364,7 @@ def _strings(value: Any, where: str, missing_ok: bool = False) -> np.ndarray[Any
         if isinstance(item, bytes):
             return item
         if item is None and missing_ok:
-            return ""  # a missing text value, as the model's preprocessing reads it
+            return null_text  # a missing text value, as the model's preprocessing reads it
         if isinstance(item, Mapping) and set(item) == {"b64"} and isinstance(item["b64"], str):
             try:
                 return base64.b64decode(item["b64"], validate=True)
@@ -294,18 +400,27 @@ def _strings(value: Any, where: str, missing_ok: bool = False) -> np.ndarray[Any
 
 
 def to_array(
-    value: Any, spec: TensorInfo, where: str, missing_ok: bool = False
+    value: Any,
+    spec: TensorInfo,
+    where: str,
+    missing_ok: bool = False,
+    *,
+    null_text: str = "",
+    missing_numbers: Sequence[float] = (),
 ) -> np.ndarray[Any, Any]:
     """A batch (samples on the first axis) of ``spec``'s input from a JSON value or array.
 
     With ``missing_ok`` (an input whose missing values the model fills), ``null`` is a
-    missing value: NaN for a float input, ``""`` for a string input; and a float input
-    takes NaN (not infinities).
+    missing value: NaN for a float input, ``null_text`` for a string input (a text the
+    model reads as missing); and a float input takes NaN (not infinities). Without,
+    a float input also refuses ``missing_numbers``, the values the model reads as
+    missing (see :class:`FilledInputs`).
 
     Raises:
         PredictionInputError: for a ragged value, a wrong shape, a value of the wrong
             kind (floats or out-of-range numbers for an integer input, numbers for text),
-            ``null`` or NaN where the model fills no missing values.
+            ``null``, NaN or one of ``missing_numbers`` where the model fills no missing
+            values.
 
     Example:
         >>> to_array([[0, 16]], TensorInfo("x", "uint8", (None, 2)), "instances").tolist()
@@ -315,7 +430,7 @@ def to_array(
     """
     floats = spec.dtype.startswith(("float", "bfloat"))
     if spec.dtype == "string":
-        array = _strings(value, where, missing_ok)
+        array = _strings(value, where, missing_ok, null_text)
     elif isinstance(value, np.ndarray):
         array = value
     else:
@@ -353,7 +468,36 @@ def to_array(
         return array
     if array.dtype.kind in "SU" and isinstance(value, list):  # numpy made text of numbers
         _refuse_odd(value, spec, where)  # among strings: name the first string sent
-    return _cast(array, spec, where, missing_ok and floats)
+    converted = _cast(array, spec, where, missing_ok and floats)
+    if floats and missing_numbers and not missing_ok:
+        _refuse_missing_numbers(converted, spec, where, missing_numbers)
+    return converted
+
+
+def _refuse_missing_numbers(
+    array: np.ndarray[Any, Any], spec: TensorInfo, where: str, numbers: Sequence[float]
+) -> None:
+    """A clear error for a number the model reads as missing, in an input whose missing
+    values it does not fill (it would compute on NaN).
+
+    Example:
+        >>> spec = TensorInfo("x", "float32", (None,))
+        >>> _refuse_missing_numbers(np.array([1, -999], "float32"), spec, "x", [-999.0])
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.PredictionInputError: x: expected float32 values of shape () per
+        sample, not -999.0 (a missing value in the training data, which the model does
+        not fill in this input). Received: -999.0 in sample 1
+    """
+    hits = np.isin(array, np.asarray(numbers, array.dtype))
+    if hits.any():
+        index = _first(hits)
+        shown = " or ".join(repr(float(n)) for n in numbers)
+        raise PredictionInputError(
+            f"{where}: expected {expected_sample(spec)} per sample, not {shown} (a missing "
+            "value in the training data, which the model does not fill in this input). "
+            f"Received: {array[index].item()!r} in {_at(index)}"
+        )
 
 
 def _cast(
@@ -428,7 +572,7 @@ def rows_to_batch(
         name, spec = next(iter(specs.items()))
         if all(isinstance(row, Mapping) and set(row) == {name} for row in instances):
             instances = [row[name] for row in instances]
-        return {name: to_array(instances, spec, where, name in missing_ok)}
+        return {name: input_array(instances, name, spec, where, missing_ok)}
     required, unused = _required(specs)
     for index, row in enumerate(instances):
         if not isinstance(row, Mapping) or not set(required) <= set(row) <= set(specs):
@@ -442,11 +586,12 @@ def rows_to_batch(
                 f"{_expected_inputs(required, unused)}. Received: {got}"
             )
     return {
-        name: to_array(
+        name: input_array(
             [row[name] if name in row else _unused_value(spec) for row in instances],
+            name,
             spec,
             f"{where} (input {name!r})",
-            spec.optional or name in missing_ok,
+            missing_ok,
         )
         for name, spec in specs.items()
     }
@@ -503,15 +648,13 @@ def columns_to_batch(
                 f"Received: {key_difference(inputs, required, 'an object that', unused)}"
             )
         batch = {
-            name: to_array(
-                inputs[name], spec, f"{where}[{name!r}]", spec.optional or name in missing_ok
-            )
+            name: input_array(inputs[name], name, spec, f"{where}[{name!r}]", missing_ok)
             for name, spec in specs.items()
             if name in inputs
         }
     elif len(specs) == 1:
         name, spec = next(iter(specs.items()))
-        batch = {name: to_array(inputs, spec, where, name in missing_ok)}
+        batch = {name: input_array(inputs, name, spec, where, missing_ok)}
     else:
         raise PredictionInputError(
             f"{where}: expected an object with the inputs {sorted(specs)}. "

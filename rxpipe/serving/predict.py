@@ -8,6 +8,10 @@ Each INPUT is read by what it is:
   named input;
 - ``.json``: a list of rows, a single row, or ``{"instances": ...}`` / ``{"inputs": ...}``
   as in TensorFlow Serving; ``.jsonl``: one row per line;
+- ``.csv`` (for a model on a table, e.g. trained on ``collect.csv``): one sample per
+  row, its columns matched to the model's inputs by name, read and predicted ``chunk``
+  rows at a time, so a file of any size takes the memory of a chunk (see
+  :mod:`rxpipe.serving.csv_input`);
 - ``.txt`` (for a text model): the file's text is one sample;
 - anything else that is not a file: text for a text model, otherwise JSON (a row or
   a list of rows).
@@ -17,7 +21,10 @@ card ``task = "regression"``) is the predicted value, or a list of values for se
 targets. An input that cannot be read (a corrupt or pickled ``.npy``, a ``.jsonl`` line
 that is not JSON) raises :class:`~rxpipe.errors.PredictionInputError` naming the file
 (and line), and so does a file whose content does not fit the model's inputs: the
-message gives the input's dtype and shape per sample, and what the file holds.
+message gives the input's dtype and shape per sample, and what the file holds. Every
+input is read and checked before the first prediction, except a CSV file's rows: its
+header is checked first, its rows as they are predicted (a bad row stops the
+predictions there, naming the file, the line and the column).
 """
 
 from __future__ import annotations
@@ -33,7 +40,13 @@ import attrs
 import numpy as np
 
 from rxpipe.errors import PredictionInputError
-from rxpipe.serving.bundle import Bundle, TensorInfo, regression_values, top_k
+from rxpipe.serving.bundle import (
+    Bundle,
+    TensorInfo,
+    regression_values,
+    top_k,
+)
+from rxpipe.serving.csv_input import CsvTable, read_csv
 from rxpipe.serving.images import check_image
 from rxpipe.serving.inputs import (
     columns_to_batch,
@@ -120,7 +133,7 @@ def _is_batch(value: list[Any], specs: Mapping[str, Any]) -> bool:
     return depth > len(spec.sample_shape)
 
 
-def read_input(text: str, bundle: Bundle) -> _Samples:
+def read_input(text: str, bundle: Bundle) -> _Samples | CsvTable:
     """Read one command-line INPUT as samples for ``bundle`` (see the module docstring).
 
     Raises:
@@ -143,8 +156,8 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
             except OSError:
                 found = "not JSON, nor a file name"
             raise PredictionInputError(
-                f"{text}: expected an existing file (image, .npy, .npz, .json, .jsonl) or a "
-                f"JSON row. Received: {found}"
+                f"{text}: expected an existing file (image, .npy, .npz, .json, .jsonl, .csv) "
+                f"or a JSON row. Received: {found}"
             ) from None
         return _from_json(value, "argument", bundle, where=f"argument {_clip(text)}")
     suffix = path.suffix.lower()
@@ -169,6 +182,8 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
     if suffix == ".txt" and bundle.accepts_text:
         name, spec = next(iter(bundle.inputs.items()))
         return _Samples([text], batch={name: to_array([_read_text(path, text)], spec, text)})
+    if suffix == ".csv":
+        return read_csv(path, bundle, text)
     data = path.read_bytes()
     try:
         check_image(data, text)
@@ -176,7 +191,7 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
         if suffix in _IMAGE_SUFFIXES or _image_format(data) is not None:
             raise  # an image file, or an image in a format TensorFlow does not decode
         raise PredictionInputError(
-            f"{text}: expected an image, .npy, .npz, .json, .jsonl"
+            f"{text}: expected an image, .npy, .npz, .json, .jsonl, .csv"
             f"{' or .txt' if bundle.accepts_text else ''} file. Received: "
             f"{suffix or 'a file without suffix'} that is none of these"
         ) from None
@@ -189,7 +204,7 @@ def read_input(text: str, bundle: Bundle) -> _Samples:
     return _Samples([text], images=[data])
 
 
-_ROWS = "arrays or rows (.npy, .npz, .json, .jsonl, or a JSON row)"
+_ROWS = "arrays or rows (.npy, .npz, .json, .jsonl, .csv, or a JSON row)"
 
 
 def _image_format(data: bytes) -> str | None:
@@ -389,14 +404,27 @@ times more."""
 
 @attrs.frozen
 class Inputs:
-    """Inputs read and checked for a model (see :func:`read_inputs`), not yet predicted."""
+    """Inputs read and checked for a model (see :func:`read_inputs`), not yet predicted
+    (a CSV file's rows are read as they are predicted)."""
 
-    samples: tuple[_Samples, ...]
+    samples: tuple[_Samples | CsvTable, ...]
 
     @property
-    def names(self) -> list[str]:
-        """Every sample's name, in order (``digit.png``, ``rows.json[2]``)."""
-        return [name for samples in self.samples for name in samples.names]
+    def width(self) -> int:
+        """The length of the longest sample name (``digit.png``, ``rows.json[2]``), for
+        aligned lines; for a CSV file, of the longest its size allows (``rows.csv[999]``)."""
+        return max(
+            (
+                samples.width if isinstance(samples, CsvTable) else max(map(len, samples.names))
+                for samples in self.samples
+            ),
+            default=0,
+        )
+
+    @property
+    def notes(self) -> list[str]:
+        """What to tell the user about the inputs (a CSV file's columns not read)."""
+        return [note for s in self.samples if isinstance(s, CsvTable) for note in s.notes]
 
 
 def read_inputs(bundle: Bundle, inputs: Sequence[str]) -> Inputs:
@@ -414,8 +442,9 @@ def predict_inputs(
     """The top ``k`` labels (a regression: the value) of every sample in ``inputs``, in order.
 
     Every input is read (and checked) first, unless given as :class:`Inputs` already
-    read. The images of all inputs are then predicted together, every other input on
-    its own, ``chunk`` samples a call at most.
+    read; a CSV file's rows are read ``chunk`` at a time as they are predicted. The
+    images of all inputs are then predicted together, every other input on its own,
+    ``chunk`` samples a call at most.
 
     Raises:
         PredictionInputError: for an input that is unreadable or does not fit the model.
@@ -439,26 +468,33 @@ def predict_inputs(
                 raise _rejected(error, names[start : start + chunk], call) from None
             yield from answers(names[start : start + chunk], scores)
 
+    def part_answers(names: list[str], part: dict[str, Any]) -> Iterator[Prediction]:
+        try:
+            scores = bundle.predict(part)["scores"]
+        except PredictionInputError as error:
+            call = lambda i: bundle.predict({n: a[i : i + 1] for n, a in part.items()})  # noqa: E731
+            raise _rejected(error, names, call) from None
+        yield from answers(names, scores)
+
     def batch_answers(samples: _Samples) -> Iterator[Prediction]:
         assert samples.batch is not None
         for start in range(0, len(samples.names), chunk):
             part = {name: array[start : start + chunk] for name, array in samples.batch.items()}
-            try:
-                scores = bundle.predict(part)["scores"]
-            except PredictionInputError as error:
-                call = lambda i, p=part: bundle.predict({n: a[i : i + 1] for n, a in p.items()})  # noqa: E731
-                raise _rejected(error, samples.names[start : start + chunk], call) from None
-            yield from answers(samples.names[start : start + chunk], scores)
+            yield from part_answers(samples.names[start : start + chunk], part)
 
     if chunk < 1:
         raise ValueError(f"chunk: expected an int >= 1. Received: {chunk}")
 
     read = (inputs if isinstance(inputs, Inputs) else read_inputs(bundle, inputs)).samples
-    images = [image for samples in read for image in (samples.images or [])]
-    image_names = [name for samples in read if samples.images is not None for name in samples.names]
+    in_memory = [samples for samples in read if isinstance(samples, _Samples)]
+    images = [image for samples in in_memory for image in (samples.images or [])]
+    image_names = [n for samples in in_memory if samples.images is not None for n in samples.names]
     from_images = image_answers(images, image_names)
     for samples in read:
-        if samples.images is not None:
+        if isinstance(samples, CsvTable):
+            for names, part in samples.batches(bundle, chunk):
+                yield from part_answers(names, part)
+        elif samples.images is not None:
             for _ in samples.names:
                 yield next(from_images)
         else:

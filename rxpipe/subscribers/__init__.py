@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rxpipe.events import Event, EventBus
+from rxpipe.events import Event, EventBus, StageStalled
 from rxpipe.subscribers.jsonl import JsonlWriter
 from rxpipe.subscribers.logs import EventLogger
 from rxpipe.subscribers.progress import ProgressBar
@@ -48,6 +49,8 @@ def attach_subscribers(
     except BaseException:
         _close(sinks)
         raise
+    if log_format is None and not progress:
+        sinks.append(_warn_stalls)
     sinks.extend(extra)
     subscriptions = [bus.events.subscribe(sink) for sink in sinks]
 
@@ -57,6 +60,14 @@ def attach_subscribers(
         _close(sinks)
 
     return detach
+
+
+def _warn_stalls(event: Event) -> None:
+    """A quiet run (no log, no progress bar) still tells of a stalled stage, through the
+    standard library's ``logging`` (printed to stderr unless the application configures it).
+    """
+    if isinstance(event, StageStalled):
+        logging.getLogger("rxpipe").warning("rxpipe: warning: %s", event.summary())
 
 
 def _close(sinks: Sequence[Callable[[Event], None]]) -> None:

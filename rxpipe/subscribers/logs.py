@@ -12,6 +12,7 @@ from rxpipe.events import (
     BatchesDropped,
     Event,
     StageCompleted,
+    StageStalled,
     StageStarted,
     ThroughputSnapshot,
     TrainProgress,
@@ -45,13 +46,15 @@ class EventLogger:
 
     Logged: the run's start, completion and failure, epochs, evaluations, saved
     artifacts, dropped batches, skipped samples, rebuilt caches, and throughput snapshots
-    (one summary line each). Left out as too frequent for a log (see :data:`LEFT_OUT`):
-    ``train_progress`` (a few per second), ``stage_started`` and ``stage_completed`` (one
-    per stage per pass over the data); and so are the samples a processor consumed to fit
-    itself (``batches_dropped`` with reason ``"fitting pass"``: nothing is lost). Floats
-    are rounded and per-class metrics and confusion matrices are dropped; in JSON, NaN and
-    infinities are ``null``, so every line is strict JSON. The run's events.jsonl has every
-    event in full.
+    (one summary line each). A stalled stage (``stage_stalled``: its input ended and it
+    neither emits nor ends) is a ``warning`` line with its fields and a ``message`` saying
+    what to check; a failed run an ``error`` line. Left out as too frequent for a log (see
+    :data:`LEFT_OUT`): ``train_progress`` (a few per second), ``stage_started`` and
+    ``stage_completed`` (one per stage per pass over the data); and so are the samples a
+    processor consumed to fit itself (``batches_dropped`` with reason ``"fitting pass"``:
+    nothing is lost). Floats are rounded and per-class metrics and confusion matrices are
+    dropped; in JSON, NaN and infinities are ``null``, so every line is strict JSON. The
+    run's events.jsonl has every event in full.
     The logger has its own processor chain and bound-logger class, so it neither needs
     nor changes the application's global structlog configuration, and is not filtered by
     it: a level filter set there for the application's own logs drops none of these lines.
@@ -105,5 +108,7 @@ class EventLogger:
         del fields["event"], fields["time"]
         if event.kind == "run_failed":
             self._log.error(event.kind, **fields)
+        elif isinstance(event, StageStalled):
+            self._log.warning(event.kind, **fields, message=event.summary())
         else:
             self._log.info(event.kind, **fields)

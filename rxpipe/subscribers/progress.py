@@ -11,6 +11,7 @@ from rxpipe.events import (
     Event,
     RunCompleted,
     RunFailed,
+    StageStalled,
     ThroughputSnapshot,
     TrainProgress,
 )
@@ -27,7 +28,8 @@ class ProgressBar:
     count, the loss, the elapsed and the remaining time) and, once a
     :class:`~rxpipe.events.ThroughputSnapshot` arrives, one line summarising each stage's
     throughput below them. That line is cut with an ellipsis to the terminal's width, so
-    it never squeezes the bars' columns. The bar is itself a rich renderable:
+    it never squeezes the bars' columns. A :class:`~rxpipe.events.StageStalled` is printed
+    as a ``warning:`` line above them. The bar is itself a rich renderable:
     ``console.print(bar)`` draws the current display.
 
     Args:
@@ -136,6 +138,8 @@ class ProgressBar:
             self._print(f"evaluation on {event.split}: {_format_logs(shown)}")
         elif isinstance(event, ArtifactSaved):
             self._print(f"saved {event.name}: {event.path}")
+        elif isinstance(event, StageStalled):
+            self._print(f"warning: {event.summary()}")
         elif isinstance(event, RunCompleted | RunFailed):
             self.close()
 

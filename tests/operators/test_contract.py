@@ -479,8 +479,9 @@ def _keeps_reading(source: reactivex.Observable[Batch]) -> reactivex.Observable[
     [
         (
             lambda: Stage("custom.swallow", _swallows_completion),
-            r"^custom\.swallow: expected the stage to complete\. collect: expected on_completed "
-            r"or on_error within 1\.0 s\. Received: 3 item\(s\) and neither",
+            r"^custom\.swallow: expected on_completed within 1\.0 s after its input completed "
+            r"\(a stage must call on_completed after its input completes\)\. Received: 3 "
+            r"item\(s\) out and no on_completed",
         ),
         (
             lambda: Stage("custom.arrays", ops.map(lambda b: b.features)),

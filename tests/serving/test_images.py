@@ -143,3 +143,94 @@ def test_a_gif_tensorflow_would_decode_on_another_canvas_is_refused() -> None:
         "another canvas for others). Received: a first frame of 2×2 at (1, 1) in a 4×3 image"
     )
     assert check_image(buffer.getvalue(), "plain.gif") == 4  # a frame that fills it: 2×2
+
+
+def jpeg(progressive: bool = False, exif_thumbnail: bool = False) -> bytes:
+    """A 24×40 JPEG of noise (progressive, or with an EXIF thumbnail: a JPEG in its APP1
+    segment, whose own end-of-image marker comes before the picture's data)."""
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(1).integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    options: dict[str, Any] = {"progressive": progressive}
+    if exif_thumbnail:
+        thumbnail = io.BytesIO()
+        Image.fromarray(noise[:8, :8]).save(thumbnail, "JPEG")
+        exif = Image.Exif()
+        exif[0x010E] = "a thumbnail follows"
+        options["exif"] = exif.tobytes() + thumbnail.getvalue()
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [jpeg(), jpeg(progressive=True), jpeg(exif_thumbnail=True)],
+    ids=["baseline", "progressive", "exif-thumbnail"],
+)
+def test_a_jpeg_cut_anywhere_is_refused_by_training_and_serving_alike(data: bytes) -> None:
+    """Cut at every byte: serving's check refuses exactly the cuts training's decoder
+    refuses (none of them decodes whole), with the same reason once the header reads; the
+    whole file, with bytes after its end, passes both."""
+    from rxpipe.errors import PredictionInputError
+    from rxpipe.operators.process._image_steps import decode_one
+    from rxpipe.serving.images import check_image
+
+    def served(part: bytes) -> str | None:
+        try:
+            check_image(part, "cut.jpg")
+        except PredictionInputError as error:
+            return str(error).removeprefix("cut.jpg: ")
+        return None
+
+    def trained(part: bytes) -> str | None:
+        try:
+            decode_one(part, 3)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    for end in range(3, len(data)):
+        refusal = served(data[:end])
+        assert refusal is not None, f"a JPEG cut to {end} of {len(data)} bytes was accepted"
+        assert trained(data[:end]) is not None
+        if refusal.startswith("expected a complete JPEG"):
+            assert trained(data[:end]) == refusal
+    assert served(data[:-1]) == (
+        "expected a complete JPEG image (its data through the end-of-image marker). "
+        f"Received: {len(data) - 1} bytes that end before the image does (a truncated file)"
+    )
+    for whole in (data, data + b"\0" * 8, data + b"more pictures"):
+        assert served(whole) is None
+        assert trained(whole) is None
+
+
+def test_a_jpeg_whose_only_scan_is_cut_off_names_it() -> None:
+    """The header, then the end-of-image marker, and no image data between them."""
+    from rxpipe.serving.images import tf_decoding_problem
+
+    data = jpeg()
+    header = data[: data.index(b"\xff\xda")] + b"\xff\xd9"
+    assert tf_decoding_problem(header, "JPEG", "RGB", (40, 24)) == (
+        "expected a JPEG image with image data (a scan before its end-of-image marker). "
+        f"Received: {len(header)} bytes whose image ends before any scan"
+    )
+
+
+def test_an_uploaded_truncated_jpeg_is_a_400_and_tensorflow_logs_nothing(
+    digits_bundle: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The server refuses a truncated JPEG naming it, before TensorFlow's decoder would
+    write "Premature end of JPEG data" on standard error (the process's, where
+    TensorFlow's C++ code writes)."""
+    data = jpeg()[:-100]  # the header reads: cut in the scan
+    capfd.readouterr()
+    answer = upload(digits_bundle, "cut.jpg", data)
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "cut.jpg: expected a complete JPEG image (its data through the end-of-image "
+        f"marker). Received: {len(data)} bytes that end before the image does (a truncated "
+        "file)"
+    }
+    assert "JPEG" not in capfd.readouterr().err

@@ -64,7 +64,7 @@ def test_predict_prints_one_line_per_sample(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"not an image", "expected an image, .npy, .npz, .json, .jsonl file"),
+        (b"not an image", "expected an image, .npy, .npz, .json, .jsonl, .csv file"),
         (b"{bad", "expected JSON"),
     ],
 )
@@ -337,7 +337,7 @@ def test_an_image_for_a_model_on_rows_names_the_file(
     assert main(["predict", str(regression_bundle), *argv]) == 2
     assert capsys.readouterr().err == (
         f"rxpipe predict: {tmp_path / 'd0.png'}: expected arrays or rows (.npy, .npz, .json, "
-        ".jsonl, or a JSON row) for model 'overflow', whose input is features float32[3]. "
+        ".jsonl, .csv, or a JSON row) for model 'overflow', whose input is features float32[3]. "
         "Received: a PNG image (the model takes no images)\n"
     )
 
@@ -432,8 +432,22 @@ def test_arrays_for_a_model_on_images_name_the_file(
 def test_an_image_the_model_cannot_decode_is_named(
     image_bundle: Path, encode_png: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A JPEG whose header reads but whose data does not decode: the error names that file
-    among the images predicted together."""
+    """An image that reads but that the model's decoder refuses (a GIF, which TensorFlow
+    does not decode to one channel): the error names that file among the images
+    predicted together."""
+    from PIL import Image
+
+    Image.new("P", (8, 8)).save(tmp_path / "flat.gif", "GIF")
+    (tmp_path / "good.png").write_bytes(encode_png(np.zeros((8, 8, 1), np.uint8)))
+    argv = [str(tmp_path / "good.png"), str(tmp_path / "flat.gif"), str(tmp_path / "good.png")]
+    assert main(["predict", str(image_bundle), *argv]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"rxpipe predict: {tmp_path / 'flat.gif'}: serving_default: expected")
+    assert main(["predict", str(image_bundle), str(tmp_path / "good.png")]) == 0
+
+
+def truncated_jpeg(path: Path, keep: float = 0.5) -> Path:
+    """A 64×64 JPEG of noise cut to ``keep`` of its bytes (a download that stopped)."""
     import io
 
     from PIL import Image
@@ -441,13 +455,39 @@ def test_an_image_the_model_cannot_decode_is_named(
     buffer = io.BytesIO()
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(noise).save(buffer, "JPEG")
-    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    (tmp_path / "good.png").write_bytes(encode_png(np.zeros((8, 8, 1), np.uint8)))
-    argv = [str(tmp_path / "good.png"), str(tmp_path / "cut.jpg"), str(tmp_path / "good.png")]
-    assert main(["predict", str(image_bundle), *argv]) == 2
-    err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith(f"rxpipe predict: {tmp_path / 'cut.jpg'}: serving_default: expected")
-    assert main(["predict", str(image_bundle), str(tmp_path / "good.png")]) == 0
+    path.write_bytes(buffer.getvalue()[: int(len(buffer.getvalue()) * keep)])
+    return path
+
+
+def test_a_truncated_jpeg_is_named_without_libjpegs_complaint(
+    digits_bundle: Any, encode_png: Any, tmp_path: Path
+) -> None:
+    """In a real `rxpipe predict` process, a truncated JPEG among other images exits 2
+    naming it, and TensorFlow's C++ log line ("Premature end of JPEG data") does not
+    reach stderr: the file is refused from its bytes before TensorFlow decodes it."""
+    import os
+    import subprocess
+    import sys
+
+    cut = truncated_jpeg(tmp_path / "cut.jpg")
+    (tmp_path / "good.png").write_bytes(encode_png(digits_bundle.images[0]))
+    images = [str(tmp_path / "good.png"), str(cut)]
+    process = subprocess.run(
+        [sys.executable, "-m", "rxpipe", "predict", str(digits_bundle.run_dir), *images],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},  # every TensorFlow log line shows
+    )
+    assert process.returncode == 2, process.stderr
+    assert "Premature end of JPEG data" not in process.stderr
+    assert "jpeg_mem.cc" not in process.stderr
+    assert process.stderr.splitlines()[-1] == (
+        f"rxpipe predict: {cut}: expected a complete JPEG image (its data through the "
+        f"end-of-image marker). Received: {cut.stat().st_size} bytes that end before the "
+        "image does (a truncated file)"
+    )
+    assert process.stdout == ""
 
 
 def test_prediction_lines_are_written_as_the_predictions_come() -> None:

@@ -25,6 +25,7 @@ from rxpipe.events import (
     SamplesSkipped,
     StageCompleted,
     StageRate,
+    StageStalled,
     StageStarted,
     ThroughputSnapshot,
     TrainProgress,
@@ -87,7 +88,18 @@ ONE_OF_EACH: list[Event] = [
     RunFailed(
         **HEAD, seq=11, error_type="StageError", message="bäd\nline", stage="s", sample_ids=(7,)
     ),
-    RunCompleted(**HEAD, seq=12, duration_s=2.0, metrics={"test": {"accuracy": 0.5}}),
+    StageStalled(
+        **HEAD,
+        seq=12,
+        stage="custom.swallow",
+        pass_index=1,
+        input_end="completed",
+        input_ended_s=60.5,
+        silent_s=30.25,
+        batches_in=4,
+        batches_out=3,
+    ),
+    RunCompleted(**HEAD, seq=13, duration_s=2.0, metrics={"test": {"accuracy": 0.5}}),
 ]
 
 

@@ -20,6 +20,7 @@ from rxpipe.events import (
     RunCompleted,
     RunFailed,
     StageCompleted,
+    StageStalled,
     StageStarted,
     TrainProgress,
 )
@@ -65,6 +66,43 @@ def test_samples_consumed_by_a_fitting_pass_are_not_logged_as_losses() -> None:
     assert [(line["event"], line["stage"]) for line in lines] == [
         ("batches_dropped", "access.buffer")
     ]
+
+
+STALLED = {
+    "stage": "custom.swallow",
+    "pass_index": 0,
+    "input_end": "completed",
+    "input_ended_s": 30.0,
+    "silent_s": 30.0,
+    "batches_in": 2,
+    "batches_out": 2,
+}
+
+
+def test_a_stalled_stage_is_a_warning_naming_it_and_what_to_check() -> None:
+    """stage_stalled is logged at warning level, with the stage and the rule it breaks."""
+    stream = io.StringIO()
+    bus = EventBus("r")
+    bus.events.subscribe(EventLogger("json", stream))
+    bus.publish(StageStalled, **STALLED)
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert (line["event"], line["level"], line["stage"]) == (
+        "stage_stalled",
+        "warning",
+        "custom.swallow",
+    )
+    assert line["message"].startswith("custom.swallow: expected on_completed after its input")
+    assert "a stage must call on_completed after its input completes" in line["message"]
+
+
+def test_a_stalled_stage_reads_as_a_warning_on_the_console() -> None:
+    """The console line says warning and carries the whole message."""
+    stream = io.StringIO()
+    EventLogger("console", stream)(StageStalled(run_id="r", seq=3, time=0.0, **STALLED))
+    line = stream.getvalue()
+    assert "[warning  ] stage_stalled" in line
+    assert "stage=custom.swallow" in line
+    assert "Ctrl-C stops it" in line
 
 
 def test_unknown_format_is_rejected() -> None:

@@ -14,6 +14,7 @@ from rxpipe.events import (
     EventBus,
     RunCompleted,
     StageRate,
+    StageStalled,
     ThroughputSnapshot,
     TrainProgress,
 )
@@ -134,3 +135,15 @@ def test_a_long_path_is_printed_on_one_line_on_a_narrow_console() -> None:
     bar(ArtifactSaved(run_id="r", seq=0, time=0.0, name="metrics.json", path=path))
     bar.close()
     assert output.getvalue() == f"saved metrics.json: {path}\n"
+
+
+def test_a_stalled_stage_is_printed_as_a_warning() -> None:
+    """The terminal shows a stalled stage's warning, whole, naming the stage."""
+    output = io.StringIO()
+    bar = ProgressBar(Console(file=output, width=60, color_system=None))
+    bar(StageStalled(run_id="r", seq=0, time=0.0, stage="custom.swallow", pass_index=0,
+                     input_end="completed", input_ended_s=60.0, silent_s=60.0))  # fmt: skip
+    bar.close()
+    assert output.getvalue().startswith("warning: custom.swallow: expected on_completed after")
+    assert "for 60 s since its input completed" in output.getvalue()
+    assert output.getvalue().count("\n") == 1

@@ -585,7 +585,8 @@ def test_tricky_cells_read_alike_in_one_call_and_cell_by_cell(missing: frozenset
 
 def test_the_one_call_path_reads_common_cells_and_finds_stripped_sentinels() -> None:
     """numpy reads plain, spaced, underscored, non-ASCII and missing cells without a fallback;
-    a cell that reads as a missing number is NaN only if it is that string once stripped."""
+    in this first pass a cell that reads as a missing number is NaN only if it is that
+    string once stripped (_float then marks the other spellings of the value, see below)."""
     missing = frozenset({*_csv.MISSING, "-999"})
     cells = ["1", " 2 ", "1_000", "\u0661\u0662", "inf", "", "NA", "nan", " -999", "-999.0"]
     parsed = _csv._parse_floats(cells, missing)  # no ValueError: no cell-by-cell fallback
@@ -747,3 +748,76 @@ def test_an_integer_beyond_int64_is_a_row_error(tmp_path: Path) -> None:
         skip = collect.csv(str(path), label="label", types={"n": "int"}, on_error="skip")
         [batch] = run(reactivex.empty().pipe(skip))
     assert batch.features.tolist() == [1, -3]
+
+
+SENTINEL_CSV = """size,code,n,city,y
+1.5,-999,1,rome,2.0
+-999,-999.0,-999,-999,1.0
+-999.0,7,2,-999.0,3.0
+ -9.99e2 ,x,3, -999 ,4.0
+-999.5,?,4,oslo,5.0
+?,,5,,6.0
+"""
+"""Numbers written as the sentinel -999 in several ways, in a float, a text, an int column."""
+
+
+def test_a_numeric_missing_string_is_missing_however_a_number_cell_writes_it(
+    tmp_path: Path,
+) -> None:
+    """With missing=["?", "-999"], a float cell whose value is -999 is NaN whatever its
+    spelling (-999.0, -9.99e2: serving gets the number, not the text); in a text column the
+    text is compared ("-999.0" is a category); an int column keeps -999 as a number."""
+    path = tmp_path / "sentinel.csv"
+    path.write_text(SENTINEL_CSV)
+    stage = collect.csv(
+        str(path), label="y", missing=["?", "-999"], types={"code": "str", "n": "int"}
+    )
+    [batch] = run(reactivex.empty().pipe(stage))
+    features = batch.features
+    assert isinstance(features, dict)
+    np.testing.assert_array_equal(
+        features["size"], np.array([1.5, np.nan, np.nan, np.nan, -999.5, np.nan], np.float32)
+    )
+    assert features["code"].tolist() == [None, "-999.0", "7", "x", None, ""]
+    assert features["city"].tolist() == ["rome", None, "-999.0", None, "oslo", ""]
+    assert features["n"].tolist() == [1, -999, 2, 3, 4, 5]
+
+
+def test_a_numeric_missing_value_is_recorded_for_the_float_columns(tmp_path: Path) -> None:
+    """collect.csv records a MissingNumbers step for its float columns when a missing
+    string reads as a number (one unnamed array: the step's columns are None); the
+    default missing strings, or no float column, record none."""
+    from rxpipe.operators.collect._missing_numbers import MissingNumbers
+
+    path = tmp_path / "sentinel.csv"
+    path.write_text(SENTINEL_CSV)
+    types = {"code": "str", "n": "int"}
+    stage = collect.csv(str(path), label="y", missing=["?", "-999"])  # n inferred float
+    [batch] = run(reactivex.empty().pipe(stage))
+    assert batch.metadata.preprocessing == (MissingNumbers((-999.0,), ("size", "n")),)
+    assert batch.metadata.raw_features == batch.metadata.features
+    assert np.isnan(batch.features["n"][1])  # type: ignore[call-overload]
+    stage = collect.csv(str(path), label="y", missing=["?", "-999.0", "1e39"], types=types)
+    [batch] = run(reactivex.empty().pipe(stage))
+    assert batch.metadata.preprocessing == (MissingNumbers((-999.0,), ("size",)),)
+    one = collect.csv(str(path), label="y", columns=["size"], missing=["?", "-999"])
+    [batch] = run(reactivex.empty().pipe(one))
+    assert batch.metadata.preprocessing == (MissingNumbers((-999.0,), None),)
+    assert np.isnan(batch.features).sum() == 4  # type: ignore[arg-type]
+    [batch] = run(reactivex.empty().pipe(collect.csv(str(path), label="y", types=types)))
+    assert batch.metadata.preprocessing == ()
+    texts = collect.csv(str(path), label="y", columns=["city"], missing=["-999"])
+    [batch] = run(reactivex.empty().pipe(texts))
+    assert batch.metadata.preprocessing == ()
+
+
+def test_a_label_whose_value_is_a_missing_number_is_a_missing_label(tmp_path: Path) -> None:
+    """A regression target written -999.0 with missing=["-999"] is a missing label, as
+    "-999" is, naming line and value."""
+    path = tmp_path / "target.csv"
+    path.write_text("x,y\n1,2.5\n2,-999.0\n")
+    stage = collect.csv(str(path), label="y", missing=["", "-999"])
+    with pytest.raises(
+        StageError, match=r"line 3: column 'y': expected a number .*a missing value \('-999\.0'\)"
+    ):
+        run(reactivex.empty().pipe(stage))

@@ -187,3 +187,15 @@ def test_a_column_the_model_does_not_use_may_be_left_out(names_run: rxpipe.RunRe
         bundle.predict({name: value for name, value in without.items() if name != "a/b"})
     assert str(info.value).endswith("Received: a mapping that lacks 'a/b'")
     assert "(and optionally ['x-y'], which the model does not use)" in str(info.value)
+
+
+def test_a_column_only_marked_for_missing_numbers_stays_unused() -> None:
+    """collect.csv's missing_numbers step touches every float column; a column that
+    concat_columns then leaves out is still one the model does not use."""
+    from rxpipe.operators.collect._missing_numbers import MissingNumbers
+    from rxpipe.operators.deploy._signatures import unused_inputs
+    from rxpipe.operators.process._tabular_steps import ConcatColumns
+
+    raw = {"a": FeatureSpec((), "float32"), "b": FeatureSpec((), "float32")}
+    steps = [MissingNumbers((-999.0,), ("a", "b")), ConcatColumns(("a",), (1,))]
+    assert unused_inputs(raw, steps) == {"b"}

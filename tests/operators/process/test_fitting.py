@@ -1,4 +1,4 @@
-"""Tests of fitted processors (operators/_fitting.py): fit once per run, on train only."""
+"""Tests of fitted processors (rxpipe/flow/fitting.py): fit once per run, on train only."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,6 @@ def test_training_and_serving_agree_on_rows_with_missing_values(
     A client sends a missing value as JSON null (checked and converted by the serving
     input parser, since the model fills that input) or as the CSV text ("NA", ...).
     """
-    import json
 
     import tensorflow as tf
 
@@ -574,3 +574,79 @@ def test_an_exported_model_reads_the_source_missing_strings_as_training_did(
     np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
     question = bundle.predict({"city": ["?", "rome"], "size": [2.0, 2.0]})["scores"]
     np.testing.assert_allclose(question[0], question[1], rtol=1e-6)  # "?" filled as "rome"
+
+
+SENTINEL_ROWS = [  # city, size, y: TOKEN is the CSV's missing string, -999 its number
+    ("rome", "1.5", "1.0"),
+    ("", "2.0", "2.0"),  # "" is a city: the missing strings do not hold it
+    ("TOKEN", "3.0", "3.0"),
+    ("oslo", "-999", "4.0"),
+    ("rome", "-999.0", "5.0"),
+    ("-999", " -9.99e2 ", "6.0"),
+    ("oslo", "TOKEN", "7.0"),
+    ("", "4.5", "8.0"),
+    ("rome", "0.5", "9.0"),
+]
+
+
+def sentinel_csv(path: Path, token: str) -> None:
+    """The rows of :data:`SENTINEL_ROWS` with ``token`` as the missing string."""
+    lines = ["city,size,y", *(",".join(r).replace("TOKEN", token) for r in SENTINEL_ROWS)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def sentinel_client_rows(token: str) -> list[dict[str, object]]:
+    """The rows as a JSON client sends them: numbers as numbers (-999 however the CSV
+    wrote it), a missing value as null, "" and other text as written."""
+    rows: list[dict[str, object]] = []
+    for city, size, _ in SENTINEL_ROWS:
+        rows.append(
+            {
+                "city": None if city == "TOKEN" else city,
+                "size": None if size == "TOKEN" else float(size),
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("token", ["?", "NA"])
+@pytest.mark.parametrize("standardize_first", [False, True])
+def test_null_and_numeric_missing_values_are_served_as_training_read_them(
+    tmp_path: Path, token: str, standardize_first: bool
+) -> None:
+    """collect.csv(missing=[token, "-999"]), without "": a served null is the column's
+    missing value (filled, not the category ""), and a served -999 (written -999.0 or
+    -9.99e2 in the CSV) is missing in the number column, whether standardize runs before
+    fill_missing or after; a text "-999" is missing text. Served features equal training's."""
+    import tensorflow as tf
+
+    from rxpipe.serving.inputs import filled_inputs, rows_to_batch
+
+    path = tmp_path / "sentinel.csv"
+    sentinel_csv(path, token)
+    scale = [process.standardize(columns=["size"])]
+    stages = [
+        collect.csv(str(path), label="y", missing=[token, "-999"], chunk_size=4),
+        access.split(1.0, 0.0, 0.0, seed=0),
+        *(scale if standardize_first else []),
+        process.fill_missing(),
+        process.one_hot(["city"]),
+        *([] if standardize_first else scale),
+        process.concat_columns(),
+    ]
+    batches = run(reactivex.empty().pipe(*stages))
+    trained = np.concatenate([b.features for b in batches])
+    order = np.argsort(np.concatenate([b.ids for b in batches]).astype(int))
+    meta = batches[0].metadata
+    assert meta.preprocessing[0].name == "missing_numbers"
+    serve, inputs = serving_function(meta)
+    card = json.loads(json.dumps([{"name": s.name, **s.to_config()} for s in meta.preprocessing]))
+    filled = filled_inputs(card, inputs)
+    assert filled.null_text["city"] == token
+    batch = rows_to_batch(sentinel_client_rows(token), inputs, filled)
+    served = serve({k: tf.constant(v) for k, v in batch.items()})["scores"].numpy()  # type: ignore[operator]
+    np.testing.assert_allclose(served, trained[order], rtol=0, atol=1e-6)
+    size = served[:, -1]
+    assert size[3] == size[4] == size[5] == size[6]  # -999 in any spelling, and the token
+    assert served[1, :3].tolist() == served[7, :3].tolist() == [1.0, 0.0, 0.0]  # the city ""
+    assert served[2, :3].tolist() == served[5, :3].tolist() == [0.0, 0.0, 1.0]  # filled: rome

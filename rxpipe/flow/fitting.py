@@ -29,8 +29,8 @@ from reactivex import operators as ops
 from rxpipe.batch import Batch, Split
 from rxpipe.context import RunContext, current_run
 from rxpipe.errors import BatchError
-from rxpipe.flow import Tally, current_tally, map_batches, transform
-from rxpipe.flow._tally import FITTING_PASS, tallying
+from rxpipe.flow._tally import FITTING_PASS, Tally, current_tally, tallying
+from rxpipe.flow.transform import map_batches, transform
 from rxpipe.stage import Operator
 
 __all__ = ["FIT_SPLITS", "Fitter", "PerRun", "fitted", "reporting_to"]
