@@ -93,6 +93,18 @@ def _names(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(v) for v in value)
 
 
+def _unpickle(instance: Any, state: Mapping[str, Any]) -> None:
+    """Set an attrs instance's fields from a pickled ``state``; a field added since the
+    pickle was written (in an ``access.cache`` folder of an older rxpipe) gets its default."""
+    for field in attrs.fields(type(instance)):
+        default: Any = field.default
+        if field.name in state:
+            value = state[field.name]
+        else:  # an attrs.Factory (split_sizes) or a plain default
+            value = default.factory() if hasattr(default, "factory") else default
+        object.__setattr__(instance, field.name, value)
+
+
 @attrs.frozen
 class FeatureSpec:
     """Shape and dtype of one sample's features (without the batch axis).
@@ -101,15 +113,58 @@ class FeatureSpec:
         shape: per-sample shape, e.g. ``(8, 8, 1)`` for an 8×8 grayscale image.
         dtype: numpy dtype name, e.g. ``"uint8"`` or ``"float32"``.
         value_range: the (low, high) range raw values can take, when known.
+        columns: for a vector of measurements (shape ``(n,)``), the name of each of its
+            ``n`` values, in order and distinct (``collect.wine``'s ``alcohol``,
+            ``malic_acid``...); ``None`` when they have none. Steps that keep the
+            vector's layout (``process.standardize``, ``fill_missing``, ``normalize``)
+            keep them; steps that change it (``concat_columns``, ``one_hot``,
+            ``vectorize``) give specs without. The raw input's names go into the
+            exported model's card, and ``rxpipe predict`` reads a CSV by them.
+
+    Raises:
+        BatchError: for ``columns`` that do not name each value of a vector once.
 
     Example:
         >>> FeatureSpec((8, 8, 1), "uint8", (0.0, 16.0)).shape
         (8, 8, 1)
+        >>> FeatureSpec((2,), "float32", columns=["age", "bmi"]).columns
+        ('age', 'bmi')
     """
 
     shape: tuple[int, ...] = attrs.field(converter=_shape)
     dtype: str = attrs.field(converter=_dtype_name)
     value_range: tuple[float, float] | None = None
+    columns: tuple[str, ...] | None = attrs.field(default=None, converter=_names)
+
+    @columns.validator
+    def _check_columns(self, _: Any, columns: tuple[str, ...] | None) -> None:
+        if columns is None:
+            return
+        expected = "names of the values of a feature vector, one per value and each once"
+        if len(self.shape) != 1:
+            raise BatchError(
+                f"FeatureSpec.columns: expected {expected}. Received: {len(columns)} names "
+                f"for samples of shape {self.shape}, not a vector"
+            )
+        if len(columns) != self.shape[0]:
+            raise BatchError(
+                f"FeatureSpec.columns: expected {expected} ({self.shape[0]} names for shape "
+                f"{self.shape}). Received: {len(columns)} names"
+            )
+        repeated = sorted({name for name in columns if columns.count(name) > 1})
+        if repeated:
+            raise BatchError(
+                f"FeatureSpec.columns: expected {expected}. Received: "
+                f"{', '.join(map(repr, repeated))} more than once"
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in attrs.fields(FeatureSpec)}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        """Unpickle; a field added since the pickle was written (``columns``, in an
+        ``access.cache`` folder of an older rxpipe) gets its default."""
+        _unpickle(self, state)
 
     def check(self, array: np.ndarray[Any, Any], where: str) -> None:
         """Raise :class:`BatchError` unless ``array`` is a batch of samples of this spec."""
@@ -163,13 +218,7 @@ class DatasetMetadata:
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         """Unpickle; a field added since the pickle was written (in an ``access.cache``
         folder of an older rxpipe, e.g. ``missing_strings``) gets its default."""
-        for field in attrs.fields(DatasetMetadata):
-            default: Any = field.default
-            if field.name in state:
-                value = state[field.name]
-            else:  # an attrs.Factory (split_sizes) or a plain default
-                value = default.factory() if hasattr(default, "factory") else default
-            object.__setattr__(self, field.name, value)
+        _unpickle(self, state)
 
     @property
     def raw_features(self) -> FeatureSpec | Mapping[str, FeatureSpec]:

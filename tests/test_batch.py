@@ -133,3 +133,48 @@ def test_metadata_pickled_before_missing_strings_existed_loads() -> None:
     loaded.__setstate__(old)
     assert loaded.missing_strings is None
     assert loaded == meta.evolve(missing_strings=None)
+
+
+def test_feature_columns_name_each_value_of_a_vector_once() -> None:
+    """A vector's column names are as many as its values, distinct; a spec that is no
+    vector has none."""
+    spec = FeatureSpec((3,), "float32", columns=["alcohol", "ash", "hue"])
+    assert spec.columns == ("alcohol", "ash", "hue")
+    assert FeatureSpec((3,), "float32").columns is None
+    expected = "expected names of the values of a feature vector, one per value and each once"
+    with pytest.raises(BatchError) as info:
+        FeatureSpec((3,), "float32", columns=["alcohol", "ash"])
+    assert str(info.value) == (
+        f"FeatureSpec.columns: {expected} (3 names for shape (3,)). Received: 2 names"
+    )
+    with pytest.raises(BatchError) as info:
+        FeatureSpec((3,), "float32", columns=["ash", "hue", "ash"])
+    assert str(info.value) == f"FeatureSpec.columns: {expected}. Received: 'ash' more than once"
+    with pytest.raises(BatchError) as info:
+        FeatureSpec((1, 2), "float32", columns=["a", "b"])
+    assert str(info.value) == (
+        f"FeatureSpec.columns: {expected}. Received: 2 names for samples of shape (1, 2), "
+        "not a vector"
+    )
+
+
+def test_the_raw_inputs_column_names_stay_with_it_after_preprocessing() -> None:
+    """input_features, what serving takes, keeps the raw vector's names whatever spec a
+    step gives the processed features."""
+    raw = FeatureSpec((2,), "float32", columns=["age", "bmi"])
+    meta = DatasetMetadata("t", raw).with_preprocessor(Rescale(0.5), FeatureSpec((4,), "float32"))
+    assert meta.raw_features == raw
+    assert meta.feature_spec.columns is None
+
+
+def test_a_feature_spec_pickled_before_columns_existed_loads() -> None:
+    """An access.cache folder of an older rxpipe holds specs without columns: they unpickle
+    with none (and a spec with names round trips)."""
+    import pickle
+
+    spec = FeatureSpec((2,), "float32", (0.0, 1.0), columns=["a", "b"])
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    old = {k: v for k, v in spec.__getstate__().items() if k != "columns"}
+    loaded = FeatureSpec.__new__(FeatureSpec)
+    loaded.__setstate__(old)
+    assert loaded == FeatureSpec((2,), "float32", (0.0, 1.0))

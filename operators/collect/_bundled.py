@@ -2,7 +2,10 @@
 
 The tables ship inside scikit-learn (nothing is downloaded). Each emits float32 feature
 rows of shape (n_features,) in chunks, with int64 class labels (or float32 targets for
-the ``diabetes`` regression set); sample ids are the row numbers.
+the ``diabetes`` regression set); sample ids are the row numbers. The metadata names
+each value of a row as scikit-learn does (``FeatureSpec.columns``: ``alcohol``,
+``malic_acid``... for wine), so an exported model's card names its input's columns and
+``rxpipe predict`` reads a CSV of them, whose label column is :data:`LABEL_COLUMN`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from .._checks import optional_positive_int, positive_int
 
 Table = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], DatasetMetadata]
 
+SOURCES = ("collect.iris", "collect.wine", "collect.breast_cancer", "collect.diabetes")
+"""The plugins of this module, as a pipeline file names them."""
+
+LABEL_COLUMN = "target"
+"""The label column's name in a CSV of a bundled table: scikit-learn's (the column of
+``load_wine(as_frame=True).frame`` after the features)."""
+
 
 def _table(name: str, loader: Callable[[], Any], regression: bool = False) -> Table:
     data = loader()
@@ -34,7 +44,9 @@ def _table(name: str, loader: Callable[[], Any], regression: bool = False) -> Ta
         label_names = tuple(str(n) for n in data.target_names)
     meta = DatasetMetadata(
         name=name,
-        features=FeatureSpec(features.shape[1:], "float32"),
+        features=FeatureSpec(
+            features.shape[1:], "float32", columns=[str(n) for n in data.feature_names]
+        ),
         label_names=label_names,
         split_sizes={"unsplit": len(features)},
     )
@@ -88,6 +100,10 @@ def table_source(
 def iris(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Batch]:
     """150 iris flowers: 4 measurements (cm), 3 species, from scikit-learn.
 
+    The features' columns are named as scikit-learn names them (``sepal length (cm)``,
+    ``sepal width (cm)``, ``petal length (cm)``, ``petal width (cm)``): the exported
+    model's card lists them, and ``rxpipe predict`` reads a CSV whose header names them.
+
     Args:
         chunk_size: samples per emitted batch.
         limit: emit only the first ``limit`` rows (for quick runs).
@@ -106,6 +122,11 @@ def iris(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Bat
 def wine(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Batch]:
     """178 wines: 13 chemical measurements, 3 cultivars, from scikit-learn.
 
+    The features' columns are named as scikit-learn names them (``alcohol``,
+    ``malic_acid``, ..., ``proline``; ``metadata.features.columns``): the exported
+    model's card lists them (``inputs.features.columns``), and ``rxpipe predict`` reads
+    a CSV whose header names them, in any order (a ``target`` column is the label).
+
     Args:
         chunk_size: samples per emitted batch.
         limit: emit only the first ``limit`` rows (for quick runs).
@@ -116,6 +137,8 @@ def wine(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Bat
         >>> [batch] = collect(reactivex.empty().pipe(wine()))
         >>> batch.features.shape, batch.metadata.num_classes
         ((178, 13), 3)
+        >>> batch.metadata.feature_spec.columns[:3]
+        ('alcohol', 'malic_acid', 'ash')
     """
     return table_source("collect.wine", "wine", chunk_size, limit)
 
@@ -123,6 +146,10 @@ def wine(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Bat
 @plugin("collect.breast_cancer")
 def breast_cancer(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Batch]:
     """569 breast tumour biopsies: 30 cell-nucleus features, malignant or benign.
+
+    The features' columns are named as scikit-learn names them (``mean radius``, ...,
+    ``worst fractal dimension``): the exported model's card lists them, and ``rxpipe
+    predict`` reads a CSV whose header names them.
 
     Args:
         chunk_size: samples per emitted batch.
@@ -142,7 +169,10 @@ def breast_cancer(chunk_size: int = 256, limit: int | None = None) -> Operator[B
 def diabetes(chunk_size: int = 256, limit: int | None = None) -> Operator[Batch, Batch]:
     """442 diabetes patients: 10 raw baseline measurements; target: disease progression.
 
-    A regression set: labels are float32 (25 to 346), ``label_names`` is ``None``.
+    A regression set: labels are float32 (25 to 346), ``label_names`` is ``None``. The
+    features' columns are named as scikit-learn names them (``age``, ``sex``, ``bmi``,
+    ``bp``, ``s1`` to ``s6``): the exported model's card lists them, and ``rxpipe
+    predict`` reads a CSV whose header names them.
 
     Args:
         chunk_size: samples per emitted batch.

@@ -69,8 +69,9 @@ def _inputs(
     trained: TrainedModel, signature: Mapping[str, TensorInfo], unused: Collection[str]
 ) -> Any:
     """The raw inputs by their names in the data (a CSV's column names), with the
-    SavedModel's name for each one it names otherwise (``signature_input``), and
-    ``optional`` for those the model does not use."""
+    SavedModel's name for each one it names otherwise (``signature_input``),
+    ``optional`` for those the model does not use, and ``columns``, the name of each
+    value of a vector input whose data set names them (``collect.wine``'s)."""
     meta = trained.metadata
     first = meta.preprocessing[0].name if meta.preprocessing else None
     served = signature_names(meta.raw_features)
@@ -81,6 +82,7 @@ def _inputs(
             "kind": input_kind(signature[served[name]], first),
             **({} if served[name] == name else {"signature_input": served[name]}),
             **({"optional": True} if name in unused else {}),
+            **({"columns": list(spec.columns)} if spec.columns is not None else {}),
         }
         for name, spec in input_specs(meta.raw_features).items()
     }
@@ -104,7 +106,9 @@ def model_card(
     ``reason`` it was not written. ``inputs`` are named as in the data (a CSV's
     columns); an input the SavedModel names otherwise (TensorFlow takes only ASCII
     identifiers, see :func:`~rxpipe.operators.deploy._signatures.signature_names`) says
-    its SavedModel name as ``signature_input``.
+    its SavedModel name as ``signature_input``. A vector input whose values the data
+    set names (``collect.wine``'s 13 measurements) lists them, in order, as
+    ``columns``.
 
     Args:
         trained: the trained model being exported.

@@ -176,7 +176,10 @@ def export(
     or encoded images for image models), the ``.keras`` model, the label names, the
     resolved pipeline, the metrics and a model card (``model_card.json``). It is written
     to a temporary directory and renamed into place when complete, so a reader never
-    sees part of a bundle. ``rxpipe predict`` and ``rxpipe serve`` read it.
+    sees part of a bundle. ``rxpipe predict`` and ``rxpipe serve`` read it. The card's
+    ``inputs`` describe the raw inputs; a vector input whose data set names its values
+    (``collect.wine``'s ``alcohol``, ``malic_acid``...) lists them in order as
+    ``columns``, by which ``rxpipe predict`` reads a CSV for the model.
 
     The card's ``task`` is the model's (:attr:`~rxpipe.TrainedModel.task`): a regression
     head on a data set with label names is exported as a regressor, without

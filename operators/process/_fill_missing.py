@@ -15,7 +15,7 @@ from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import missing_strings, names, one_of
-from ._recording import Recorded
+from ._recording import Recorded, layout_kept
 from ._standardize import Moments
 from ._tables import columns_of, is_table, kind_of, matrix, refuse_infinite
 from ._tabular_steps import FillMissing, category_keys, missing_for
@@ -174,7 +174,7 @@ def fill_missing(
         return _constant(value, wanted, tokens)
 
     def make_apply(step: FillMissing) -> Callable[[Batch], Batch]:
-        return Recorded(step)
+        return Recorded(step, layout_kept)
 
     return fitted("process.fill_missing", lambda: _Fit(strategy, wanted, tokens), make_apply)
 
@@ -209,7 +209,7 @@ def _constant(
             step = FillMissing(values=[float(value)] * x.shape[1], missing=missing)
         record = recorders.get((key, missing))
         if record is None:
-            record = recorders[key, missing] = Recorded(step)
+            record = recorders[key, missing] = Recorded(step, layout_kept)
         return record(batch)
 
     return map_batches("process.fill_missing", apply)

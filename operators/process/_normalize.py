@@ -32,7 +32,7 @@ def _plan(
     if spec.value_range is not None:
         ends = sorted(v * scale + offset for v in spec.value_range)
         value_range = (ends[0], ends[1])
-    new_spec = FeatureSpec(spec.shape, step.dtype, value_range)
+    new_spec = FeatureSpec(spec.shape, step.dtype, value_range, spec.columns)
     return step, meta.with_preprocessor(step, new_spec)
 
 

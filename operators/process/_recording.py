@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
+import attrs
 import numpy as np
 
 from rxpipe.batch import Batch, DatasetMetadata, Features, FeatureSpec
 from rxpipe.preprocessing import Preprocessor
 
-__all__ = ["Recorded", "spec_of"]
+__all__ = ["Recorded", "layout_kept", "spec_of"]
 
 Spec = FeatureSpec | Mapping[str, FeatureSpec]
 
@@ -20,11 +21,34 @@ def spec_of(features: Features, value_range: tuple[float, float] | None = None) 
 
     Example:
         >>> spec_of(np.zeros((4, 8, 8, 1), "uint8"), (0.0, 255.0))
-        FeatureSpec(shape=(8, 8, 1), dtype='uint8', value_range=(0.0, 255.0))
+        FeatureSpec(shape=(8, 8, 1), dtype='uint8', value_range=(0.0, 255.0), columns=None)
     """
     if isinstance(features, np.ndarray):
         return FeatureSpec(features.shape[1:], features.dtype.name, value_range)
     return {name: FeatureSpec(a.shape[1:], a.dtype.name) for name, a in features.items()}
+
+
+def layout_kept(meta: DatasetMetadata, features: Features) -> Spec:
+    """The spec of ``features``, the output of a step that keeps its input's layout (each
+    value where it was: scaled, filled): a vector keeps its ``columns`` names.
+
+    Example:
+        >>> named = FeatureSpec((2,), "float64", columns=["age", "bmi"])
+        >>> layout_kept(DatasetMetadata("t", named), np.zeros((1, 2), "float32")).columns
+        ('age', 'bmi')
+    """
+    spec = spec_of(features)
+    before = meta.features
+
+    def kept(new: FeatureSpec, old: FeatureSpec | None) -> FeatureSpec:
+        if old is None or old.columns is None or old.shape != new.shape:
+            return new
+        return attrs.evolve(new, columns=old.columns)
+
+    if isinstance(spec, FeatureSpec):
+        return kept(spec, before if isinstance(before, FeatureSpec) else None)
+    olds = before if isinstance(before, Mapping) else {}
+    return {name: kept(new, olds.get(name)) for name, new in spec.items()}
 
 
 class Recorded:

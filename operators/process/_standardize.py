@@ -13,7 +13,7 @@ from rxpipe.registry import plugin
 from rxpipe.stage import Operator
 
 from .._checks import names
-from ._recording import Recorded
+from ._recording import Recorded, layout_kept
 from ._tables import columns_of, is_table, matrix, refuse_infinite
 from ._tabular_steps import Standardize
 
@@ -106,6 +106,6 @@ def standardize(columns: Sequence[str] | None = None) -> Operator[Batch, Batch]:
     wanted = names("process.standardize", "columns", columns)
 
     def make_apply(step: Standardize) -> Callable[[Batch], Batch]:
-        return Recorded(step)
+        return Recorded(step, layout_kept)
 
     return fitted("process.standardize", lambda: _Fit(wanted), make_apply)

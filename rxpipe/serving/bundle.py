@@ -34,7 +34,7 @@ import attrs
 import numpy as np
 
 from rxpipe.batch import FeatureSpec
-from rxpipe.errors import BundleError, PredictionInputError
+from rxpipe.errors import BundleError, PredictionInputError, describe_value
 
 if TYPE_CHECKING:
     from rxpipe.serving.inputs import FilledInputs
@@ -114,6 +114,9 @@ class TensorInfo:
         optional: a raw input the model does not use (a CSV column that
             ``process.concat_columns`` leaves out): requests may leave it out, and what
             is sent for it is checked but changes no answer.
+        columns: the name of each value of a vector input, in order, where the data
+            set named them (``collect.wine``'s ``alcohol``, ``malic_acid``...; the card's
+            ``columns``); ``None`` otherwise (and in a card written before).
     """
 
     name: str
@@ -121,26 +124,31 @@ class TensorInfo:
     shape: tuple[int | None, ...]
     value_range: tuple[float, float] | None = None
     optional: bool = False
+    columns: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description (``value_range`` only when known, ``optional`` when true)."""
+        """JSON-ready description (``value_range`` and ``columns`` only when known,
+        ``optional`` when true)."""
         out: dict[str, Any] = {"dtype": self.dtype, "shape": list(self.shape)}
         if self.value_range is not None:
             out["value_range"] = list(self.value_range)
         if self.optional:
             out["optional"] = True
+        if self.columns is not None:
+            out["columns"] = list(self.columns)
         return out
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> TensorInfo:
         """Read :meth:`to_dict`'s output."""
-        value_range = data.get("value_range")
+        value_range, columns = data.get("value_range"), data.get("columns")
         return cls(
             name,
             str(data["dtype"]),
             tuple(None if d is None else int(d) for d in data["shape"]),
             None if value_range is None else (float(value_range[0]), float(value_range[1])),
             bool(data.get("optional", False)),
+            None if columns is None else tuple(map(str, columns)),
         )
 
     @property
@@ -151,7 +159,9 @@ class TensorInfo:
     def feature_spec(self) -> FeatureSpec:
         """The raw input as a :class:`FeatureSpec` (``"object"`` dtype for strings)."""
         dtype = "object" if self.dtype == "string" else self.dtype
-        return FeatureSpec(tuple(d or 0 for d in self.sample_shape), dtype, self.value_range)
+        return FeatureSpec(
+            tuple(d or 0 for d in self.sample_shape), dtype, self.value_range, self.columns
+        )
 
 
 def describe_spec(name: str, spec: Any) -> TensorInfo:
@@ -270,6 +280,48 @@ Received: 'abc'
             )
 
 
+def _input_columns(
+    card_inputs: Mapping[str, Any], inputs: Mapping[str, TensorInfo], file: Path
+) -> dict[str, tuple[str, ...]]:
+    """The ``columns`` the card gives a vector input (the name of each of its values), by
+    input name; checked against the input's shape.
+
+    Example:
+        >>> spec = TensorInfo("features", "float32", (None, 2))
+        >>> _input_columns({"features": {"columns": ["age", "bmi"]}}, {"features": spec},
+        ...                Path("model_card.json"))
+        {'features': ('age', 'bmi')}
+        >>> _input_columns({"features": {"columns": ["age"]}}, {"features": spec},
+        ...                Path("model_card.json"))
+        Traceback (most recent call last):
+        ...
+        rxpipe.errors.BundleError: model_card.json: expected inputs.features.columns to \
+name each value of the input float32[2] once (2 distinct strings). Received: ['age'] (list)
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    for name, spec in card_inputs.items():
+        columns = spec.get("columns") if isinstance(spec, Mapping) else None
+        if columns is None or name not in inputs:
+            continue
+        info = inputs[name]
+        shape = info.sample_shape
+        if not (
+            isinstance(columns, list)
+            and all(isinstance(c, str) for c in columns)
+            and len(set(columns)) == len(columns)
+            and len(shape) == 1
+            and shape[0] == len(columns)
+        ):
+            raise BundleError(
+                f"{file}: expected inputs.{name}.columns to name each value of the input "
+                f"{info.dtype}{list(shape)} once"
+                f"{f' ({shape[0]} distinct strings)' if len(shape) == 1 else ''}. "
+                f"Received: {describe_value(columns)}"
+            )
+        found[str(name)] = tuple(columns)
+    return found
+
+
 def _signature_inputs(card_inputs: Mapping[str, Any]) -> dict[str, str]:
     """The SavedModel's name of each input the card names otherwise, by the card's name.
 
@@ -337,11 +389,17 @@ class Bundle:
         for signature, info in self.signatures.items():
             public = {arg: name for name, arg in self._arguments.get(signature, {}).items()}
             named = dict(sorted((public.get(a, a), s) for a, s in info["inputs"].items()))
+            columns = (
+                _input_columns(card_inputs, named, path / CARD_FILE)
+                if signature == DEFAULT_SIGNATURE
+                else {}
+            )
             info["inputs"] = {
                 name: attrs.evolve(
                     spec,
                     value_range=None if ranges.get(name) is None else tuple(ranges[name]),
                     optional=signature == DEFAULT_SIGNATURE and name in optional,
+                    columns=columns.get(name),
                 )
                 for name, spec in named.items()
             }

@@ -2,7 +2,9 @@
 
 A CSV file is read with the rules of the training data's ``collect.csv`` (or
 ``collect.text_csv``) stage (:func:`csv_rules`), by that plugin's own reader and cell
-conversion, and its columns are matched to the model's inputs by name (:func:`read_csv`).
+conversion, and its columns are matched to the model's inputs by name (:func:`read_csv`):
+an input's own name, or for a vector input whose values the model card names
+(``columns``, e.g. a model trained on ``collect.wine``) those names, in any order.
 Its header is checked at once; its rows are read a chunk at a time as they are predicted
 (:meth:`CsvTable.batches`), so a file of any size takes the memory of a chunk.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,7 +36,9 @@ __all__ = ["CsvRules", "CsvTable", "csv_rules", "read_csv"]
 class CsvRules:
     """How the model's training data read its CSV file, so that a CSV to predict reads
     alike: ``collect.csv``'s (or ``collect.text_csv``'s) parameters in the bundle's
-    ``pipeline.toml``, else ``collect.csv``'s defaults (see :func:`csv_rules`).
+    ``pipeline.toml``, else ``collect.csv``'s defaults (see :func:`csv_rules`; for a
+    model trained on a bundled table such as ``collect.wine``, with its label column
+    ``target``).
 
     Attributes:
         delimiter: the field separator.
@@ -45,7 +50,8 @@ class CsvRules:
         id_column: the sample-id column (not read either).
         column: the column of a model's one unnamed input (``features``):
             ``collect.text_csv``'s ``text``, or ``collect.csv``'s one ``columns``.
-        source: the plugin the rules come from, ``None`` for the defaults.
+        source: the plugin the rules come from, ``None`` for the defaults (a bundled
+            table's, ``collect.wine``..., has them too, with its label column).
     """
 
     delimiter: str = ","
@@ -72,13 +78,20 @@ def _collect_csv() -> ModuleType:
     return import_module("rxpipe.operators.collect._csv")
 
 
+def _bundled() -> ModuleType:
+    """The bundled tables' plugins (collect.wine...), imported by name as above."""
+    return import_module("rxpipe.operators.collect._bundled")
+
+
 _CSV_SOURCES = ("collect.csv", "collect.text_csv")
 
 
 def csv_rules(bundle: Bundle) -> CsvRules:
     """How the model's training data read its CSV: from the first ``collect.csv`` or
     ``collect.text_csv`` stage of the bundle's ``pipeline.toml`` (its parameters over
-    the plugin's defaults); ``collect.csv``'s defaults for a bundle without one.
+    the plugin's defaults); ``collect.csv``'s defaults for a bundle without one, and
+    for one whose first source is a bundled table (``collect.wine``...) with that
+    table's label column (``target``, as scikit-learn names it).
 
     Example:
         >>> class Bare:  # a bundle directory without pipeline.toml
@@ -92,17 +105,20 @@ def csv_rules(bundle: Bundle) -> CsvRules:
     except (OSError, ValueError):  # none (a bundle written by write_bundle), or unreadable
         return CsvRules()
     stages = config.get("plugins")
+    tables = _bundled()
     source = next(
         (
             stage
             for stage in (stages if isinstance(stages, list) else [])
-            if isinstance(stage, Mapping) and stage.get("use") in _CSV_SOURCES
+            if isinstance(stage, Mapping) and stage.get("use") in (*_CSV_SOURCES, *tables.SOURCES)
         ),
         None,
     )
     if source is None:
         return CsvRules()
     plugin = str(source["use"])
+    if plugin in tables.SOURCES:  # read by scikit-learn: collect.csv's defaults
+        return CsvRules(label=tables.LABEL_COLUMN, source=plugin)
 
     def given(parameter: str) -> Any:
         return source.get(parameter, _default(parameter, plugin))
@@ -143,7 +159,9 @@ class CsvTable:
         path: the file.
         rules: how it is read (the training data's rules).
         fields: the column names, one per field of a row.
-        columns: model input → (field index, column name) for each input in the file.
+        columns: model input → (field index, column name) of each of its values, for
+            each input in the file: one column for an input of one value a sample, the
+            columns the card names (``TensorInfo.columns``), in order, for a vector.
         ignored: the columns that are no model input (nor the label or the id column).
         width: the length of the longest sample name the file can have (``rows.csv[41]``).
     """
@@ -152,7 +170,7 @@ class CsvTable:
     path: Path
     rules: CsvRules
     fields: tuple[str, ...]
-    columns: Mapping[str, tuple[int, str]]
+    columns: Mapping[str, tuple[tuple[int, str], ...]]
     ignored: tuple[str, ...] = ()
     width: int = 0
 
@@ -186,8 +204,8 @@ class CsvTable:
 
     def _batch(self, block: list[tuple[int, list[str]]], bundle: Bundle) -> dict[str, Any]:
         """The inputs of the rows ``block`` (line, fields): each column's cells read as
-        training read them, then checked as JSON rows are (a missing cell as ``null``)."""
-        reading = _collect_csv()
+        training read them, then checked as JSON rows are (a missing cell as ``null``;
+        a vector input's row as the list of its columns' cells, in the card's order)."""
         for line, fields in block:
             if len(fields) != len(self.fields):
                 raise PredictionInputError(
@@ -195,20 +213,14 @@ class CsvTable:
                     f"({_names_list(self.fields)}). Received: {len(fields)}"
                 )
         columns: dict[str, list[Any]] = {}
-        for name, (index, column) in self.columns.items():
-            kind = _cell_kind(bundle.inputs[name])
-            cells = [fields[index] for _, fields in block]
-            try:
-                values = reading.convert(column, kind, cells, self.rules.missing)
-            except reading.RowError as error:
-                for line, fields in block:  # the first row that fails, alone
-                    try:
-                        reading.convert(column, kind, [fields[index]], self.rules.missing)
-                    except reading.RowError as own:
-                        raise PredictionInputError(f"{self.text}, line {line}: {own}") from None
-                lines = f"lines {block[0][0]}-{block[-1][0]}"  # no row fails alone
-                raise PredictionInputError(f"{self.text}, {lines}: {error}") from None
-            columns[name] = [None if _is_nan(v) else v for v in values.tolist()]
+        for name, places in self.columns.items():
+            spec = bundle.inputs[name]
+            kind = _cell_kind(spec)
+            cells = [self._cells(block, index, column, kind) for index, column in places]
+            if spec.sample_shape:  # a vector: each row's cells, in the card's order
+                columns[name] = [list(row) for row in zip(*cells, strict=True)]
+            else:
+                columns[name] = cells[0]
         try:
             return columns_to_batch(columns, bundle.inputs, self.text, bundle.filled_inputs)
         except PredictionInputError as error:
@@ -221,19 +233,46 @@ class CsvTable:
                     raise PredictionInputError(self._at_column(str(own), where, fields)) from None
             raise error from None
 
+    def _cells(
+        self, block: list[tuple[int, list[str]]], index: int, column: str, kind: str
+    ) -> list[Any]:
+        """The cells of field ``index`` (the column ``column``) of the rows ``block``, read
+        as training read them (``kind``), a missing one as ``None``."""
+        reading = _collect_csv()
+        cells = [fields[index] for _, fields in block]
+        try:
+            values = reading.convert(column, kind, cells, self.rules.missing)
+        except reading.RowError as error:
+            for line, fields in block:  # the first row that fails, alone
+                try:
+                    reading.convert(column, kind, [fields[index]], self.rules.missing)
+                except reading.RowError as own:
+                    raise PredictionInputError(f"{self.text}, line {line}: {own}") from None
+            lines = f"lines {block[0][0]}-{block[-1][0]}"  # no row fails alone
+            raise PredictionInputError(f"{self.text}, {lines}: {error}") from None
+        return [None if _is_nan(v) else v for v in values.tolist()]
+
     def _at_column(self, message: str, where: str, fields: list[str]) -> str:
-        """A row's error (``rows.csv, line 7['age']: ... Received: null in sample 0``) said
-        of the CSV: ``rows.csv, line 7, column 'age': ... Received: a missing value ('NA')``."""
-        for name, (index, column) in self.columns.items():
+        """A row's error (``rows.csv, line 7['age']: ... Received: null in sample 0``, or
+        ``... null in sample 0 at (2,)`` in a vector input) said of the CSV: ``rows.csv,
+        line 7, column 'age': ... Received: a missing value ('NA')``."""
+        for name, places in self.columns.items():
             prefix = f"{where}[{name!r}]: "
-            if message.startswith(prefix):
-                message = f"{where}, column {column!r}: {message[len(prefix) :]}"
-                cell = fields[index]
-                if message.endswith(" in sample 0"):
-                    message = message[: -len(" in sample 0")]
-                if message.endswith("Received: null") and cell.strip() in self.rules.missing:
-                    message = message[: -len("null")] + f"a missing value ({cell!r})"
-                break
+            if not message.startswith(prefix):
+                continue
+            rest = message[len(prefix) :]
+            at = re.search(r" in sample 0(?: at \((\d+),\))?$", rest)
+            if at is not None:  # the value at ``at``: its column's
+                rest, position = rest[: at.start()], int(at.group(1) or 0)
+            elif len(places) > 1:  # no one value of a vector input
+                return f"{where}, input {name!r}: {rest}"
+            else:
+                position = 0
+            index, column = places[position]
+            cell = fields[index]
+            if rest.endswith("Received: null") and cell.strip() in self.rules.missing:
+                rest = rest[: -len("null")] + f"a missing value ({cell!r})"
+            return f"{where}, column {column!r}: {rest}"
         return message
 
 
@@ -333,12 +372,18 @@ def read_csv(path: str | Path, bundle: Bundle, text: str | None = None) -> CsvTa
     delimiter, the header or the column ``names``, the ``missing`` strings and the
     encoding of its ``collect.csv`` stage), and each column the model takes as an input
     of that name (a text model trained on ``collect.text_csv`` takes its ``text``
-    column). Each cell is read as training read it (a float, an int or a text; a
-    missing cell, ``""`` or ``NA`` by default, as JSON ``null``), then checked as JSON
-    rows are. The label and id columns of the training data may be present or not;
-    another column the model does not take is not read, and :attr:`CsvTable.notes`
-    names it (a column misspelt is missing: a required one is an error, and one the
-    model does not use changes no answer).
+    column). An input of several values a sample whose model card names them
+    (``columns``: a model trained on ``collect.wine`` takes ``features``, 13 values
+    named ``alcohol``, ``malic_acid``...) takes a column of each name, in any order, and
+    gets each row's values in the card's order; such a model is read with
+    ``collect.csv``'s defaults and the table's label column (``target``), and a file
+    without a header is refused, listing the columns: its values could be matched only
+    by their order, which no file states. Each cell is read as training read it (a
+    float, an int or a text; a missing cell, ``""`` or ``NA`` by default, as JSON
+    ``null``), then checked as JSON rows are. The label and id columns of the training
+    data may be present or not; another column the model does not take is not read,
+    and :attr:`CsvTable.notes` names it (a column misspelt is missing: a required one
+    is an error, and one the model does not use changes no answer).
 
     Args:
         path: the CSV file.
@@ -350,10 +395,12 @@ def read_csv(path: str | Path, bundle: Bundle, text: str | None = None) -> CsvTa
         ``rows.csv[1]``... as training numbers them).
 
     Raises:
-        PredictionInputError: for a model whose inputs are not a table's columns (arrays,
-            images), an empty file, a header without a column the model needs (naming
-            it), or a column named twice; later, while its rows are read, for a row that
-            does not fit, naming the file, the line and the column.
+        PredictionInputError: for a model whose inputs are not a table's columns (arrays
+            whose columns the card does not name, images), an empty file, a header
+            without a column the model needs (naming it), a file without a header for a
+            vector input whose columns the card names, or a column named twice; later,
+            while its rows are read, for a row that does not fit, naming the file, the
+            line and the column.
 
     Example:
         >>> table = read_csv("wine.csv", Bundle.load("runs/wine/latest"))  # doctest: +SKIP
@@ -373,7 +420,8 @@ def read_csv(path: str | Path, bundle: Bundle, text: str | None = None) -> CsvTa
         )
     fields = _fields(rules, header, first)
     wanted = _wanted_columns(bundle, rules, fields)
-    repeated = sorted({c for c in wanted.values() if fields.count(c) > 1})
+    reads = [column for columns in wanted.values() for column in columns]
+    repeated = sorted({c for c in reads if fields.count(c) > 1})
     if repeated:
         lines = "; ".join(
             f"{c!r} in columns {', '.join(str(i + 1) for i, f in enumerate(fields) if f == c)}"
@@ -382,26 +430,65 @@ def read_csv(path: str | Path, bundle: Bundle, text: str | None = None) -> CsvTa
         raise PredictionInputError(
             f"{text}: expected each column the model reads once. Received: {lines}"
         )
+    _refuse_unnamed(bundle, text, wanted, fields, header)
     columns = {
-        name: (fields.index(column), column) for name, column in wanted.items() if column in fields
+        name: tuple((fields.index(c), c) for c in wanted_columns)
+        for name, wanted_columns in wanted.items()
+        if all(c in fields for c in wanted_columns)
     }
-    required = [column for name, column in wanted.items() if not bundle.inputs[name].optional]
+    optional = {name for name in wanted if bundle.inputs[name].optional}
+    required = [c for name, cs in wanted.items() if name not in optional for c in cs]
     absent = [column for column in required if column not in fields]
     if absent:
-        unused = [c for n, c in wanted.items() if bundle.inputs[n].optional]
+        unused = [c for name in optional for c in wanted[name]]
         also = f", and optionally {_quoted(unused)}, which it does not use" if unused else ""
-        split = f"; fields split at {rules.delimiter!r}, as in the training data"
+        split = f"; fields split at {rules.delimiter!r}"
+        if rules.source not in _bundled().SOURCES:  # not read from a CSV in training
+            split += ", as in the training data"
         count = f"{len(required)} column{'s' * (len(required) != 1)}"
+        vectors = [n for n in wanted if n not in optional and bundle.inputs[n].columns]
+        if vectors:
+            count += (
+                f": the values of {'input' if len(vectors) == 1 else 'inputs'} "
+                f"{_quoted(vectors)} as the model card names them, in any order"
+            )
         raise PredictionInputError(
             f"{text}: expected a column for each input of model {bundle.name!r} ({count}"
             f"{also}). Received: a {'header' if header else 'table'} without "
             f"{_quoted(absent)} (its {len(fields)} column{'s' * (len(fields) > 1)}: "
             f"{_names_list(fields)}{split})"
         )
-    known = {*wanted.values(), rules.label, rules.id_column}
+    known = {*reads, rules.label, rules.id_column}
     ignored = tuple(f for f in fields if f not in known)
     bound = max(1, path.stat().st_size // max(2, len(fields)))  # a row takes a byte a field
     return CsvTable(text, path, rules, fields, columns, ignored, len(f"{text}[{bound - 1}]"))
+
+
+def _refuse_unnamed(
+    bundle: Bundle,
+    text: str,
+    wanted: Mapping[str, Sequence[str]],
+    fields: Sequence[str],
+    header: list[str] | None,
+) -> None:
+    """Raise for a file without a column of a vector input the card names the values of
+    (``collect.wine``'s 13): a file without a header, whose values could be matched to
+    the columns only by their order, which the file does not say."""
+    for name, columns in wanted.items():
+        spec = bundle.inputs[name]
+        if spec.columns is None or spec.optional or any(c in fields for c in columns):
+            continue
+        received = (
+            f"a first row that names none of them ({_names_list(fields, 5)}: a file "
+            "without a header?)"
+            if header is not None
+            else "rows without a header (as the training data's were read)"
+        )
+        raise PredictionInputError(
+            f"{text}: expected a header row naming the {len(columns)} columns of input "
+            f"{name!r} of model {bundle.name!r}, in any order: {', '.join(columns)}. "
+            f"Received: {received}"
+        )
 
 
 def _quoted(names: Sequence[str], limit: int = 10) -> str:
@@ -411,10 +498,11 @@ def _quoted(names: Sequence[str], limit: int = 10) -> str:
 
 
 def _refuse_non_table(bundle: Bundle, text: str) -> None:
-    """Raise unless ``bundle`` takes a table's columns: one value per input and sample."""
+    """Raise unless ``bundle`` takes a table's columns: one value per input and sample,
+    or a vector whose values the model card names (``TensorInfo.columns``)."""
     if bundle.accepts_images:
         why = "encoded images: give image files"
-    elif any(spec.sample_shape for spec in bundle.inputs.values()):
+    elif any(spec.sample_shape and spec.columns is None for spec in bundle.inputs.values()):
         why = (
             "arrays of several values a sample, whose columns the model card does not "
             "name: give .npy, .npz, .json or .jsonl rows"
@@ -445,16 +533,20 @@ def _fields(
     return tuple(str(i) for i in range(len(first[1])))
 
 
-def _wanted_columns(bundle: Bundle, rules: CsvRules, fields: Sequence[str]) -> dict[str, str]:
-    """Model input → the CSV column it reads: its own name, but for a model's one
-    unnamed input (``features``): the training data's text column, or its one column
-    besides the label and the id."""
+def _wanted_columns(
+    bundle: Bundle, rules: CsvRules, fields: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """Model input → the CSV columns it reads: its own name; for a vector input whose
+    values the card names, those names, in order; for a model's one unnamed input
+    (``features``) otherwise: the training data's text column, or its one column besides
+    the label and the id."""
     inputs = bundle.inputs
-    if list(inputs) == [SINGLE_INPUT] and SINGLE_INPUT not in fields:
+    named = {name: spec.columns for name, spec in inputs.items() if spec.columns is not None}
+    if list(inputs) == [SINGLE_INPUT] and not named and SINGLE_INPUT not in fields:
         if rules.column is not None:
-            return {SINGLE_INPUT: rules.column}
+            return {SINGLE_INPUT: (rules.column,)}
         if rules.source == "collect.csv":
             others = [f for f in fields if f not in (rules.label, rules.id_column)]
             if len(others) == 1:
-                return {SINGLE_INPUT: others[0]}
-    return {name: name for name in inputs}
+                return {SINGLE_INPUT: (others[0],)}
+    return {name: named.get(name) or (name,) for name in inputs}

@@ -366,3 +366,203 @@ def test_a_text_model_trained_on_text_csv_reads_its_text_column(
     bundle = Bundle.load(run.run_dir)
     expected = [a.top_k for a in predict_inputs(bundle, ["won, in extra time", "bake bread"])]
     assert got == expected
+
+
+# A model trained on a bundled table (collect.wine): one input of 13 values, which its
+# card names (inputs.features.columns), read from a CSV by those names.
+
+
+@pytest.fixture(scope="module")
+def bundled_wine_run(tmp_path_factory: pytest.TempPathFactory) -> rxpipe.RunResult:
+    """examples/wine.toml's pipeline, briefly: collect.wine, standardized, a tiny MLP
+    trained for two epochs and exported (trains once for the module)."""
+    from rxpipe.operators import access, collect, deploy, models, process, train
+
+    return rxpipe.Pipeline(
+        collect.wine(),
+        access.split(seed=0),
+        process.standardize(),
+        access.batch(32),
+        models.mlp(hidden=[8]),
+        train.fit(epochs=2, learning_rate=0.01),
+        deploy.export(),
+        name="wine",
+        runs_dir=tmp_path_factory.mktemp("bundled-wine") / "runs",
+    ).run(progress=False)
+
+
+def wine_table() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[str]]:
+    """scikit-learn's wine measurements, cultivars and column names."""
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    return data.data, data.target, [str(n) for n in data.feature_names]
+
+
+def write_wine(
+    path: Path, rows: list[int], order: list[str], extra: dict[str, str] | None = None
+) -> Path:
+    """The wine ``rows`` as a CSV whose header is ``order`` (column names, ``target``
+    for the cultivar) and then the ``extra`` columns, each with its one value."""
+    data, target, names = wine_table()
+    extra = extra or {}
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow([*order, *extra])
+        for row in rows:
+            cells = {name: repr(float(v)) for name, v in zip(names, data[row], strict=True)}
+            cells["target"] = str(target[row])
+            writer.writerow([*(cells[c] for c in order), *extra.values()])
+    return path
+
+
+def shuffled_columns(seed: int = 0) -> list[str]:
+    """The 13 names and ``target``, in a shuffled order."""
+    _, _, names = wine_table()
+    return [str(c) for c in np.random.default_rng(seed).permutation([*names, "target"])]
+
+
+def test_a_model_on_collect_wine_reads_a_csv_by_its_cards_column_names(
+    bundled_wine_run: rxpipe.RunResult, tmp_path: Path
+) -> None:
+    """In a real `rxpipe predict` process, a CSV of wines with the 13 columns in another
+    order and the label column ``target`` answers what Bundle.predict answers for the
+    same rows as float32[13] arrays in scikit-learn's order; the label column is not
+    noted."""
+    import subprocess
+    import sys
+
+    bundle = Bundle.load(bundled_wine_run.run_dir)
+    data, _, names = wine_table()
+    assert bundle.inputs["features"].columns == tuple(names)
+    rows = [0, 1, 60, 61, 130, 177]
+    order = shuffled_columns()
+    assert order[:13] != names  # the file's order is not the model's
+    path = write_wine(tmp_path / "wine.csv", rows, order)
+    command = ["predict", str(bundled_wine_run.run_dir), str(path), "--json", "--top-k", "3"]
+    process = subprocess.run(
+        [sys.executable, "-m", "rxpipe", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stderr
+    assert "note" not in process.stderr
+    got = json.loads(process.stdout)
+    assert [a["input"] for a in got] == [f"{path}[{i}]" for i in range(len(rows))]
+    scores = bundle.predict({"features": data[rows].astype("float32")})["scores"]
+    assert bundle.labels is not None
+    for answer, expected in zip(got, scores, strict=True):
+        assert {p["label"]: p["score"] for p in answer["predictions"]} == pytest.approx(
+            dict(zip(bundle.labels, expected.tolist(), strict=True)), rel=1e-6
+        )
+
+
+def test_a_wine_csv_with_other_columns_has_them_noted(
+    bundled_wine_run: rxpipe.RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ``target`` and with a column of notes: the notes are named, not read, and
+    the answers are those of the same rows as arrays."""
+    bundle = Bundle.load(bundled_wine_run.run_dir)
+    data, _, _ = wine_table()
+    order = [c for c in shuffled_columns(1) if c != "target"]
+    path = write_wine(tmp_path / "notes.csv", [5, 100], order, {"notes": "fine, dry"})
+    assert main(["predict", str(bundled_wine_run.run_dir), str(path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (
+        f"rxpipe predict: note: {path}: column 'notes' is not an input of the model: not read\n"
+    )
+    scores = bundle.predict({"features": data[[5, 100]].astype("float32")})["scores"]
+    best = [bundle.labels[i] for i in scores.argmax(axis=1)]  # type: ignore[index]
+    assert [a["predictions"][0]["label"] for a in json.loads(out)] == best
+
+
+def test_a_wine_csv_without_a_column_names_it(
+    bundled_wine_run: rxpipe.RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A header without ``malic_acid`` and ``hue``: the error names both, and the file's
+    columns."""
+    order = [c for c in shuffled_columns() if c not in ("malic_acid", "hue")]
+    path = write_wine(tmp_path / "short.csv", [0], order)
+    assert main(["predict", str(bundled_wine_run.run_dir), str(path)]) == 2
+    absent = [c for c in wine_table()[2] if c in ("malic_acid", "hue")]
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {path}: expected a column for each input of model 'wine' (13 "
+        "columns: the values of input 'features' as the model card names them, in any "
+        f"order). Received: a header without {', '.join(map(repr, absent))} (its 12 "
+        f"columns: {', '.join(order[:10])} and 2 more; fields split at ',')\n"
+    )
+
+
+def test_a_wine_csv_without_a_header_is_refused_naming_the_columns(
+    bundled_wine_run: rxpipe.RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows alone, even of the 13 values in the model's order, do not say which value is
+    which: the error asks for a header and lists the columns in the card's order."""
+    data, _, names = wine_table()
+    path = tmp_path / "rows.csv"
+    path.write_text("\n".join(",".join(repr(float(v)) for v in row) for row in data[:3]) + "\n")
+    assert main(["predict", str(bundled_wine_run.run_dir), str(path)]) == 2
+    first = [repr(float(v)) for v in data[0][:5]]
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {path}: expected a header row naming the 13 columns of input "
+        f"'features' of model 'wine', in any order: {', '.join(names)}. Received: a first "
+        f"row that names none of them ({', '.join(first)} and 8 more: a file without a "
+        "header?)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (
+            "NA",
+            "column 'ash': expected float32 values of shape (13,) per sample (the model "
+            "fills no missing values in this input). Received: a missing value ('NA')",
+        ),
+        ("2,4", "column 'ash': expected a number. Received: '2,4'"),
+        (
+            "1e39",
+            "column 'ash': expected a finite float32 number (magnitude at most "
+            "3.402823e+38). Received: '1e39', which overflows float32",
+        ),
+    ],
+)
+def test_a_bad_wine_cell_names_the_file_line_and_column(
+    bundled_wine_run: rxpipe.RunResult,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    cell: str,
+    message: str,
+) -> None:
+    """A missing value (which this model does not fill), a cell that is no number or
+    one that overflows float32, in one of the 13 columns: the file, line and column."""
+    order = shuffled_columns()
+    path = write_wine(tmp_path / "rows.csv", [0, 1, 2], order)
+    lines = path.read_text().splitlines()
+    cells = next(csv.reader([lines[2]]))
+    cells[order.index("ash")] = cell
+    lines[2] = ",".join(f'"{c}"' if "," in c else c for c in cells)
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["predict", str(bundled_wine_run.run_dir), str(path)]) == 2
+    separator = "," if message.startswith("column 'ash': expected float32 values") else ":"
+    assert capsys.readouterr().err == f"rxpipe predict: {path}, line 3{separator} {message}\n"
+
+
+def test_a_card_without_column_names_still_refuses_a_csv(
+    bundled_wine_run: rxpipe.RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wine bundle whose card has no ``columns`` (exported before they were recorded)
+    loads as before and refuses a CSV, saying what to give instead."""
+    model = shutil.copytree(Path(bundled_wine_run.artifacts["model"]), tmp_path / "model")
+    card = json.loads((model / "model_card.json").read_text())
+    del card["inputs"]["features"]["columns"]
+    (model / "model_card.json").write_text(json.dumps(card))
+    path = write_wine(tmp_path / "wine.csv", [0], shuffled_columns())
+    assert main(["predict", str(model), str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"rxpipe predict: {path}: expected a model on a table (one input per column, as "
+        "collect.csv reads them) for a CSV file. Received: model 'wine', whose input is "
+        "features float32[13] (arrays of several values a sample, whose columns the model "
+        "card does not name: give .npy, .npz, .json or .jsonl rows)\n"
+    )

@@ -54,3 +54,42 @@ def test_bad_parameters_name_the_plugin_and_parameter() -> None:
         collect.wine(chunk_size=0)
     with pytest.raises(ConfigError, match=r"collect\.iris\.limit"):
         collect.iris(limit=-1)
+
+
+@pytest.mark.parametrize(
+    ("source", "loader"),
+    [
+        (collect.iris, "load_iris"),
+        (collect.wine, "load_wine"),
+        (collect.breast_cancer, "load_breast_cancer"),
+        (collect.diabetes, "load_diabetes"),
+    ],
+)
+def test_tables_name_their_columns_as_scikit_learn_does(source: object, loader: str) -> None:
+    """The feature spec names each value of a row, in scikit-learn's order."""
+    from sklearn import datasets
+
+    [batch] = run(reactivex.empty().pipe(source(limit=2)))  # type: ignore[operator]
+    expected = tuple(str(n) for n in getattr(datasets, loader)().feature_names)
+    assert batch.metadata.feature_spec.columns == expected
+    assert len(expected) == batch.features.shape[1]
+
+
+def test_wine_names_its_13_measurements() -> None:
+    """collect.wine's columns, as a CSV of the data set names them."""
+    [batch] = run(reactivex.empty().pipe(collect.wine(limit=1)))
+    assert batch.metadata.feature_spec.columns == (
+        "alcohol",
+        "malic_acid",
+        "ash",
+        "alcalinity_of_ash",
+        "magnesium",
+        "total_phenols",
+        "flavanoids",
+        "nonflavanoid_phenols",
+        "proanthocyanins",
+        "color_intensity",
+        "hue",
+        "od280/od315_of_diluted_wines",
+        "proline",
+    )
