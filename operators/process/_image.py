@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,6 +32,30 @@ def _image_spec(meta: DatasetMetadata, where: str) -> FeatureSpec:
     return spec
 
 
+def _decode_each(step: DecodeImage, ids: list[Any], datas: list[Any]) -> np.ndarray[Any, Any]:
+    """Decode a batch one image at a time (Pillow and numpy); the first failure names its
+    sample, and images of another size than the batch's first name theirs."""
+    images = []
+    for sample_id, data in zip(ids, datas, strict=True):
+        try:
+            images.append(step.decode(data))
+        except ValueError as error:
+            raise BatchError(
+                f"process.decode_image: cannot decode sample {sample_id!r}: {error}",
+                [sample_id],
+            ) from None
+    odd = [i for i, image in enumerate(images) if image.shape != images[0].shape]
+    if odd:  # name the samples unlike the batch's first, not the batch's first ids
+        raise BatchError(
+            f"process.decode_image: sample {ids[odd[0]]!r}: expected images of one size "
+            f"(or set size=[h, w]), {images[0].shape[:2]} as sample {ids[0]!r}. "
+            f"Received: {images[odd[0]].shape[:2]}"
+            + (f" ({len(odd)} samples of other sizes in this batch)" if len(odd) > 1 else ""),
+            [ids[i] for i in odd],
+        )
+    return np.stack(images)
+
+
 @plugin("process.decode_image")
 def decode_image(
     channels: int = 3,
@@ -44,11 +68,15 @@ def decode_image(
     """Decode PNG, JPEG, BMP or GIF bytes to uint8 images, resized to ``size`` if given.
 
     Recorded for serving: the exported model takes raw image bytes and decodes them to
-    the same pixels (JPEG with the accurate DCT on both sides). Without ``size`` every
-    image must have the size of the first one. A sample that is not a readable image,
-    or is in a format serving cannot decode (TIFF, WebP, ...), fails the run, naming the
-    sample (the file, for ``collect.image_folder``), or with ``on_error="skip"`` is
-    skipped and reported.
+    the same pixels (JPEG with the accurate DCT on both sides). Each batch is decoded
+    and resized by that same TensorFlow graph, compiled once (TensorFlow is imported
+    when the stage first runs), after a check of each image's header; an image larger
+    than a call's memory budget, or a batch with a bad image, is decoded one image at
+    a time with Pillow and numpy, to the same pixels. Without ``size`` every image must
+    have the size of the first one. A sample that is not a readable image, or is in a
+    format serving cannot decode (TIFF, WebP, ...), fails the run, naming the sample
+    (the file, for ``collect.image_folder``), or with ``on_error="skip"`` is skipped
+    and reported.
 
     Args:
         channels: 3 (RGB) or 1 (grayscale, ITU-R BT.601 weights).
@@ -56,7 +84,8 @@ def decode_image(
         method: ``"bilinear"`` or ``"nearest"``.
         on_error: ``"raise"`` or ``"skip"`` for undecodable samples.
         max_skipped: with ``"skip"``, fail after this many bad samples in a pass.
-        workers: decode this many batches at once on threads (Pillow releases the GIL).
+        workers: decode this many batches at once on threads (the decoders release the
+            GIL; TensorFlow also spreads each batch over its own threads).
 
     Example:
         >>> import io, reactivex
@@ -93,26 +122,11 @@ def decode_image(
                     else f"an array of dtype {batch.features.dtype.name}"
                 )
             )
-        images = []
-        for sample_id, data in zip(batch.ids.tolist(), batch.features.tolist(), strict=True):
-            try:
-                images.append(step.decode(data))
-            except ValueError as error:
-                raise BatchError(
-                    f"process.decode_image: cannot decode sample {sample_id!r}: {error}",
-                    [sample_id],
-                ) from None
         ids = batch.ids.tolist()
-        odd = [i for i, image in enumerate(images) if image.shape != images[0].shape]
-        if odd:  # name the samples unlike the batch's first, not the batch's first ids
-            raise BatchError(
-                f"process.decode_image: sample {ids[odd[0]]!r}: expected images of one size "
-                f"(or set size=[h, w]), {images[0].shape[:2]} as sample {ids[0]!r}. "
-                f"Received: {images[odd[0]].shape[:2]}"
-                + (f" ({len(odd)} samples of other sizes in this batch)" if len(odd) > 1 else ""),
-                [ids[i] for i in odd],
-            )
-        features = np.stack(images)
+        datas = batch.features.tolist()
+        features = step.decode_batch(datas)  # TensorFlow's decoders, the batch at once
+        if features is None:  # a bad image, or several sizes: one at a time, naming it
+            features = _decode_each(step, ids, datas)
         meta = record.metadata(batch.metadata, features)
         first = first_samples.setdefault(id(meta), ids[0])
         expected = meta.feature_spec.shape

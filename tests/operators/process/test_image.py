@@ -212,6 +212,36 @@ def test_resize_equals_tf_image_resize(
     np.testing.assert_allclose(step.apply(x), step.apply_tf(tf.constant(x)).numpy(), atol=1e-4)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    count=st.integers(1, 3),
+    size=st.tuples(st.integers(1, 70), st.integers(1, 70)),
+    target=st.tuples(st.integers(1, 90), st.integers(1, 90)),
+    channels=st.sampled_from([1, 3, 4]),
+    dtype=st.sampled_from(["uint8", "uint16", "int16"]),
+    cropped=st.booleans(),
+)
+def test_bilinear_resize_of_integer_images_is_bit_exact_with_tf(
+    count: int,
+    size: tuple[int, int],
+    target: tuple[int, int],
+    channels: int,
+    dtype: str,
+    cropped: bool,
+) -> None:
+    """Batches, any channels, integer dtypes, views of a larger array: the very values of
+    tf.image.resize rounded back (its float32 arithmetic, in its order)."""
+    import tensorflow as tf
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(sum(size) * 100 + sum(target))
+    whole = rng.integers(info.min, int(info.max) + 1, (count, size[0] + 3, size[1] + 2, channels))
+    x = whole.astype(dtype)[:, 1 : size[0] + 1, 2:] if cropped else whole.astype(dtype)[:, 3:, 2:]
+    mine = Resize(target).apply(x)
+    assert mine.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(mine, Resize(target).apply_tf(tf.constant(x)).numpy())
+
+
 def test_grayscale_equals_its_tf_twin() -> None:
     """Grayscale conversion is the same in numpy and TF, and keeps uint8."""
     import tensorflow as tf
