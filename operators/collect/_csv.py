@@ -373,6 +373,31 @@ class CsvRows:
                 break
         return self.reader
 
+    def records(self, taken: int) -> Iterator[tuple[int, list[str] | csv.Error]]:
+        """The rows after the first ``taken`` calls of the reader (the header's), as
+        ``(line, fields)``, or ``(line, csv.Error)`` for a row that does not parse; blank
+        lines are skipped. Escapes when a byte fails to decode: check each row with
+        :func:`undecodable` while ``escaping`` is true.
+        """
+        reader = self.reader
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError:
+                if self.escaping:  # cannot happen: an escaping decoder does not fail
+                    raise
+                reader = self.escape(taken)
+                continue
+            except csv.Error as error:
+                taken += 1
+                yield reader.line_num, error
+                continue
+            taken += 1
+            if row and (len(row) > 1 or row[0].strip()):
+                yield reader.line_num, row
+
     def next_row(self, taken: int) -> list[str]:
         """The next row, escaping if a byte fails to decode (``taken``: calls so far).
 
@@ -505,29 +530,13 @@ class _Reader:
                 chunk = list(itertools.islice(rows, self.chunk_size))
 
     def _rows(self, rows: CsvRows, names: tuple[str, ...] | None) -> Iterator[Row]:
-        index = 0
-        taken = int(self.layout.header)  # calls of the reader so far (see CsvRows.escape)
-        reader, escaping = rows.reader, rows.escaping
-        while self.limit is None or index < self.limit:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError:
-                if escaping:  # cannot happen: an escaping decoder does not fail
-                    raise
-                reader, escaping = rows.escape(taken), True
-                continue
-            except csv.Error as error:
-                taken += 1
-                self._fail(index, reader.line_num, f"cannot parse the row: {error}", error)
-                index += 1
-                continue
-            taken += 1
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            found = undecodable(row) if escaping else None
-            if found is not None:
+        if self.limit is not None and self.limit < 1:
+            return
+        for index, (line, row) in enumerate(rows.records(int(self.layout.header))):
+            found = None if isinstance(row, csv.Error) or not rows.escaping else undecodable(row)
+            if isinstance(row, csv.Error):
+                self._fail(index, line, f"cannot parse the row: {row}", row)
+            elif found is not None:
                 field, byte = found
                 column = (
                     f"column {names[field]!r}"
@@ -538,11 +547,11 @@ class _Reader:
                     f"{column}: expected {self.layout.encoding} text (the encoding parameter). "
                     f"Received: the byte {byte:#04x}"
                 )
-                self._fail(index, reader.line_num, message, None)
-                index += 1
-                continue
-            yield index, reader.line_num, row
-            index += 1
+                self._fail(index, line, message, None)
+            else:
+                yield index, line, row
+            if index + 1 == self.limit:
+                return
 
     def _plan(self, names: tuple[str, ...], first: list[Row]) -> _Plan:
         layout = self.layout

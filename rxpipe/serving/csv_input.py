@@ -319,29 +319,16 @@ def _csv_rows(
         )
 
     def data(taken: int) -> Iterator[tuple[int, list[str]]]:
-        reader, escaping = rows.reader, rows.escaping
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError:
-                if escaping:  # cannot happen: an escaping decoder does not fail
-                    raise
-                reader, escaping = rows.escape(taken), True
-                continue
-            except csv.Error as error:
+        for line, row in rows.records(taken):
+            if isinstance(row, csv.Error):
                 raise PredictionInputError(
-                    f"{text}, line {reader.line_num}: expected a CSV row. Received: one "
-                    f"that does not parse ({error})"
-                ) from None
-            taken += 1
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # a blank line
-            found = undecodable(row) if escaping else None
+                    f"{text}, line {line}: expected a CSV row. Received: one that does not "
+                    f"parse ({row})"
+                )
+            found = undecodable(row) if rows.escaping else None
             if found is not None:
-                raise bad_byte(reader.line_num, found)
-            yield reader.line_num, row
+                raise bad_byte(line, found)
+            yield line, row
 
     with rows:
         header = None
