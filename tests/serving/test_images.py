@@ -234,3 +234,256 @@ def test_an_uploaded_truncated_jpeg_is_a_400_and_tensorflow_logs_nothing(
         "file)"
     }
     assert "JPEG" not in capfd.readouterr().err
+
+
+def noise(size: tuple[int, int] = (20, 12), seed: int = 2) -> Any:
+    """An RGB image of noise of ``size`` (width, height)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), np.uint8)
+    return Image.fromarray(pixels)
+
+
+def saved(image: Any, kind: str, **options: Any) -> bytes:
+    """``image`` encoded as ``kind`` with Pillow."""
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk: length, type, data and CRC."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2)]
+ADAM7.append((0, 1, 1, 2))
+"""The passes of PNG's interlacing: each one's first column and row, and its steps."""
+
+
+def interlaced_png(image: Any) -> bytes:
+    """``image`` (RGB) as an Adam7-interlaced PNG (Pillow writes none)."""
+    import numpy as np
+
+    pixels = np.asarray(image)
+    rows = b""
+    for left, top, step_x, step_y in ADAM7:
+        part = pixels[top::step_y, left::step_x]
+        rows += b"".join(b"\0" + row.tobytes() for row in part if part.size)
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, 2, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def pngs() -> dict[str, bytes]:
+    """PNGs of noise in each mode: RGB, RGBA, gray, 16-bit gray, palette, interlaced."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = noise()
+    wide = np.asarray(rgb.convert("L")).astype(np.uint16) * 257
+    rgba = rgb.copy()
+    rgba.putalpha(rgb.convert("L"))
+    return {
+        "rgb": saved(rgb, "PNG"),
+        "rgba": saved(rgba, "PNG"),
+        "gray": saved(rgb.convert("L"), "PNG"),
+        "16-bit": saved(Image.fromarray(wide), "PNG"),
+        "palette": saved(rgb.quantize(16), "PNG"),
+        "interlaced": interlaced_png(rgb),
+    }
+
+
+def gifs() -> dict[str, bytes]:
+    """GIFs of noise: one frame, one frame with a transparent color, two frames."""
+    palette = noise().quantize(16)
+    second = palette.copy()
+    second.paste(3, (4, 4, 12, 9))
+    return {
+        "single frame": saved(palette, "GIF"),
+        "transparent": saved(palette, "GIF", transparency=2, optimize=False),
+        "animated": saved(palette, "GIF", save_all=True, append_images=[second]),
+    }
+
+
+PNGS, GIFS = pngs(), gifs()
+
+
+def served(data: bytes, filename: str = "cut") -> str | None:
+    """Why serving's check refuses ``data`` (the message without the file's name), or None."""
+    from rxpipe.errors import PredictionInputError
+    from rxpipe.serving.images import check_image
+
+    try:
+        check_image(data, filename)
+    except PredictionInputError as error:
+        return str(error).removeprefix(f"{filename}: ")
+    return None
+
+
+def trained(data: bytes) -> str | None:
+    """Why training's decoder (process.decode_image's, one image) refuses ``data``, or None."""
+    from rxpipe.operators.process._image_steps import decode_one
+
+    try:
+        decode_one(data, 3)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+_SERVING_GRAPH: list[Any] = []
+
+
+def tf_decoded(data: bytes) -> Any:
+    """The pixels the exported model's graph decodes (``DecodeImage.apply_tf`` under
+    ``tf.function``), or None if TensorFlow refuses ``data``."""
+    import tensorflow as tf
+
+    from rxpipe.operators.process._image_steps import DecodeImage
+
+    if not _SERVING_GRAPH:
+        strings = tf.TensorSpec([None], tf.string)
+        _SERVING_GRAPH.append(tf.function(DecodeImage(3).apply_tf, input_signature=[strings]))
+    try:
+        return _SERVING_GRAPH[0](tf.constant([data])).numpy()[0]
+    except tf.errors.InvalidArgumentError:
+        return None
+
+
+def assert_decoded_alike(data: bytes) -> None:
+    """Training's decoder and the serving graph decode ``data`` to the same pixels."""
+    import numpy as np
+
+    from rxpipe.operators.process._image_steps import decode_one
+
+    served_pixels = tf_decoded(data)
+    assert served_pixels is not None
+    np.testing.assert_array_equal(decode_one(data, 3), served_pixels)
+
+
+TRUNCATED_PNG = (
+    "expected a complete PNG image (its chunks through IEND). Received: {} bytes that end "
+    "before the image does (a truncated file)"
+)
+TRUNCATED_GIF = (
+    "expected a complete GIF image (its first frame's data through its last block). "
+    "Received: {} bytes that end before the image does (a truncated file)"
+)
+
+
+@pytest.mark.parametrize("data", PNGS.values(), ids=PNGS.keys())
+def test_a_png_cut_anywhere_is_refused_by_training_and_serving_alike(data: bytes) -> None:
+    """Cut at every byte: serving's check and training's decoder both refuse, with the same
+    reason once the header reads, as TensorFlow refuses each cut (a file missing IEND's
+    last byte included; Pillow alone decoded those missing up to 20 bytes); the whole file,
+    with bytes after IEND, passes both and decodes alike."""
+    for end in range(8, len(data)):
+        refusal = served(data[:end])
+        assert refusal is not None, f"a PNG cut to {end} of {len(data)} bytes was accepted"
+        assert trained(data[:end]) is not None, f"training decoded {end} of {len(data)} bytes"
+        if refusal.startswith("expected a complete PNG"):
+            assert trained(data[:end]) == refusal
+    for cut in (1, 4, 5, 12, 16, 20, 21, 22, len(data) // 2):
+        assert served(data[:-cut]) == TRUNCATED_PNG.format(len(data) - cut)
+        assert tf_decoded(data[:-cut]) is None, f"TensorFlow decodes a PNG missing {cut} bytes"
+    for whole in (data, data + b"\0" * 8, data + b"more", data + png_chunk(b"tEXt", b"a\0b")):
+        assert served(whole) is None
+        assert trained(whole) is None
+        assert_decoded_alike(whole)
+
+
+@pytest.mark.parametrize("chunk", [b"IDAT", b"IEND", b"tEXt"])
+def test_a_png_whose_chunk_fails_its_crc_is_refused_by_training_and_serving_alike(
+    chunk: bytes,
+) -> None:
+    """TensorFlow refuses a PNG whose pixel data (IDAT) or IEND fails its CRC, which Pillow
+    decoded in training; an ancillary chunk after the pixels that fails its CRC was refused by
+    serving's check (Pillow's verify) and decoded in training. Now both refuse all three."""
+    data = PNGS["rgb"]
+    iend = data.index(b"IEND") - 4
+    data = data[:iend] + png_chunk(b"tEXt", b"a\0b") + data[iend:]
+    start = data.index(chunk) - 4
+    crc_at = start + 8 + struct.unpack_from(">I", data, start)[0]
+    damaged = data[:crc_at] + bytes([data[crc_at] ^ 0xFF]) + data[crc_at + 1 :]
+    refusal = (
+        "expected a PNG image with intact chunks (each chunk's CRC matching its data). "
+        f"Received: {len(damaged)} bytes whose {chunk.decode()} chunk at byte {start} fails "
+        "its CRC (a damaged file)"
+    )
+    assert served(damaged) == refusal
+    assert trained(damaged) == refusal
+    if chunk != b"tEXt":  # (TensorFlow skips an ancillary chunk whose CRC fails)
+        assert tf_decoded(damaged) is None
+
+
+def first_frame_end(data: bytes) -> int:
+    """Where a GIF's first frame ends: past the terminator of its pixel data's sub-blocks."""
+    position = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    while data[position] == 0x21:  # extensions: introducer, label, sub-blocks
+        position += 2
+        while data[position]:
+            position += data[position] + 1
+        position += 1
+    assert data[position] == 0x2C  # the image descriptor, [color table], LZW code size
+    local = data[position + 9]
+    position += 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+    while data[position]:
+        position += data[position] + 1
+    return position + 1
+
+
+@pytest.mark.parametrize("data", GIFS.values(), ids=GIFS.keys())
+def test_a_gif_cut_in_its_first_frame_is_refused_by_training_and_serving_alike(
+    data: bytes,
+) -> None:
+    """Cut at every byte: a GIF whose first frame is whole (the trailer missing, or part of a
+    later frame) passes serving's check and training's decoder and decodes alike; one cut in
+    its first frame is refused by both, as TensorFlow refuses it (one missing only that
+    frame's last byte, its terminator, included: Pillow alone decoded that one)."""
+    whole_frame = first_frame_end(data)
+    for end in range(13, len(data)):
+        refusal = served(data[:end])
+        if end >= whole_frame:
+            assert refusal is None, f"a GIF cut to {end} of {len(data)} bytes was refused"
+            assert trained(data[:end]) is None
+            assert_decoded_alike(data[:end])
+        else:
+            assert refusal is not None, f"a GIF cut to {end} of {len(data)} bytes was accepted"
+            assert trained(data[:end]) is not None
+            if refusal.startswith("expected a complete GIF"):
+                assert trained(data[:end]) == refusal
+    cut = data[: whole_frame - 1]
+    assert served(cut) == trained(cut) == TRUNCATED_GIF.format(len(cut))
+    assert tf_decoded(cut) is None
+    for whole in (data, data + b"\0" * 8, data + b"more"):
+        assert served(whole) is None
+        assert trained(whole) is None
+        assert_decoded_alike(whole)
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "refusal"),
+    [
+        ("cut.png", PNGS["rgb"][:-2], TRUNCATED_PNG.format(len(PNGS["rgb"]) - 2)),
+        ("cut.gif", GIFS["single frame"][:-2], TRUNCATED_GIF.format(len(GIFS["single frame"]) - 2)),
+    ],
+)
+def test_an_uploaded_truncated_png_or_gif_is_a_400_and_tensorflow_logs_nothing(
+    digits_bundle: Any, capfd: pytest.CaptureFixture[str], filename: str, data: bytes, refusal: str
+) -> None:
+    """The server refuses a PNG missing IEND's CRC, or a GIF missing its first frame's
+    terminator, naming it, before TensorFlow's decoder would refuse it and write "Invalid PNG
+    data" or "Invalid GIF data" on standard error."""
+    capfd.readouterr()
+    answer = upload(digits_bundle, filename, data)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": f"{filename}: {refusal}"}
+    errors = capfd.readouterr().err
+    assert "PNG" not in errors
+    assert "GIF" not in errors
