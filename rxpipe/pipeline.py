@@ -353,9 +353,15 @@ class Pipeline:
         """Apply the stages to ``source`` as a plain operator chain (no run machinery)."""
         return source.pipe(*self.stages)
 
-    def _instrumented(self) -> reactivex.Observable[Any]:
+    def _instrumented(self, stall_warning: float | None = None) -> reactivex.Observable[Any]:
         ops = [
-            instrument(name, kind, op, lineage(self.stages[:i], self.seed, self._default_source))
+            instrument(
+                name,
+                kind,
+                op,
+                lineage(self.stages[:i], self.seed, self._default_source),
+                stall_warning_s=stall_warning,
+            )
             for i, (name, kind, op) in enumerate(
                 zip(self.stage_names, self._kinds, self.stages, strict=True)
             )
@@ -428,6 +434,7 @@ class Pipeline:
         tensorboard: bool = False,
         resume_from: str | Path | None = None,
         snapshot_interval: float | None = None,
+        stall_warning: float | None = None,
     ) -> RunResult:
         """Run the pipeline to completion.
 
@@ -450,6 +457,9 @@ class Pipeline:
                 from the last one in its events.jsonl (see :meth:`resume`).
             snapshot_interval: seconds between :class:`~rxpipe.events.ThroughputSnapshot`
                 events (default 5; 0: none).
+            stall_warning: seconds a stage may stay silent after its input ended before a
+                :class:`~rxpipe.events.StageStalled` warning names it (default 30, then again
+                each time the silence doubles; 0: never warn).
 
         Returns:
             The run's result.
@@ -468,6 +478,8 @@ class Pipeline:
 
         interval = DEFAULT_INTERVAL_S if snapshot_interval is None else snapshot_interval
         _check_run_options(progress, log_format, subscribers, tensorboard, interval)
+        if stall_warning is not None:
+            _check_seconds(stall_warning, "stall_warning")
         self._check_source()
 
         if resume_from is None:
@@ -518,7 +530,7 @@ class Pipeline:
                 with stopping_on_signals(signal.SIGINT), running(context):
                     bus.publish(RunStarted, pipeline=self.name, run_dir=str(run_dir))
                     with snapshot_timer(context, self.stage_names, interval, self._bench_mode):
-                        self._execute(outputs)
+                        self._execute(outputs, stall_warning)
                     check_accounting(context.counts)
             except BaseException as error:
                 failure = _as_run_error(error)
@@ -554,7 +566,7 @@ class Pipeline:
                 duration_s=duration,
             )
 
-    def _execute(self, outputs: list[Any]) -> None:
+    def _execute(self, outputs: list[Any], stall_warning: float | None) -> None:
         done = threading.Event()
         errors: list[BaseException] = []
 
@@ -563,7 +575,7 @@ class Pipeline:
             done.set()
 
         keep = outputs.append if not self._bench_mode else lambda _: None
-        subscription = self._instrumented().subscribe(keep, on_error, done.set)
+        subscription = self._instrumented(stall_warning).subscribe(keep, on_error, done.set)
         try:
             while not done.wait(_POLL_S):
                 pass
@@ -734,6 +746,11 @@ def _next_seq(events: Path) -> int:
     return 0
 
 
+def _check_seconds(value: Any, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"expected a number of seconds >= 0. Received: {value!r}", field)
+
+
 def _check_run_options(
     progress: object, log_format: object, subscribers: object, tensorboard: object, interval: float
 ) -> None:
@@ -750,10 +767,7 @@ def _check_run_options(
         raise ConfigError(f"expected True or False. Received: {tensorboard!r}", "tensorboard")
     if tensorboard:
         check_available("tensorboard")
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval >= 0:
-        raise ConfigError(
-            f"expected a number of seconds >= 0. Received: {interval!r}", "snapshot_interval"
-        )
+    _check_seconds(interval, "snapshot_interval")
     if callable(subscribers) or not isinstance(subscribers, Sequence | set | frozenset):
         raise ConfigError(
             "expected a list of callables, each called with every event. Received: "

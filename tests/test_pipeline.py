@@ -543,6 +543,7 @@ def test_a_raising_subscriber_cuts_off_no_other(runs_dir: Path) -> None:
         ({"subscribers": [3]}, r"subscribers\[0\]", r"3 \(int\)"),
         ({"progress": "yes"}, "progress", "'yes'"),
         ({"snapshot_interval": -1}, "snapshot_interval", "-1"),
+        ({"stall_warning": "30"}, "stall_warning", "'30'"),
         ({"tensorboard": 1.5}, "tensorboard", "1.5"),
     ],
 )

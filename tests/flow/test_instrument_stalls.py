@@ -323,7 +323,6 @@ def default_signal_handlers() -> Iterator[None]:
 )
 def test_a_hung_run_is_warned_about_and_stopped_by_a_signal(
     runs_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     signum: int,
     named: str,
@@ -332,7 +331,6 @@ def test_a_hung_run_is_warned_about_and_stopped_by_a_signal(
     (in the events, events.jsonl and, as the run shows no log or progress bar, a standard
     library log record), Ctrl-C or SIGTERM (as the command line handles it) stops the run as
     cancelled, and no thread is left."""
-    monkeypatch.setattr(instrument_module, "STALL_WARNING_S", 0.1)
     pipeline = Pipeline(
         Stage("custom.swallow", swallow_completion),
         source=from_arrays(np.zeros((8, 2), "float32"), batch_size=4),
@@ -352,7 +350,7 @@ def test_a_hung_run_is_warned_about_and_stopped_by_a_signal(
             pytest.raises(PipelineCancelled, match=rf"interrupted \({named}\)"),
             stopping_on_signals(signal.SIGINT, signal.SIGTERM),  # what the CLI does
         ):
-            pipeline.run(progress=False, subscribers=[recorder])
+            pipeline.run(progress=False, subscribers=[recorder], stall_warning=0.1)
     finally:
         interrupter.join()
     [stall, *_] = recorder.of_type(StageStalled)
