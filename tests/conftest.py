@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,3 +74,13 @@ def digits_exporter() -> Callable[..., Any]:
 def runs_dir(tmp_path: Path) -> Path:
     """A fresh directory for run directories."""
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def default_signal_handlers() -> Iterator[None]:
+    """Python's own handlers, as in a terminal (a background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGTERM, previous_term)

@@ -9,22 +9,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rxpipe.interrupts import stopping_on_signals
 
-
-@pytest.fixture(autouse=True)
-def default_handlers() -> Iterator[None]:
-    """Python's own handlers, as in a terminal (a background job starts with SIGINT ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    signal.signal(signal.SIGINT, previous)
-    signal.signal(signal.SIGTERM, previous_term)
+pytestmark = pytest.mark.usefixtures("default_signal_handlers")
 
 
 def test_sigint_raises_keyboard_interrupt_naming_ctrl_c() -> None:

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -305,16 +305,6 @@ def test_real_timers_warn_and_leave_no_thread_behind() -> None:
     assert first.silent_s >= 0.05
     assert second.silent_s >= 0.1
     subscription.dispose()
-
-
-@pytest.fixture
-def default_signal_handlers() -> Iterator[None]:
-    """Python's own handlers, as in a terminal (a background job starts with SIGINT ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    signal.signal(signal.SIGINT, previous)
-    signal.signal(signal.SIGTERM, previous_term)
 
 
 @pytest.mark.usefixtures("default_signal_handlers")
