@@ -511,8 +511,13 @@ def _decode_tf(step: DecodeImage, items: list[bytes]) -> np.ndarray[Any, Any]:
             decoder = _TF_DECODERS.get(step)
             if decoder is None:
                 tf = import_tensorflow()
+
+                def on_host(items: Any) -> Any:
+                    with tf.device("/CPU:0"):  # data work: not on an accelerator, as tf.data
+                        return step.apply_tf(items)
+
                 strings = tf.TensorSpec([None], tf.string)
-                decoder = tf.function(step.apply_tf, input_signature=[strings])
+                decoder = tf.function(on_host, input_signature=[strings])
                 decoder.get_concrete_function()  # trace it now, once
                 _TF_DECODERS[step] = decoder
     tf = import_tensorflow()

@@ -325,3 +325,18 @@ def test_tensorflow_is_imported_when_the_stage_runs_not_before() -> None:
         "print('tensorflow' in sys.modules, batch.features.shape)\n"
     )
     assert run_python(code).split("\n")[:2] == ["False", "True (1, 2, 2, 3)"]
+
+
+def test_the_decoder_runs_on_the_host_cpu() -> None:
+    """Every op of the batch decoder, the map's body included, is placed on /CPU:0: on a
+    machine with a GPU the data work must not take the accelerator the step trains on (tf.data
+    runs its map functions on the host too). Without the device scope the ops have none, and
+    TensorFlow would put the resize on a GPU."""
+    step = DecodeImage(3, (6, 10))  # a configuration no other test uses
+    _image_steps._decode_tf(step, [KINDS["png rgb"]])
+    graph = _image_steps._TF_DECODERS[step].get_concrete_function().graph
+    definition = graph.as_graph_def()
+    nodes = [*definition.node, *(n for f in definition.library.function for n in f.node_def)]
+    placed = {n.device for n in nodes if n.op not in ("Placeholder", "Identity", "_Arg")}
+    assert placed == {"/device:CPU:0"}
+    assert any(n.op == "ResizeBilinear" for n in nodes)
