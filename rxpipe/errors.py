@@ -69,6 +69,17 @@ def describe_value(value: object) -> str:
     return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
 
 
+def format_names(names: Sequence[str], limit: int = 10, *, quoted: bool = True) -> str:
+    """Names for an error message (columns, keys, files), the first ``limit`` of them.
+
+    Example:
+        >>> format_names(["a", "b", "c"], 2), format_names(["a", "b"], quoted=False)
+        ("'a', 'b' and 1 more", 'a, b')
+    """
+    shown = ", ".join(map(repr, names[:limit]) if quoted else names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def format_ids(ids: Sequence[object]) -> str:
     """Render sample ids for an error message, eliding long lists.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -99,20 +99,16 @@ class MissingNumbers:
     name: str = "missing_numbers"
 
     def apply(self, features: Any) -> Any:
-        if self.columns is None:
-            return _marked(features, self.values)
-        out = dict(features)
-        for column in self.columns:
-            out[column] = _marked(features[column], self.values)
-        return out
+        return self._each(features, _marked)
 
     def apply_tf(self, features: Any) -> Any:
+        return self._each(features, _marked_tf)
+
+    def _each(self, features: Any, mark: Callable[[Any, tuple[float, ...]], Any]) -> Any:
+        """``mark`` applied to the one array, or to each of ``columns``."""
         if self.columns is None:
-            return _marked_tf(features, self.values)
-        out = dict(features)
-        for column in self.columns:
-            out[column] = _marked_tf(features[column], self.values)
-        return out
+            return mark(features, self.values)
+        return {**features, **{c: mark(features[c], self.values) for c in self.columns}}
 
     def to_config(self) -> dict[str, Any]:
         return {

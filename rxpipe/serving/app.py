@@ -66,7 +66,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rxpipe.errors import PredictionInputError
+from rxpipe.errors import PredictionInputError, format_names
 from rxpipe.serving.batcher import BatcherClosedError, ModelBatcher
 from rxpipe.serving.bundle import (
     DEFAULT_SIGNATURE,
@@ -393,7 +393,7 @@ class ServingApp:
         try:
             return await self.batcher.predict(signature, inputs, pixels)
         except PredictionInputError as error:
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            shown = format_names(names, 5, quoted=False)
             where = names[0] if len(names) == 1 else f"one of {shown}"
             raise PredictionInputError(
                 f"{where}: {str(error).removeprefix(f'{signature}: ')}"

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from rxpipe.errors import PredictionInputError
+from rxpipe.errors import PredictionInputError, format_names
 from rxpipe.serving.bundle import PIPELINE_FILE, SINGLE_INPUT, Bundle, TensorInfo
 from rxpipe.serving.inputs import columns_to_batch
 
@@ -210,7 +210,7 @@ class CsvTable:
             if len(fields) != len(self.fields):
                 raise PredictionInputError(
                     f"{self.text}, line {line}: expected {len(self.fields)} fields "
-                    f"({_names_list(self.fields)}). Received: {len(fields)}"
+                    f"({format_names(self.fields, quoted=False)}). Received: {len(fields)}"
                 )
         columns: dict[str, list[Any]] = {}
         for name, places in self.columns.items():
@@ -287,12 +287,6 @@ def _cell_kind(spec: TensorInfo) -> str:
 def _is_nan(value: Any) -> bool:
     """Whether a cell read is missing (``None``, or NaN in a number column)."""
     return value is None or (isinstance(value, float) and value != value)
-
-
-def _names_list(names: Sequence[str], limit: int = 10) -> str:
-    """``a, b, c``: column names for a message, the first ``limit`` of them."""
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 @contextmanager
@@ -428,7 +422,7 @@ def read_csv(path: str | Path, bundle: Bundle, text: str | None = None) -> CsvTa
     absent = [column for column in required if column not in fields]
     if absent:
         unused = [c for name in optional for c in wanted[name]]
-        also = f", and optionally {_quoted(unused)}, which it does not use" if unused else ""
+        also = f", and optionally {format_names(unused)}, which it does not use" if unused else ""
         split = f"; fields split at {rules.delimiter!r}"
         if rules.source not in _bundled().SOURCES:  # not read from a CSV in training
             split += ", as in the training data"
@@ -437,13 +431,13 @@ def read_csv(path: str | Path, bundle: Bundle, text: str | None = None) -> CsvTa
         if vectors:
             count += (
                 f": the values of {'input' if len(vectors) == 1 else 'inputs'} "
-                f"{_quoted(vectors)} as the model card names them, in any order"
+                f"{format_names(vectors)} as the model card names them, in any order"
             )
         raise PredictionInputError(
             f"{text}: expected a column for each input of model {bundle.name!r} ({count}"
             f"{also}). Received: a {'header' if header else 'table'} without "
-            f"{_quoted(absent)} (its {len(fields)} column{'s' * (len(fields) > 1)}: "
-            f"{_names_list(fields)}{split})"
+            f"{format_names(absent)} (its {len(fields)} column{'s' * (len(fields) > 1)}: "
+            f"{format_names(fields, quoted=False)}{split})"
         )
     known = {*reads, rules.label, rules.id_column}
     ignored = tuple(f for f in fields if f not in known)
@@ -466,8 +460,8 @@ def _refuse_unnamed(
         if spec.columns is None or spec.optional or any(c in fields for c in columns):
             continue
         received = (
-            f"a first row that names none of them ({_names_list(fields, 5)}: a file "
-            "without a header?)"
+            f"a first row that names none of them ({format_names(fields, 5, quoted=False)}: "
+            "a file without a header?)"
             if header is not None
             else "rows without a header (as the training data's were read)"
         )
@@ -476,12 +470,6 @@ def _refuse_unnamed(
             f"{name!r} of model {bundle.name!r}, in any order: {', '.join(columns)}. "
             f"Received: {received}"
         )
-
-
-def _quoted(names: Sequence[str], limit: int = 10) -> str:
-    """``'a', 'b'``: column names for a message, the first ``limit`` of them."""
-    shown = ", ".join(map(repr, names[:limit]))
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _refuse_non_table(bundle: Bundle, text: str) -> None:

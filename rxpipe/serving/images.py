@@ -250,10 +250,7 @@ end before the image does (a truncated file)'
         if kind == b"IEND":
             return None
         position = crc_at + 4
-    return (
-        "expected a complete PNG image (its chunks through IEND). "
-        f"Received: {end} bytes that end before the image does (a truncated file)"
-    )
+    return _truncated("PNG", "its chunks through IEND", end)
 
 
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -319,9 +316,14 @@ Received: ... bytes that end before the image does (a truncated file)'
             if found is None:
                 break
             position = found.start()
+    return _truncated("JPEG", "its data through the end-of-image marker", len(data))
+
+
+def _truncated(kind: str, through: str, size: int) -> str:
+    """The refusal of an image file cut off before its end."""
     return (
-        "expected a complete JPEG image (its data through the end-of-image marker). "
-        f"Received: {len(data)} bytes that end before the image does (a truncated file)"
+        f"expected a complete {kind} image ({through}). Received: {size} bytes that end "
+        "before the image does (a truncated file)"
     )
 
 
@@ -358,11 +360,7 @@ def _gif_problem(data: bytes, size: tuple[int, int]) -> str | None:
     """
     first_end = next((stop for start, stop in _gif_blocks(data) if data[start] == 0x2C), None)
     if first_end is None or first_end > len(data):
-        return (
-            "expected a complete GIF image (its first frame's data through its last "
-            f"block). Received: {len(data)} bytes that end before the image does (a "
-            "truncated file)"
-        )
+        return _truncated("GIF", "its first frame's data through its last block", len(data))
     frames = gif_frames(data)
     width, height = size
     if frames and frames[0] != (0, 0, width, height):

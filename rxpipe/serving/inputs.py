@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from rxpipe.errors import PredictionInputError
+from rxpipe.errors import PredictionInputError, format_names
 from rxpipe.serving.bundle import TensorInfo
 
 __all__ = [
@@ -721,16 +721,11 @@ def key_difference(
     unknown = sorted(str(key) for key in set(got) - set(wanted) - set(optional))
     parts = []
     if missing:
-        parts.append(f"lacks {_quoted(missing)}")
+        parts.append(f"lacks {format_names(missing)}")
     if unknown:
-        parts.append(f"has the unknown key{'s' if len(unknown) > 1 else ''} {_quoted(unknown)}")
+        keys = "keys" if len(unknown) > 1 else "key"
+        parts.append(f"has the unknown {keys} {format_names(unknown)}")
     return f"{what} {' and '.join(parts)}"
-
-
-def _quoted(names: Sequence[str], limit: int = 10) -> str:
-    """``'a', 'b'``: names for a message, the first ``limit`` of them."""
-    shown = ", ".join(repr(name) for name in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _json_kind(value: Any) -> str:
