@@ -191,8 +191,9 @@ def handwritten_ratios(
 
 def rxpipe_ratios(
     raw: Any, y: Any, bound: ComputeBound, epochs: int, extra: list[Any]
-) -> tuple[list[float], list[float], list[float]]:
-    """(c) or (d): per-epoch samples/s, ratios to the bound around each epoch, and wait shares."""
+) -> tuple[list[float], list[float], list[float], dict[str, int]]:
+    """(c) or (d): per-epoch samples/s, ratios to the bound around each epoch, wait shares,
+    and the run's step traces (the last partial batch of each epoch must not add any)."""
     import tempfile
 
     import keras
@@ -226,7 +227,8 @@ def rxpipe_ratios(
     pipeline.run(progress=False)
     measured = [e for e in recorder if isinstance(e, rxpipe.EpochEnded)][1:]  # after warm-up
     rates = [e.samples_per_s for e in measured]
-    return rates, paired(rates, bounds), [e.data_wait_share for e in measured]
+    waits = [e.data_wait_share for e in measured]
+    return rates, paired(rates, bounds), waits, dict(measured[-1].traces)
 
 
 def costly_stage(seconds: float, kind: str) -> Any:
@@ -314,16 +316,17 @@ def main() -> int:
         report.result(name, median(rates), "samples/s", baseline=baseline, **extra)
 
     vs_bound("feed.tf_data_vs_compute_bound", tf_rates, tf_ratios)
-    for name, (rates, ratios, waits) in results.items():
+    for name, (rates, ratios, waits, traces) in results.items():
         vs_bound(
             name,
             rates,
             ratios,
             goal=goals.get(name, goal),
             data_wait_share=round(median(waits), 3),
+            traces=traces,
         )
     vs_bound("feed.tf_data_costly_cpu_stage_2_calls_vs_compute_bound", tf_cpu_rates, tf_cpu_ratios)
-    cpu_rates, cpu_ratios, _ = results["feed.rxpipe_costly_cpu_stage_2_workers_vs_compute_bound"]
+    cpu_rates, cpu_ratios, *_ = results["feed.rxpipe_costly_cpu_stage_2_workers_vs_compute_bound"]
     vs_other(
         "feed.rxpipe_costly_cpu_stage_vs_tf_data",
         cpu_rates,
@@ -332,7 +335,7 @@ def main() -> int:
         note="ratio = median (d-cpu)/(b) over the same stage in tf.data (map, 2 parallel calls)",
     )
     vs_bound("feed.handwritten_thread_vs_compute_bound", hand_rates, hand_ratios)
-    fed_rates, fed_ratios, _ = results["feed.rxpipe_vs_compute_bound"]
+    fed_rates, fed_ratios, *_ = results["feed.rxpipe_vs_compute_bound"]
     vs_other(
         "feed.rxpipe_vs_handwritten_thread",
         fed_rates,

@@ -333,7 +333,10 @@ class EpochEnded(Event):
 
     ``samples_per_s`` is the training throughput of the epoch's training pass;
     ``data_wait_share`` the share of that pass the trainer spent waiting for the next batch
-    (0: the device never waited for data); ``steps`` and ``samples`` what it trained on.
+    (0: the device never waited for data); ``steps`` and ``samples`` what it trained on;
+    ``traces`` how many times the train and test steps were traced so far in the run (1
+    each: an epoch's last, smaller batch runs on the same trace; a number that grows
+    epoch after epoch is a retrace storm).
     """
 
     epoch: int
@@ -344,6 +347,7 @@ class EpochEnded(Event):
     data_wait_share: float = 0.0
     steps: int = 0
     samples: int = 0
+    traces: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)

@@ -831,6 +831,7 @@ class _Trainer:
                     data_wait_share=wait_share,
                     steps=self.steps_per_epoch or 0,
                     samples=samples,
+                    traces=dict(self.steps.traces),
                 )
                 _stop_if_requested()
                 if self.stopped:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,16 @@ def test_training_learns_and_logs_keras_keys(small_digits: Any, runs_dir: Path) 
 
 
 def test_partial_last_batch_does_not_retrace(small_digits: Any, runs_dir: Path) -> None:
-    """Steps are traced once, though the last batch of every epoch is smaller."""
+    """Steps are traced once, though the last batch of every epoch is smaller; every
+    EpochEnded event (events.jsonl, the log) reports the count so far."""
     result = small_digits(epochs=2).run(progress=False)
     assert result.trained is not None
     assert result.trained.stats["traces"] == {"train": 1, "test": 1}
+    assert result.run_dir is not None
+    lines = (result.run_dir / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    epochs = [e for e in events if e["event"] == "epoch_ended"]
+    assert [e["traces"] for e in epochs] == [{"train": 1, "test": 1}] * 2
 
 
 def test_batch_size_rebatches_training_data(small_digits: Any, runs_dir: Path) -> None:
